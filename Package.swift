@@ -1,0 +1,51 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "authjs-sidecar",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "authjs-sidecar", targets: ["AuthJSSidecarCLI"]),
+        .library(name: "AuthJSToken", targets: ["AuthJSToken"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries (apt: libssl-dev, libjansson-dev).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+        // The one place that calls EVP: byte buffers in, byte buffers out.
+        .target(name: "CAuthCrypto", dependencies: ["COpenSSL"], linkerSettings: [.linkedLibrary("crypto")]),
+        // Pure token verification: no NIO, no I/O, `now` is a parameter.
+        .target(name: "AuthJSToken", dependencies: ["CAuthCrypto", "CJansson"]),
+        // Pure policy: config, extraction, CORS, routes, claim headers, sanitising.
+        .target(name: "SidecarCore", dependencies: [
+            "AuthJSToken",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        // All I/O: listener, proxy, upstream pool, health, lifecycle, logs.
+        .target(name: "SidecarServer", dependencies: [
+            "SidecarCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "AuthJSSidecarCLI", dependencies: [
+            "SidecarServer", "SidecarCore", "AuthJSToken",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Release-built micro-benchmark (ns/op), never a timed unit test.
+        .executableTarget(name: "SidecarBench", dependencies: ["AuthJSToken", "SidecarCore"]),
+        .testTarget(name: "AuthJSTokenTests", dependencies: ["AuthJSToken", "CAuthCrypto"], resources: []),
+        .testTarget(name: "SidecarCoreTests", dependencies: ["SidecarCore"]),
+        .testTarget(name: "SidecarServerTests", dependencies: [
+            "SidecarServer",
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+    ]
+)

@@ -1,0 +1,78 @@
+/// Strict base64url (RFC 4648 §5) without padding, as JOSE compact serialisation uses it.
+///
+/// Strict on purpose: `+`, `/`, `=`, whitespace and non-zero trailing bits are rejected, so one token has exactly one
+/// spelling (which keeps cache keys and logs unambiguous).
+public enum Base64URL {
+    static let decodeTable: [UInt8] = {
+        var t = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in encodeAlphabet.enumerated() { t[Int(c)] = UInt8(i) }
+        return t
+    }()
+    static let encodeAlphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    /// Decodes `input`; nil when it is not canonical unpadded base64url.
+    public static func decode(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        let n = input.count
+        if n % 4 == 1 { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(n * 3 / 4)
+        return decodeTable.withUnsafeBufferPointer { table -> [UInt8]? in
+            var i = 0
+            while i + 4 <= n {
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
+                if (a | b | c | d) & 0xC0 != 0 { return nil }
+                out.append(a << 2 | b >> 4)
+                out.append(b << 4 | c >> 2)
+                out.append(c << 6 | d)
+                i += 4
+            }
+            switch n - i {
+            case 2:
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])]
+                if (a | b) & 0xC0 != 0 || b & 0x0F != 0 { return nil }
+                out.append(a << 2 | b >> 4)
+            case 3:
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])]
+                if (a | b | c) & 0xC0 != 0 || c & 0x03 != 0 { return nil }
+                out.append(a << 2 | b >> 4)
+                out.append(b << 4 | c >> 2)
+            default: break
+            }
+            return out
+        }
+    }
+
+    public static func decode(_ input: some StringProtocol) -> [UInt8]? {
+        var s = String(input)
+        return s.withUTF8 { decode($0) }
+    }
+
+    /// Encodes without padding.
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
+        String(decoding: encodeBytes(bytes), as: UTF8.self)
+    }
+
+    public static func encodeBytes(_ bytes: some Collection<UInt8>) -> [UInt8] {
+        let input = Array(bytes)
+        var out = [UInt8]()
+        out.reserveCapacity((input.count * 4 + 2) / 3)
+        let alphabet = encodeAlphabet
+        var i = 0
+        while i + 3 <= input.count {
+            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+            out.append(alphabet[Int(v >> 18 & 63)]); out.append(alphabet[Int(v >> 12 & 63)])
+            out.append(alphabet[Int(v >> 6 & 63)]); out.append(alphabet[Int(v & 63)])
+            i += 3
+        }
+        switch input.count - i {
+        case 1:
+            let v = UInt32(input[i]) << 16
+            out.append(alphabet[Int(v >> 18 & 63)]); out.append(alphabet[Int(v >> 12 & 63)])
+        case 2:
+            let v = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
+            out.append(alphabet[Int(v >> 18 & 63)]); out.append(alphabet[Int(v >> 12 & 63)]); out.append(alphabet[Int(v >> 6 & 63)])
+        default: break
+        }
+        return out
+    }
+}

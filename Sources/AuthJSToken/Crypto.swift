@@ -1,0 +1,102 @@
+import CAuthCrypto
+
+/// Thin Swift wrappers over CAuthCrypto. Internal to the token library except where tests need the primitives.
+public enum Crypto {
+    public enum Hash: Int32, Sendable {
+        case sha256 = 256, sha384 = 384, sha512 = 512
+        public var byteCount: Int { Int(rawValue) / 8 }
+    }
+
+    public static func hkdfSHA256(ikm: [UInt8], salt: [UInt8], info: [UInt8], length: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: max(length, 0))
+        let ok = out.withUnsafeMutableBufferPointer { o in
+            ac_hkdf_sha256(ikm, ikm.count, salt, salt.count, info, info.count, o.baseAddress, length)
+        }
+        return ok == 1 ? out : nil
+    }
+
+    public static func hmac(_ hash: Hash, key: [UInt8], _ data: [UInt8]) -> [UInt8]? {
+        data.withUnsafeBufferPointer { d in hmac(hash, key: key, d, UnsafeBufferPointer(start: nil, count: 0)) }
+    }
+
+    /// HMAC over the concatenation of two parts, without copying them together.
+    static func hmac(_ hash: Hash, key: [UInt8], _ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>,
+                     _ c: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
+                     _ d: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0)) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: 64)
+        var n = 0
+        let ok = out.withUnsafeMutableBufferPointer { o in
+            ac_hmac(hash.rawValue, key, key.count, a.baseAddress, a.count, b.baseAddress, b.count,
+                    c.baseAddress, c.count, d.baseAddress, d.count, o.baseAddress, &n)
+        }
+        guard ok == 1 else { return nil }
+        out.removeLast(64 - n)
+        return out
+    }
+
+    public static func digest(_ hash: Hash, _ data: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 64)
+        var n = 0
+        _ = out.withUnsafeMutableBufferPointer { ac_digest(hash.rawValue, data, data.count, $0.baseAddress, &n) }
+        return Array(out.prefix(n))
+    }
+
+    public static func aesCBCDecrypt(key: [UInt8], iv: [UInt8], _ input: [UInt8]) -> [UInt8]? {
+        guard iv.count == 16 else { return nil }
+        var out = [UInt8](repeating: 0, count: input.count + 16)
+        var n = 0
+        let ok = out.withUnsafeMutableBufferPointer { ac_aes_cbc_decrypt(key, key.count, iv, input, input.count, $0.baseAddress, &n) }
+        guard ok == 1 else { return nil }
+        out.removeLast(out.count - n)
+        return out
+    }
+
+    public static func aesCBCEncrypt(key: [UInt8], iv: [UInt8], _ input: [UInt8]) -> [UInt8]? {
+        guard iv.count == 16 else { return nil }
+        var out = [UInt8](repeating: 0, count: input.count + 16)
+        var n = 0
+        let ok = out.withUnsafeMutableBufferPointer { ac_aes_cbc_encrypt(key, key.count, iv, input, input.count, $0.baseAddress, &n) }
+        guard ok == 1 else { return nil }
+        out.removeLast(out.count - n)
+        return out
+    }
+
+    public static func aesGCMDecrypt(key: [UInt8], iv: [UInt8], aad: [UInt8], _ input: [UInt8], tag: [UInt8]) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: max(input.count, 1))
+        let ok = out.withUnsafeMutableBufferPointer {
+            ac_aes_gcm_decrypt(key, key.count, iv, iv.count, aad, aad.count, input, input.count, tag, tag.count, $0.baseAddress)
+        }
+        guard ok == 1 else { return nil }
+        return Array(out.prefix(input.count))
+    }
+
+    public static func aesGCMEncrypt(key: [UInt8], iv: [UInt8], aad: [UInt8], _ input: [UInt8], tagLength: Int = 16) -> (ciphertext: [UInt8], tag: [UInt8])? {
+        var out = [UInt8](repeating: 0, count: max(input.count, 1))
+        var tag = [UInt8](repeating: 0, count: tagLength)
+        let ok = out.withUnsafeMutableBufferPointer { o in
+            tag.withUnsafeMutableBufferPointer { t in
+                ac_aes_gcm_encrypt(key, key.count, iv, iv.count, aad, aad.count, input, input.count, o.baseAddress, t.baseAddress, tagLength)
+            }
+        }
+        guard ok == 1 else { return nil }
+        return (Array(out.prefix(input.count)), tag)
+    }
+
+    /// Constant-time comparison; unequal lengths are unequal (the length is not secret).
+    public static func constantTimeEqual(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        if a.isEmpty { return true }
+        return ac_equal(a.baseAddress, b.baseAddress, a.count) == 1
+    }
+
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { y in constantTimeEqual(x, y) } }
+    }
+
+    public static func randomBytes(_ n: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: n)
+        let ok = out.withUnsafeMutableBufferPointer { ac_random($0.baseAddress, n) }
+        precondition(ok == 1, "the system CSPRNG failed")
+        return out
+    }
+}

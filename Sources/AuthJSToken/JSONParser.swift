@@ -1,0 +1,113 @@
+import CJansson
+
+/// Parses JSON with Jansson under explicit size and nesting caps.
+///
+/// Strict where JavaScript is lenient in ways that matter for a security boundary: duplicate member names and invalid
+/// UTF-8 are rejected. NUL inside strings is allowed (real claims contain it; the header mapper encodes it).
+public struct JSONLimits: Sendable, Equatable {
+    public var maxBytes: Int
+    public var maxDepth: Int
+    public init(maxBytes: Int = 192 * 1024, maxDepth: Int = 32) {
+        self.maxBytes = maxBytes
+        self.maxDepth = maxDepth
+    }
+}
+
+public enum JSONParser {
+    /// Parses `bytes` as a top-level JSON object.
+    public static func parseObject(_ bytes: UnsafeBufferPointer<UInt8>, limits: JSONLimits, what: String) -> Result<JSONObject, VerificationFailure> {
+        if bytes.count > limits.maxBytes {
+            return .failure(.init(.tooLarge, "\(what) is \(bytes.count) bytes, over the \(limits.maxBytes)-byte cap"))
+        }
+        // Depth is checked before Jansson sees the text, so hostile nesting costs one linear scan.
+        if exceedsDepth(bytes, limits.maxDepth) {
+            return .failure(.init(.tooLarge, "\(what) nests JSON deeper than \(limits.maxDepth) levels"))
+        }
+        // Skip leading whitespace: the first significant byte must open an object.
+        var i = 0
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D { i += 1 }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else {
+            return .failure(.init(.malformed, "\(what) is not a JSON object"))
+        }
+        var error = json_error_t()
+        let flags = JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL
+        guard let base = bytes.baseAddress,
+              let root = base.withMemoryRebound(to: CChar.self, capacity: bytes.count, { json_loadb($0, bytes.count, Int(flags), &error) })
+        else {
+            let detail = withUnsafeBytes(of: &error.text) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            return .failure(.init(.malformed, "\(what) is not valid JSON (\(detail))"))
+        }
+        defer { cj_decref(root) }
+        guard case .object(let object) = convert(root) else {
+            return .failure(.init(.malformed, "\(what) is not a JSON object"))
+        }
+        return .success(object)
+    }
+
+    public static func parseObject(_ bytes: [UInt8], limits: JSONLimits = JSONLimits(), what: String = "JSON") -> Result<JSONObject, VerificationFailure> {
+        bytes.withUnsafeBufferPointer { parseObject($0, limits: limits, what: what) }
+    }
+
+    /// Parses any JSON value (used for config and CLI input, never for tokens).
+    public static func parseValue(_ text: String, limits: JSONLimits = JSONLimits()) -> Result<JSONValue, VerificationFailure> {
+        let wrapped = Array("{\"v\":".utf8) + Array(text.utf8) + Array("}".utf8)
+        return parseObject(wrapped, limits: JSONLimits(maxBytes: limits.maxBytes + 6, maxDepth: limits.maxDepth + 1), what: "JSON")
+            .map { $0["v"] ?? .null }
+    }
+
+    static func exceedsDepth(_ bytes: UnsafeBufferPointer<UInt8>, _ maxDepth: Int) -> Bool {
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for b in bytes {
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                if depth > maxDepth { return true }
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            default: break
+            }
+        }
+        return false
+    }
+
+    static func convert(_ j: UnsafeMutablePointer<json_t>) -> JSONValue {
+        switch json_type(rawValue: UInt32(cj_typeof(j))) {
+        case JSON_OBJECT:
+            var members: [(key: String, value: JSONValue)] = []
+            members.reserveCapacity(json_object_size(j))
+            var iter = json_object_iter(j)
+            while let it = iter {
+                let keyLen = json_object_iter_key_len(it)
+                let key = json_object_iter_key(it).map { p in
+                    p.withMemoryRebound(to: UInt8.self, capacity: keyLen) { String(decoding: UnsafeBufferPointer(start: $0, count: keyLen), as: UTF8.self) }
+                } ?? ""
+                if let v = json_object_iter_value(it) { members.append((key, convert(v))) }
+                iter = json_object_iter_next(j, it)
+            }
+            return .object(JSONObject(members))
+        case JSON_ARRAY:
+            let n = json_array_size(j)
+            var items: [JSONValue] = []
+            items.reserveCapacity(n)
+            for i in 0..<n { if let v = json_array_get(j, i) { items.append(convert(v)) } }
+            return .array(items)
+        case JSON_STRING:
+            let n = json_string_length(j)
+            guard let p = json_string_value(j) else { return .string("") }
+            return .string(p.withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) })
+        case JSON_INTEGER: return .integer(Int64(json_integer_value(j)))
+        case JSON_REAL: return .number(json_real_value(j))
+        case JSON_TRUE: return .bool(true)
+        case JSON_FALSE: return .bool(false)
+        default: return .null
+        }
+    }
+}

@@ -1,0 +1,126 @@
+/// The token formats the verifier understands.
+public enum TokenFormat: String, Sendable, CaseIterable, Hashable {
+    /// Auth.js v5 (`@auth/core`, `next-auth@5`): JWE dir + A256CBC-HS512 (or A256GCM), HKDF salt = cookie name.
+    case authjsV5 = "authjs-v5"
+    /// NextAuth.js v4: JWE dir + A256GCM, HKDF with an empty salt.
+    case nextauthV4 = "nextauth-v4"
+    /// JWS HS256/384/512 keyed with the raw secret.
+    case jws
+}
+
+/// A JWE content-encryption algorithm this verifier accepts.
+enum ContentEncryption: Sendable {
+    case a256cbcHS512
+    case a256gcm
+}
+
+/// One derived content key: the bytes, where they came from, and the `kid` Auth.js would stamp on tokens made with it.
+struct ContentKey: Sendable {
+    let format: TokenFormat
+    let encryption: ContentEncryption
+    let bytes: [UInt8]
+    let secretIndex: Int
+    /// Index into ``KeyRing/v5Salts`` for v5 keys, nil for v4.
+    let saltIndex: Int?
+    let kid: String
+}
+
+/// Where a token came from decides which keys may open it: Auth.js salts a v5 key with the cookie's name.
+public struct KeyScope: Sendable, Hashable {
+    /// Bit i set: v5 keys derived with `v5Salts[i]` are candidates.
+    public var v5Salts: UInt64
+    public var v4: Bool
+    public var jws: Bool
+
+    public init(v5Salts: UInt64, v4: Bool, jws: Bool) {
+        self.v5Salts = v5Salts
+        self.v4 = v4
+        self.jws = jws
+    }
+
+    public static func v5(saltIndex: Int) -> KeyScope { KeyScope(v5Salts: 1 << UInt64(saltIndex), v4: false, jws: false) }
+}
+
+/// Problems in building a key ring; reported at start-up with the variable or flag named by the caller.
+public struct KeyRingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+}
+
+/// Every key a verifier may use, derived once when the verifier is built — never per token.
+public struct KeyRing: Sendable {
+    /// Secrets in Auth.js order: index 0 is the newest, the one new tokens are made with.
+    public let secretCount: Int
+    public let v5Salts: [String]
+    public let formats: Set<TokenFormat>
+    let v5CBC: [[ContentKey]]      // [saltIndex][secretIndex]
+    let v5GCM: [[ContentKey]]
+    let v4GCM: [ContentKey]
+    let kidIndex: [String: ContentKey]
+    let hmacSecrets: [[UInt8]]
+
+    public static let maxSalts = 64
+
+    public init(secrets: [String], v5Salts: [String], formats: Set<TokenFormat> = Set(TokenFormat.allCases)) throws(KeyRingError) {
+        guard !secrets.isEmpty else { throw KeyRingError(description: "no secret configured") }
+        for (i, s) in secrets.enumerated() where s.isEmpty {
+            throw KeyRingError(description: "secret #\(i) is empty")
+        }
+        guard v5Salts.count <= KeyRing.maxSalts else { throw KeyRingError(description: "more than \(KeyRing.maxSalts) salts") }
+        if formats.contains(.authjsV5), v5Salts.isEmpty { throw KeyRingError(description: "Auth.js v5 needs at least one salt (cookie name)") }
+        self.secretCount = secrets.count
+        self.v5Salts = v5Salts
+        self.formats = formats
+        var cbc: [[ContentKey]] = [], gcm: [[ContentKey]] = [], v4: [ContentKey] = []
+        var index: [String: ContentKey] = [:]
+        if formats.contains(.authjsV5) {
+            for (si, salt) in v5Salts.enumerated() {
+                let info = Array("Auth.js Generated Encryption Key (\(salt))".utf8)
+                // @panva/hkdf refuses info over 1024 bytes, so Auth.js itself cannot use such a cookie name.
+                guard info.count <= 1024 else { throw KeyRingError(description: "salt #\(si) is too long for HKDF (info over 1024 bytes)") }
+                var cbcRow: [ContentKey] = [], gcmRow: [ContentKey] = []
+                for (ki, secret) in secrets.enumerated() {
+                    let ikm = Array(secret.utf8)
+                    guard let k64 = Crypto.hkdfSHA256(ikm: ikm, salt: Array(salt.utf8), info: info, length: 64),
+                          let k32 = Crypto.hkdfSHA256(ikm: ikm, salt: Array(salt.utf8), info: info, length: 32)
+                    else { throw KeyRingError(description: "HKDF failed for secret #\(ki)") }
+                    let a = ContentKey(format: .authjsV5, encryption: .a256cbcHS512, bytes: k64, secretIndex: ki, saltIndex: si, kid: KeyRing.thumbprint(k64))
+                    let b = ContentKey(format: .authjsV5, encryption: .a256gcm, bytes: k32, secretIndex: ki, saltIndex: si, kid: KeyRing.thumbprint(k32))
+                    cbcRow.append(a); gcmRow.append(b)
+                    index[a.kid] = index[a.kid] ?? a
+                    index[b.kid] = index[b.kid] ?? b
+                }
+                cbc.append(cbcRow); gcm.append(gcmRow)
+            }
+        }
+        if formats.contains(.nextauthV4) {
+            let info = Array("NextAuth.js Generated Encryption Key".utf8)
+            for (ki, secret) in secrets.enumerated() {
+                guard let k = Crypto.hkdfSHA256(ikm: Array(secret.utf8), salt: [], info: info, length: 32)
+                else { throw KeyRingError(description: "HKDF failed for secret #\(ki)") }
+                v4.append(ContentKey(format: .nextauthV4, encryption: .a256gcm, bytes: k, secretIndex: ki, saltIndex: nil, kid: KeyRing.thumbprint(k)))
+            }
+        }
+        self.v5CBC = cbc
+        self.v5GCM = gcm
+        self.v4GCM = v4
+        self.kidIndex = index
+        self.hmacSecrets = formats.contains(.jws) ? secrets.map { Array($0.utf8) } : []
+    }
+
+    /// The scope that accepts every key in the ring (a Bearer token may come from any configured cookie's issuer).
+    public var everything: KeyScope {
+        KeyScope(v5Salts: v5Salts.isEmpty ? 0 : (v5Salts.count == 64 ? ~0 : (1 << UInt64(v5Salts.count)) - 1),
+                 v4: formats.contains(.nextauthV4), jws: formats.contains(.jws))
+    }
+
+    /// RFC 7638 thumbprint of the key as an `oct` JWK, with SHA-512 for 64-byte keys and SHA-256 otherwise (as Auth.js).
+    static func thumbprint(_ key: [UInt8]) -> String {
+        let canonical = Array("{\"k\":\"\(Base64URL.encode(key))\",\"kty\":\"oct\"}".utf8)
+        return Base64URL.encode(Crypto.digest(key.count == 64 ? .sha512 : .sha256, canonical))
+    }
+
+    /// The v5 key Auth.js's `encode()` would use for `salt` (the newest secret), for minting.
+    func v5Key(saltIndex: Int, encryption: ContentEncryption) -> ContentKey {
+        encryption == .a256cbcHS512 ? v5CBC[saltIndex][0] : v5GCM[saltIndex][0]
+    }
+}

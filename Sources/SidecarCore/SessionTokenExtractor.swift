@@ -1,0 +1,114 @@
+import AuthJSToken
+
+/// A configured session cookie: its name, and which keys may open a token found in it.
+public struct SessionCookie: Sendable, Equatable {
+    public var name: String
+    /// The v5 HKDF salt; Auth.js always uses the cookie's own name.
+    public var salt: String
+    /// Also accept NextAuth v4 tokens (empty-salt key) from this cookie.
+    public var acceptsV4: Bool
+
+    public init(name: String, salt: String? = nil, acceptsV4: Bool? = nil) {
+        self.name = name
+        self.salt = salt ?? name
+        self.acceptsV4 = acceptsV4 ?? name.contains("next-auth")
+    }
+
+    /// Auth.js v5's two names and NextAuth v4's two names, secure ones first.
+    public static let defaults: [SessionCookie] = [
+        "__Secure-authjs.session-token", "authjs.session-token",
+        "__Secure-next-auth.session-token", "next-auth.session-token",
+    ].map { SessionCookie(name: $0) }
+}
+
+/// Where a request's token came from.
+public enum TokenSource: Sendable, Equatable {
+    /// Index into the extractor's cookies.
+    case cookie(Int)
+    case bearer
+}
+
+/// A token found in a request, with the key scope its source allows.
+public struct ExtractedToken: Sendable, Equatable {
+    public let value: String
+    public let source: TokenSource
+    public let scope: KeyScope
+}
+
+/// Finds the session token in a request exactly as Auth.js `getToken()` does, for several cookie names at once.
+///
+/// Cookies first: the exact name, or `name.N` chunks (digits only; never any other prefix match) sorted by N and
+/// concatenated, empty values ignored. Only when no configured cookie has a value: `Authorization: Bearer <token>`
+/// (case-sensitive `Bearer`, one space, percent-decoded), tried against every configured salt.
+public struct SessionTokenExtractor: Sendable {
+    public let cookies: [SessionCookie]
+    let scopes: [KeyScope]
+    let bearerScope: KeyScope
+    /// Bound on chunks per cookie: Auth.js chunks at ~3.9 KB, so 64 chunks is far beyond any real header.
+    public static let maxChunks = 64
+
+    /// `cookies[i].salt` must be `ring.v5Salts[i]` (what ``SidecarKeys`` builds).
+    public init(cookies: [SessionCookie], ring: KeyRing) {
+        self.cookies = cookies
+        self.scopes = cookies.enumerated().map { i, c in
+            KeyScope(v5Salts: ring.formats.contains(.authjsV5) ? 1 << UInt64(ring.v5Salts.firstIndex(of: c.salt) ?? i) : 0,
+                     v4: c.acceptsV4 && ring.formats.contains(.nextauthV4),
+                     jws: ring.formats.contains(.jws))
+        }
+        self.bearerScope = ring.everything
+    }
+
+    /// Every candidate in priority order: each configured cookie that has a value, else the Bearer token.
+    /// `.failure(.malformed)` for a Bearer value whose percent-encoding is broken; empty when nothing was sent.
+    public func extract(cookieHeader: String?, authorization: String?) -> Result<[ExtractedToken], VerificationFailure> {
+        var found: [ExtractedToken] = []
+        if let cookieHeader, !cookieHeader.isEmpty {
+            found = cookieTokens(cookieHeader)
+        }
+        if !found.isEmpty { return .success(found) }
+        guard let authorization else { return .success([]) }
+        // `header.split(" ")[0] === "Bearer"` then `split(" ")[1]`.
+        let parts = authorization.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count >= 2, parts[0] == "Bearer" else { return .success([]) }
+        let raw = parts[1]
+        if raw.isEmpty { return .success([]) }
+        guard let token = PercentDecoding.decodeURIComponent(raw) else {
+            return .failure(VerificationFailure(.malformed, "Bearer token has malformed percent-encoding"))
+        }
+        return .success([ExtractedToken(value: token, source: .bearer, scope: bearerScope)])
+    }
+
+    func cookieTokens(_ header: String) -> [ExtractedToken] {
+        // Collect first-occurrence values of exact names and `name.<digits>` chunks in one pass.
+        var exact = [String?](repeating: nil, count: cookies.count)
+        var chunks = [[(Int, String)]](repeating: [], count: cookies.count)
+        var seen = Set<Substring>()
+        CookieParser.forEachPair(header) { name, value in
+            guard !seen.contains(name) else { return true }
+            for (i, cookie) in cookies.enumerated() {
+                if name == cookie.name[...] {
+                    seen.insert(name)
+                    exact[i] = CookieParser.decodeValue(value)
+                } else if name.utf8.count > cookie.name.utf8.count + 1, name.hasPrefix(cookie.name),
+                          name.utf8[name.utf8.index(name.utf8.startIndex, offsetBy: cookie.name.utf8.count)] == UInt8(ascii: "."),
+                          chunks[i].count < Self.maxChunks {
+                    let suffix = name.utf8.dropFirst(cookie.name.utf8.count + 1)
+                    guard suffix.count <= 4, suffix.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                          let n = Int(Substring(suffix)) else { continue }
+                    seen.insert(name)
+                    chunks[i].append((n, CookieParser.decodeValue(value)))
+                }
+            }
+            return true
+        }
+        var out: [ExtractedToken] = []
+        for i in cookies.indices {
+            var value = exact[i] ?? ""
+            if value.isEmpty, !chunks[i].isEmpty {
+                value = chunks[i].sorted { $0.0 < $1.0 }.map(\.1).joined()
+            }
+            if !value.isEmpty { out.append(ExtractedToken(value: value, source: .cookie(i), scope: scopes[i])) }
+        }
+        return out
+    }
+}
