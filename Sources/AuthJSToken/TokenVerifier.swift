@@ -133,7 +133,7 @@ public struct TokenVerifier: Sendable {
         else { return .failure(.init(.malformed, "IV, ciphertext or tag is not base64url")) }
         let (ivLength, tagLength) = encryption == .a256cbcHS512 ? (16, 32) : (12, 16)
         guard iv.count == ivLength else { return .failure(.init(.malformed, "IV is \(iv.count) bytes; \(ivLength) expected")) }
-        guard tag.count == tagLength else { return .failure(.init(.malformed, "tag is \(tag.count) bytes; \(tagLength) expected")) }
+        guard tag.count == tagLength else { return .failure(.init(.decryptionFailed, "tag is \(tag.count) bytes; \(tagLength) expected")) }
         if encryption == .a256cbcHS512, ciphertext.isEmpty || ciphertext.count % 16 != 0 {
             return .failure(.init(.malformed, "CBC ciphertext length \(ciphertext.count) is not a positive multiple of 16"))
         }

@@ -1,0 +1,50 @@
+import AuthJSToken
+
+/// What to do with one request, decided synchronously from its head.
+public enum AccessDecision: Sendable {
+    /// Forward with these identity headers; `outcome` is `ok` (verified), `anonymous` or the failure code on a
+    /// public/optional route.
+    case forward(path: String, identity: [(String, String)], dropped: [String], outcome: String, subject: String?)
+    case unauthorized(VerificationFailure)
+    case forbidden(ClaimRequirement)
+    case badRequest(String)
+}
+
+/// The whole per-request policy after CORS and health: path normalisation → route rule → token → claims → headers.
+/// Pure and built once from the validated config.
+public struct AccessPolicy: Sendable {
+    public let routes: RoutePolicy
+    public let authenticator: TokenAuthenticator
+    public let identity: IdentityHeaderMapper
+
+    public init(routes: RoutePolicy, authenticator: TokenAuthenticator, identity: IdentityHeaderMapper) {
+        self.routes = routes
+        self.authenticator = authenticator
+        self.identity = identity
+    }
+
+    public init(_ config: SidecarConfig) {
+        self.init(routes: config.routes, authenticator: config.authenticator, identity: config.identity)
+    }
+
+    public func decide(method: String, target: String, cookie: String?, authorization: String?, now: Double) -> AccessDecision {
+        guard let (path, query) = PathNormalizer.normalize(target: target) else {
+            return .badRequest("request target is not a normalisable origin-form path")
+        }
+        let rule = routes.rule(method: method, path: path)
+        let forwardPath = query.map { path + "?" + $0 } ?? path
+        let result = authenticator.authenticate(cookieHeader: cookie, authorization: authorization, now: now)
+        switch result {
+        case .success(let token):
+            for requirement in rule.requirements where !requirement.isMet(by: token.claims) {
+                return .forbidden(requirement)
+            }
+            let (headers, dropped) = identity.headers(for: token)
+            return .forward(path: forwardPath, identity: headers, dropped: dropped, outcome: "ok", subject: token.registered.subject)
+        case .failure(let failure):
+            if rule.mode == .required { return .unauthorized(failure) }
+            let outcome = failure.code == .missingToken ? "anonymous" : failure.code.rawValue
+            return .forward(path: forwardPath, identity: [], dropped: [], outcome: outcome, subject: nil)
+        }
+    }
+}

@@ -1,0 +1,378 @@
+import AuthJSToken
+import Foundation
+import Yams
+
+/// Every configuration problem found, reported together.
+public struct ConfigIssues: Error, Sendable {
+    public let issues: [ConfigIssue]
+}
+
+/// Where the listener or the upstream is.
+public enum SocketAddressSpec: Sendable, Equatable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    case unix(path: String)
+
+    public var description: String {
+        switch self {
+        case .tcp(let h, let p): return "\(h):\(p)"
+        case .unix(let p): return "unix:\(p)"
+        }
+    }
+}
+
+public enum UpstreamSpec: Sendable, Equatable {
+    /// The built-in echo upstream (a demo, and the default).
+    case echo
+    case http(address: SocketAddressSpec, hostHeader: String, basePath: String)
+}
+
+/// The configuration after validation: only this form reaches the server. Built once at start-up.
+public struct SidecarConfig: Sendable {
+    public var listen: SocketAddressSpec
+    public var upstream: UpstreamSpec
+    public var threads: Int
+    public var authenticator: TokenAuthenticator
+    public var routes: RoutePolicy
+    public var identity: IdentityHeaderMapper
+    public var healthPrefix: String
+    public var shutdownTimeout: Double
+    public var upstreamConnectTimeout: Double
+    public var upstreamTimeout: Double
+    public var maxBodyBytes: Int
+    public var maxHeaderBytes: Int
+    public var idleTimeout: Double
+    public var stripCookie: Bool
+    public var stripAuthorization: Bool
+    public var realm: String
+    public var logLevel: String
+    public var logFormat: String
+    public var accessLog: Bool
+}
+
+/// Raw values from the three sources, by file key. Flags beat env, env beats the file.
+public struct RawConfig {
+    public var values: [String: String] = [:]
+    /// Where each value came from, for messages (`SIDECAR_LISTEN`, `--listen`, `sidecar.yaml: listen`).
+    public var origins: [String: String] = [:]
+    var routeNodes: [Yams.Node] = []
+    var routesOrigin = ""
+
+    public init() {}
+}
+
+public enum ConfigLoader {
+    /// Loads and validates. Every problem is reported at once; secrets are never part of a message.
+    public static func load(environment env: [String: String], flags: [String: String], configPath: String?, coreCount: Int) -> Result<SidecarConfig, ConfigIssues> {
+        var issues: [ConfigIssue] = []
+        var raw = RawConfig()
+        if let path = configPath ?? env[Settings.configFileVariable], !path.isEmpty {
+            readFile(path, into: &raw, issues: &issues)
+        }
+        for s in Settings.all {
+            if let v = env[s.env] { raw.values[s.file] = v; raw.origins[s.file] = s.env }
+            if let f = s.flag, let v = flags[f] { raw.values[s.file] = v; raw.origins[s.file] = "--\(f)" }
+        }
+        let secrets: [String]
+        switch SecretsFromEnvironment.load(env) {
+        case .success(let s): secrets = s
+        case .failure(let issue): issues.append(issue); secrets = []
+        }
+        return validate(raw, secrets: secrets, issues: issues, coreCount: coreCount)
+    }
+
+    static func readFile(_ path: String, into raw: inout RawConfig, issues: inout [ConfigIssue]) {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            issues.append(ConfigIssue(key: "SIDECAR_CONFIG", problem: "cannot read \(path)", hint: "check the path and permissions"))
+            return
+        }
+        let node: Yams.Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            issues.append(ConfigIssue(key: path, problem: "is not valid YAML (\(String(describing: error).prefix(200)))", hint: "fix the syntax"))
+            return
+        }
+        guard let mapping = node?.mapping else {
+            if node != nil { issues.append(ConfigIssue(key: path, problem: "is not a YAML mapping", hint: "use `key: value` lines")) }
+            return
+        }
+        let known = Set(Settings.all.map(\.file) + ["routes", "cookies"])
+        for (k, v) in mapping {
+            guard let key = k.string else { continue }
+            guard known.contains(key) else {
+                issues.append(ConfigIssue(key: "\(path): \(key)", problem: "is not a known setting", hint: "see the configuration reference in README.md"))
+                continue
+            }
+            if key == "routes" {
+                raw.routeNodes = v.sequence.map(Array.init) ?? []
+                raw.routesOrigin = "\(path): routes"
+                if v.sequence == nil { issues.append(ConfigIssue(key: "\(path): routes", problem: "must be a list", hint: "- {path: /admin, mode: required}")) }
+                continue
+            }
+            if let seq = v.sequence {
+                raw.values[key] = seq.compactMap(\.string).joined(separator: ",")
+            } else if let map = v.mapping {
+                raw.values[key] = map.compactMap { k, v in k.string.flatMap { ks in v.string.map { "\(ks)=\($0)" } } }.joined(separator: ",")
+            } else if let s = v.string {
+                raw.values[key] = s
+            }
+            raw.origins[key] = "\(path): \(key)"
+        }
+    }
+
+    static func validate(_ raw: RawConfig, secrets: [String], issues initial: [ConfigIssue], coreCount: Int) -> Result<SidecarConfig, ConfigIssues> {
+        var issues = initial
+        func value(_ key: String) -> String {
+            raw.values[key] ?? Settings.all.first { $0.file == key }!.defaultValue
+        }
+        func origin(_ key: String) -> String {
+            raw.origins[key] ?? Settings.all.first { $0.file == key }.map(\.env) ?? key
+        }
+        func number(_ key: String, min: Double, max: Double, hint: String) -> Double {
+            let text = value(key)
+            guard let d = Double(text), d >= min, d <= max else {
+                issues.append(ConfigIssue(key: origin(key), problem: "\"\(text.prefix(40))\" is not a number from \(min.cleanText) to \(max.cleanText)", hint: hint))
+                return Double(Settings.all.first { $0.file == key }!.defaultValue) ?? min
+            }
+            return d
+        }
+        func flag(_ key: String) -> Bool {
+            switch value(key).lowercased() {
+            case "true", "1", "yes", "on": return true
+            case "false", "0", "no", "off", "": return false
+            default:
+                issues.append(ConfigIssue(key: origin(key), problem: "\"\(value(key).prefix(40))\" is not a boolean", hint: "use true or false"))
+                return false
+            }
+        }
+
+        let listen = parseAddress(value("listen"), key: origin("listen"), issues: &issues) ?? .tcp(host: "0.0.0.0", port: 8080)
+        let upstream = parseUpstream(value("upstream"), key: origin("upstream"), issues: &issues)
+        var threads = coreCount
+        if value("threads") != "cores" {
+            threads = Int(number("threads", min: 1, max: 256, hint: "use a thread count such as 1 or 2, or `cores`"))
+        }
+        let tolerance = number("clock_tolerance", min: 0, max: 86400, hint: "Auth.js uses 15")
+        let shutdown = number("shutdown_timeout", min: 0, max: 3600, hint: "keep it below Kubernetes' terminationGracePeriodSeconds")
+        let connectTimeout = number("upstream_connect_timeout", min: 0.01, max: 600, hint: "seconds, e.g. 5")
+        let upstreamTimeout = number("upstream_timeout", min: 0.01, max: 86400, hint: "seconds, e.g. 60")
+        let maxBody = number("max_body_bytes", min: 0, max: 1e15, hint: "bytes; 0 disables the limit")
+        let maxHeader = number("max_header_bytes", min: 1024, max: 1_048_576, hint: "bytes, e.g. 65536")
+        let idle = number("idle_timeout", min: 0.1, max: 86400, hint: "seconds, e.g. 60")
+        let maxIdentity = number("max_identity_header_bytes", min: 64, max: 1_048_576, hint: "bytes, e.g. 8192")
+
+        var healthPrefix = value("health_prefix")
+        if !healthPrefix.hasPrefix("/") || healthPrefix.contains("?") || healthPrefix.count < 2 {
+            issues.append(ConfigIssue(key: origin("health_prefix"), problem: "\"\(healthPrefix.prefix(40))\" is not an absolute path", hint: "e.g. /_sidecar"))
+            healthPrefix = "/_sidecar"
+        }
+        if healthPrefix.hasSuffix("/") { healthPrefix.removeLast() }
+
+        // Cookies and formats.
+        var cookies: [SessionCookie] = []
+        for name in value("cookie_names").split(separator: ",").map({ $0.trimmingSpaces }) where !name.isEmpty {
+            if !HeaderName.isValid(name) || name.utf8.count > 900 {
+                issues.append(ConfigIssue(key: origin("cookie_names"), problem: "\"\(name.prefix(40))\" is not a valid cookie name", hint: "use the name your Auth.js app sets, e.g. authjs.session-token"))
+            } else if !cookies.contains(where: { $0.name == name }) {
+                cookies.append(SessionCookie(name: name))
+            }
+        }
+        if cookies.isEmpty {
+            issues.append(ConfigIssue(key: origin("cookie_names"), problem: "names no cookie", hint: "e.g. authjs.session-token"))
+        }
+        if cookies.count > KeyRing.maxSalts {
+            issues.append(ConfigIssue(key: origin("cookie_names"), problem: "names more than \(KeyRing.maxSalts) cookies", hint: "list only the cookies your apps set"))
+            cookies = Array(cookies.prefix(KeyRing.maxSalts))
+        }
+        var formats = Set<TokenFormat>()
+        for f in value("token_formats").split(separator: ",").map({ $0.trimmingSpaces }) where !f.isEmpty {
+            if let format = TokenFormat(rawValue: f) { formats.insert(format) } else {
+                issues.append(ConfigIssue(key: origin("token_formats"), problem: "\"\(f.prefix(40))\" is not a token format", hint: "use authjs-v5, nextauth-v4 and/or jws"))
+            }
+        }
+        if formats.isEmpty { issues.append(ConfigIssue(key: origin("token_formats"), problem: "accepts no format", hint: "e.g. authjs-v5")) }
+
+        // Identity headers.
+        var mappings: [IdentityHeaderMapper.Mapping] = []
+        for pair in value("identity_headers").split(separator: ",").map({ $0.trimmingSpaces }) where !pair.isEmpty {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingSpaces }
+            guard parts.count == 2, !parts[0].isEmpty, HeaderName.isValid(parts[1]) else {
+                issues.append(ConfigIssue(key: origin("identity_headers"), problem: "\"\(pair.prefix(60))\" is not `claim=Header-Name`", hint: "e.g. sub=X-Auth-Sub,roles=X-Auth-Roles"))
+                continue
+            }
+            mappings.append(.init(claimPath: parts[0], header: parts[1]))
+        }
+        let claimsHeaderText = value("claims_header").trimmingSpaces
+        if !claimsHeaderText.isEmpty && !HeaderName.isValid(claimsHeaderText) {
+            issues.append(ConfigIssue(key: origin("claims_header"), problem: "\"\(claimsHeaderText.prefix(40))\" is not a header name", hint: "e.g. X-Auth-Claims, or empty to disable"))
+        }
+        for name in mappings.map(\.header) + [claimsHeaderText] where !name.isEmpty {
+            if ["host", "cookie", "authorization", "content-length", "transfer-encoding", "connection"].contains(HeaderName.normalized(name)) {
+                issues.append(ConfigIssue(key: origin("identity_headers"), problem: "\(name) cannot be an identity header", hint: "use an X-Auth-* name"))
+            }
+        }
+
+        // Routes: public paths first, then the file's ordered rules.
+        var rules: [RouteRule] = []
+        for p in value("public_paths").split(separator: ",").map({ $0.trimmingSpaces }) where !p.isEmpty {
+            guard let normalized = PathNormalizer.normalize(path: p[...]), p.hasPrefix("/") else {
+                issues.append(ConfigIssue(key: origin("public_paths"), problem: "\"\(p.prefix(60))\" is not an absolute path", hint: "e.g. /docs,/openapi.json,/health"))
+                continue
+            }
+            rules.append(RouteRule(match: .prefix(normalized), mode: .public))
+        }
+        for (i, node) in raw.routeNodes.enumerated() {
+            if let rule = parseRoute(node, key: "\(raw.routesOrigin)[\(i)]", issues: &issues) { rules.append(rule) }
+        }
+
+        for level in [value("log_level")] where !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(level) {
+            issues.append(ConfigIssue(key: origin("log_level"), problem: "\"\(level.prefix(20))\" is not a log level", hint: "trace, debug, info, notice, warning, error or critical"))
+        }
+        if !["text", "json"].contains(value("log_format")) {
+            issues.append(ConfigIssue(key: origin("log_format"), problem: "\"\(value("log_format").prefix(20))\" is not a log format", hint: "text or json"))
+        }
+        let realm = value("realm")
+        if realm.contains("\"") || realm.contains("\\") || !realm.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) {
+            issues.append(ConfigIssue(key: origin("realm"), problem: "must be printable ASCII without quotes or backslashes", hint: "e.g. my-api"))
+        }
+        let stripCookie = flag("strip_cookie"), stripAuthorization = flag("strip_authorization"), accessLog = flag("access_log")
+
+        var authenticator: TokenAuthenticator?
+        if !secrets.isEmpty, !cookies.isEmpty, !formats.isEmpty {
+            do {
+                authenticator = try TokenAuthenticator(secrets: secrets, cookies: cookies, formats: formats,
+                                                       options: VerifierOptions(clockTolerance: tolerance))
+            } catch {
+                issues.append(ConfigIssue(key: "AUTH_SECRET", problem: error.description, hint: "check the secrets and cookie names"))
+            }
+        }
+        guard issues.isEmpty, let authenticator else { return .failure(ConfigIssues(issues: issues)) }
+        return .success(SidecarConfig(
+            listen: listen, upstream: upstream, threads: threads, authenticator: authenticator,
+            routes: RoutePolicy(rules: rules),
+            identity: IdentityHeaderMapper(mappings: mappings, claimsHeader: claimsHeaderText.isEmpty ? nil : claimsHeaderText, maxValueBytes: Int(maxIdentity)),
+            healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
+            upstreamTimeout: upstreamTimeout, maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
+            stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm,
+            logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))
+    }
+
+    static func parseAddress(_ text: String, key: String, issues: inout [ConfigIssue]) -> SocketAddressSpec? {
+        if text.hasPrefix("unix:") {
+            let path = String(text.dropFirst(5))
+            if path.hasPrefix("/"), path.utf8.count < 100 { return .unix(path: path) }
+            issues.append(ConfigIssue(key: key, problem: "\"\(text.prefix(60))\" is not unix:/absolute/path (under 100 bytes)", hint: "e.g. unix:/run/sidecar.sock"))
+            return nil
+        }
+        var host = "", portText = ""
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = String(text[text.index(after: text.startIndex)..<close])
+            portText = String(text[close...].dropFirst(2))
+        } else if let colon = text.lastIndex(of: ":") {
+            host = String(text[..<colon]); portText = String(text[text.index(after: colon)...])
+        }
+        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
+            issues.append(ConfigIssue(key: key, problem: "\"\(text.prefix(60))\" is not host:port or unix:/path", hint: "e.g. 0.0.0.0:8080 or 127.0.0.1:8080"))
+            return nil
+        }
+        return .tcp(host: host, port: port)
+    }
+
+    static func parseUpstream(_ text: String, key: String, issues: inout [ConfigIssue]) -> UpstreamSpec {
+        if text == "echo" { return .echo }
+        if text.hasPrefix("unix:") {
+            guard let address = parseAddress(text, key: key, issues: &issues) else { return .echo }
+            return .http(address: address, hostHeader: "localhost", basePath: "")
+        }
+        guard text.hasPrefix("http://") else {
+            issues.append(ConfigIssue(key: key, problem: "\"\(text.prefix(60))\" is not http://host:port[/base], unix:/path or echo",
+                                      hint: text.hasPrefix("https://") ? "TLS to the upstream is not supported; keep the upstream on loopback or a unix socket" : "e.g. http://127.0.0.1:8000"))
+            return .echo
+        }
+        let rest = text.dropFirst(7)
+        let slash = rest.firstIndex(of: "/") ?? rest.endIndex
+        var authority = String(rest[..<slash])
+        var basePath = String(rest[slash...])
+        if basePath.hasSuffix("/") { basePath.removeLast() }
+        if !authority.contains(":") || authority.hasSuffix("]") { authority += ":80" }
+        if basePath.contains("?") || basePath.contains("#") {
+            issues.append(ConfigIssue(key: key, problem: "base path must not have a query or fragment", hint: "e.g. http://127.0.0.1:8000/api"))
+        }
+        guard let address = parseAddress(authority, key: key, issues: &issues) else { return .echo }
+        return .http(address: address, hostHeader: authority.hasSuffix(":80") ? String(authority.dropLast(3)) : authority, basePath: basePath)
+    }
+
+    static func parseRoute(_ node: Yams.Node, key: String, issues: inout [ConfigIssue]) -> RouteRule? {
+        guard let map = node.mapping else {
+            issues.append(ConfigIssue(key: key, problem: "is not a mapping", hint: "{path: /admin, match: prefix, mode: required}"))
+            return nil
+        }
+        let count = issues.count
+        guard let path = map["path"]?.string, path.hasPrefix("/") else {
+            issues.append(ConfigIssue(key: "\(key).path", problem: "is missing or not an absolute path", hint: "e.g. /admin"))
+            return nil
+        }
+        let matchKind = map["match"]?.string ?? (path.contains("*") ? "glob" : "prefix")
+        let match: PathMatch
+        switch matchKind {
+        case "prefix": match = .prefix(PathNormalizer.normalize(path: path[...]) ?? path)
+        case "exact": match = .exact(PathNormalizer.normalize(path: path[...]) ?? path)
+        case "glob": match = .glob(path)
+        default:
+            issues.append(ConfigIssue(key: "\(key).match", problem: "\"\(matchKind.prefix(20))\" is not prefix, exact or glob", hint: "e.g. match: prefix"))
+            match = .prefix(path)
+        }
+        var mode = AuthMode.required
+        if let m = map["mode"]?.string {
+            if let parsed = AuthMode(rawValue: m) { mode = parsed } else {
+                issues.append(ConfigIssue(key: "\(key).mode", problem: "\"\(m.prefix(20))\" is not required, optional or public", hint: "e.g. mode: required"))
+            }
+        }
+        var methods: Set<String>?
+        if let m = map["methods"] {
+            let list = m.sequence.map { $0.compactMap(\.string) } ?? (m.string.map { $0.split(separator: ",").map { $0.trimmingSpaces } } ?? [])
+            methods = Set(list.map { $0.uppercased() })
+            if list.isEmpty { issues.append(ConfigIssue(key: "\(key).methods", problem: "is empty", hint: "e.g. methods: [GET, POST]")) }
+        }
+        var requirements: [ClaimRequirement] = []
+        for (j, r) in (map["require"]?.sequence.map(Array.init) ?? []).enumerated() {
+            let rkey = "\(key).require[\(j)]"
+            guard let rm = r.mapping, let claim = rm["claim"]?.string, !claim.isEmpty else {
+                issues.append(ConfigIssue(key: rkey, problem: "needs `claim:` and one of contains/equals/present", hint: "{claim: roles, contains: admin}"))
+                continue
+            }
+            if let v = rm["contains"] { requirements.append(.contains(path: claim, value: jsonValue(v))) } else if let v = rm["equals"] { requirements.append(.equals(path: claim, value: jsonValue(v))) } else if rm["present"] != nil { requirements.append(.present(path: claim)) } else {
+                issues.append(ConfigIssue(key: rkey, problem: "has no contains/equals/present", hint: "{claim: email_verified, equals: true}"))
+            }
+        }
+        if !requirements.isEmpty && mode == .public {
+            issues.append(ConfigIssue(key: "\(key).require", problem: "cannot apply to a public route", hint: "use mode: required"))
+        }
+        return issues.count == count ? RouteRule(match: match, methods: methods, mode: mode, requirements: requirements) : nil
+    }
+
+    static func jsonValue(_ node: Yams.Node) -> JSONValue {
+        if let seq = node.sequence { return .array(seq.map(jsonValue)) }
+        if let scalar = node.scalar {
+            if scalar.style == .plain {
+                if let b = node.bool { return .bool(b) }
+                if let i = node.int { return .integer(Int64(i)) }
+                if let d = node.float { return .number(d) }
+                if node.null != nil { return .null }
+            }
+            return .string(scalar.string)
+        }
+        return .null
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String {
+        String(self).trimmingCharacters(in: .whitespaces)
+    }
+}
+
+extension Double {
+    var cleanText: String { self == rounded() && abs(self) < 1e15 ? String(Int64(self)) : String(self) }
+}

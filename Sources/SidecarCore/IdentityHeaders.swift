@@ -1,0 +1,113 @@
+import AuthJSToken
+
+/// Header names are compared the way upstream frameworks see them: lower-case, `_` folded to `-`
+/// (Starlette/FastAPI, Django and PHP-FPM treat `X_Auth_Sub` as `X-Auth-Sub`; CVE-2025-64484).
+public enum HeaderName {
+    public static func normalized(_ name: String) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(name.utf8.count)
+        for b in name.utf8 {
+            if b >= 0x41 && b <= 0x5A { out.append(b + 32) } else if b == UInt8(ascii: "_") { out.append(UInt8(ascii: "-")) } else { out.append(b) }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// RFC 9110 token characters only.
+    public static func isValid(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(b)
+        }
+    }
+}
+
+/// Turns verified claims into upstream headers, and decides which incoming headers are identity spoofs.
+///
+/// Values that are printable ASCII are sent as is. Anything else — non-ASCII, CR, LF, NUL, other controls — or a
+/// value that itself starts with `utf-8''`, is sent as `utf-8''` + RFC 3986 percent-encoding of its UTF-8 bytes
+/// (the RFC 8187 ext-value form): lossless, and never a raw control character. Arrays are joined with `,`; objects
+/// are sent as compact JSON. A value over `maxValueBytes` is dropped (and reported), never truncated.
+public struct IdentityHeaderMapper: Sendable {
+    public struct Mapping: Sendable, Equatable {
+        public var claimPath: String
+        public var header: String
+        public init(claimPath: String, header: String) {
+            self.claimPath = claimPath
+            self.header = header
+        }
+    }
+
+    public static let defaultMappings: [Mapping] = [
+        Mapping(claimPath: "sub", header: "X-Auth-Sub"),
+        Mapping(claimPath: "email", header: "X-Auth-Email"),
+        Mapping(claimPath: "name", header: "X-Auth-Name"),
+        Mapping(claimPath: "picture", header: "X-Auth-Picture"),
+    ]
+    public static let encodedPrefix = "utf-8''"
+
+    public let mappings: [Mapping]
+    /// Header carrying base64url(JSON of all claims); nil disables it.
+    public let claimsHeader: String?
+    public let maxValueBytes: Int
+    /// Normalised names that are removed from every incoming request (besides any `x-auth-*`).
+    public let ownedNames: Set<String>
+
+    public init(mappings: [Mapping] = defaultMappings, claimsHeader: String? = "X-Auth-Claims", maxValueBytes: Int = 8192) {
+        self.mappings = mappings
+        self.claimsHeader = claimsHeader
+        self.maxValueBytes = maxValueBytes
+        self.ownedNames = Set((mappings.map(\.header) + (claimsHeader.map { [$0] } ?? [])).map(HeaderName.normalized))
+    }
+
+    /// True for a header the client must never be able to set: `x-auth-*` or a configured identity header,
+    /// compared after normalisation.
+    public func isOwned(_ name: String) -> Bool {
+        let n = HeaderName.normalized(name)
+        return n.hasPrefix("x-auth-") || ownedNames.contains(n)
+    }
+
+    /// The headers to inject, and the names of headers dropped because they were too large.
+    public func headers(for token: VerifiedToken) -> (headers: [(String, String)], dropped: [String]) {
+        var out: [(String, String)] = []
+        var dropped: [String] = []
+        for m in mappings {
+            guard let value = ClaimPath.lookup(m.claimPath, in: token.claims), let text = Self.render(value) else { continue }
+            let encoded = Self.encodeValue(text)
+            if encoded.utf8.count > maxValueBytes { dropped.append(m.header); continue }
+            out.append((m.header, encoded))
+        }
+        if let claimsHeader {
+            let encoded = Base64URL.encode(JSONValue.object(token.claims).serialized())
+            if encoded.utf8.count > maxValueBytes { dropped.append(claimsHeader) } else { out.append((claimsHeader, encoded)) }
+        }
+        return (out, dropped)
+    }
+
+    /// A claim as header text: strings as is, numbers/bools as JSON, arrays joined with `,`, null omitted.
+    static func render(_ value: JSONValue) -> String? {
+        switch value {
+        case .null: return nil
+        case .string(let s): return s
+        case .array(let items): return items.compactMap(render).joined(separator: ",")
+        default: return value.description
+        }
+    }
+
+    public static func encodeValue(_ value: String) -> String {
+        let plain = value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !value.hasPrefix(encodedPrefix)
+        if plain { return value }
+        var out = Array(encodedPrefix.utf8)
+        for b in value.utf8 {
+            if PathNormalizer.isUnreserved(b) { out.append(b) } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(PathNormalizer.hexUpper[Int(b >> 4)]); out.append(PathNormalizer.hexUpper[Int(b & 15)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The inverse of ``encodeValue(_:)`` (what an upstream does).
+    public static func decodeValue(_ value: String) -> String? {
+        guard value.hasPrefix(encodedPrefix) else { return value }
+        return PercentDecoding.decodeURIComponent(value.dropFirst(encodedPrefix.utf8.count))
+    }
+}

@@ -1,0 +1,79 @@
+/// Normalises a request path before any route decision, so `/public/../admin` cannot skip authentication.
+///
+/// RFC 3986 §6.2.2: percent-encoded unreserved characters are decoded and other escapes upper-cased, `;parameters`
+/// are dropped from each segment, empty segments collapse, and dot segments are resolved (never above the root).
+/// Escapes that would change the path's structure — `%2F`, `%5C`, `%00`, `%2E` inside a dot segment — and raw
+/// control characters or backslashes are refused (nil → 400), because upstreams disagree on what they mean.
+public enum PathNormalizer {
+    public static let maxPathBytes = 8192
+
+    /// Splits an origin-form request target into (normalised path, raw query or nil). nil: refuse with 400.
+    public static func normalize(target: String) -> (path: String, query: Substring?)? {
+        guard target.utf8.first == UInt8(ascii: "/"), target.utf8.count <= maxPathBytes else { return nil }
+        let q = target.firstIndex(of: "?")
+        let rawPath = q.map { target[..<$0] } ?? target[...]
+        let query = q.map { target[target.index(after: $0)...] }
+        guard let path = normalize(path: rawPath) else { return nil }
+        return (path, query)
+    }
+
+    public static func normalize(path: Substring) -> String? {
+        var segments: [String] = []
+        var endsWithSlash = false
+        for raw in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst() {
+            // Matrix parameters: `/admin;x=1` is `/admin` to Tomcat/Jetty-style upstreams.
+            let bytes = raw.prefix(while: { $0 != UInt8(ascii: ";") })
+            guard let segment = decodeSegment(bytes) else { return nil }
+            endsWithSlash = false
+            switch segment {
+            case "": endsWithSlash = true
+            case ".": endsWithSlash = true
+            case "..":
+                if !segments.isEmpty { segments.removeLast() }
+                endsWithSlash = true
+            default: segments.append(segment)
+            }
+        }
+        var out = "/" + segments.joined(separator: "/")
+        if endsWithSlash && !segments.isEmpty { out += "/" }
+        return out
+    }
+
+    static func isUnreserved(_ b: UInt8) -> Bool {
+        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
+    }
+
+    static func decodeSegment(_ raw: Substring.UTF8View.SubSequence) -> String? {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var i = raw.startIndex
+        var sawEncodedDot = false
+        while i < raw.endIndex {
+            let b = raw[i]
+            if b < 0x21 || b == 0x7F || b == UInt8(ascii: "\\") { return nil }
+            if b == UInt8(ascii: "%") {
+                let h1 = raw.index(after: i)
+                guard h1 < raw.endIndex, raw.index(after: h1) < raw.endIndex,
+                      let hi = PercentDecoding.hexValue(raw[h1]), let lo = PercentDecoding.hexValue(raw[raw.index(after: h1)]) else { return nil }
+                let v = hi << 4 | lo
+                if v == 0x2F || v == 0x5C || v < 0x20 || v == 0x7F { return nil }
+                if isUnreserved(v) {
+                    if v == UInt8(ascii: ".") { sawEncodedDot = true }
+                    out.append(v)
+                } else {
+                    out.append(UInt8(ascii: "%"))
+                    out.append(hexUpper[Int(v >> 4)]); out.append(hexUpper[Int(v & 15)])
+                }
+                i = raw.index(i, offsetBy: 3)
+                continue
+            }
+            out.append(b)
+            i = raw.index(after: i)
+        }
+        let s = String(decoding: out, as: UTF8.self)
+        _ = sawEncodedDot // `%2e%2e` decodes to `..` and is resolved like one, as RFC 3986 requires.
+        return s
+    }
+
+    static let hexUpper: [UInt8] = Array("0123456789ABCDEF".utf8)
+}

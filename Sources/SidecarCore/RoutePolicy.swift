@@ -1,0 +1,126 @@
+import AuthJSToken
+
+/// What a route demands of a request.
+public enum AuthMode: String, Sendable, CaseIterable {
+    /// A valid token is needed (401 otherwise).
+    case required
+    /// A valid token's claims are injected; a missing or invalid one is not an error.
+    case optional
+    /// No token needed; a valid one's claims are still injected.
+    case `public`
+}
+
+/// How a rule's path is compared with the normalised request path.
+public enum PathMatch: Sendable, Equatable {
+    /// `/docs` covers `/docs` and `/docs/…`, never `/docsx`.
+    case prefix(String)
+    case exact(String)
+    /// `*` matches within one segment, `**` across segments.
+    case glob(String)
+
+    public func matches(_ path: String) -> Bool {
+        switch self {
+        case .exact(let p): return path == p
+        case .prefix(let p):
+            if p == "/" { return true }
+            let base = p.hasSuffix("/") ? String(p.dropLast()) : p
+            return path == base || path.hasPrefix(base + "/")
+        case .glob(let g): return PathMatch.glob(Array(g.utf8)[...], Array(path.utf8)[...])
+        }
+    }
+
+    static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
+        guard let c = p.first else { return s.isEmpty }
+        if c == UInt8(ascii: "*") {
+            let doubleStar = p.dropFirst().first == UInt8(ascii: "*")
+            let rest = doubleStar ? p.dropFirst(2) : p.dropFirst()
+            var i = s.startIndex
+            while true {
+                if glob(rest, s[i...]) { return true }
+                if i == s.endIndex { return false }
+                if !doubleStar && s[i] == UInt8(ascii: "/") { return false }
+                i += 1
+            }
+        }
+        guard let d = s.first, d == c else { return false }
+        return glob(p.dropFirst(), s.dropFirst())
+    }
+}
+
+/// A claim condition; unmet conditions give 403.
+public enum ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
+    /// The claim (a dotted path) is an array containing the value, or a string equal to it.
+    case contains(path: String, value: JSONValue)
+    /// The claim equals the value.
+    case equals(path: String, value: JSONValue)
+    /// The claim is present and not null.
+    case present(path: String)
+
+    public func isMet(by claims: JSONObject) -> Bool {
+        switch self {
+        case .present(let path): return ClaimPath.lookup(path, in: claims).map { $0 != .null } ?? false
+        case .equals(let path, let value): return ClaimPath.lookup(path, in: claims) == value
+        case .contains(let path, let value):
+            switch ClaimPath.lookup(path, in: claims) {
+            case .array(let items)?: return items.contains(value)
+            case .string(let s)?:
+                // Space-separated scope strings (`scope: "read admin"`) are common.
+                guard case .string(let v) = value else { return false }
+                return s == v || s.split(separator: " ").contains(Substring(v))
+            default: return false
+            }
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .contains(let p, let v): return "\(p) contains \(v)"
+        case .equals(let p, let v): return "\(p) equals \(v)"
+        case .present(let p): return "\(p) is present"
+        }
+    }
+}
+
+/// Dotted claim paths (`address.country`) into nested objects.
+public enum ClaimPath {
+    public static func lookup(_ path: String, in claims: JSONObject) -> JSONValue? {
+        if let direct = claims[path] { return direct }
+        var current: JSONValue = .object(claims)
+        for part in path.split(separator: ".", omittingEmptySubsequences: false) {
+            guard case .object(let o) = current, let next = o[String(part)] else { return nil }
+            current = next
+        }
+        return current
+    }
+}
+
+public struct RouteRule: Sendable, Equatable {
+    public var match: PathMatch
+    /// Upper-case methods; nil = any.
+    public var methods: Set<String>?
+    public var mode: AuthMode
+    public var requirements: [ClaimRequirement]
+
+    public init(match: PathMatch, methods: Set<String>? = nil, mode: AuthMode, requirements: [ClaimRequirement] = []) {
+        self.match = match
+        self.methods = methods
+        self.mode = mode
+        self.requirements = requirements
+    }
+}
+
+/// Ordered rules; the first that matches the method and normalised path decides. Unmatched paths need a token.
+public struct RoutePolicy: Sendable, Equatable {
+    public let rules: [RouteRule]
+    public static let fallback = RouteRule(match: .prefix("/"), mode: .required)
+
+    public init(rules: [RouteRule]) { self.rules = rules }
+
+    public func rule(method: String, path: String) -> RouteRule {
+        for rule in rules where rule.match.matches(path) {
+            if let methods = rule.methods, !methods.contains(method) { continue }
+            return rule
+        }
+        return Self.fallback
+    }
+}

@@ -1,0 +1,44 @@
+/// Every setting the sidecar reads: one row per setting, shared by the loader, `check-config`, `--help` and the
+/// README's configuration reference (a test keeps the README table in step with this list).
+public struct Setting: Sendable, Equatable {
+    /// Key in the YAML file.
+    public let file: String
+    public let env: String
+    /// Long flag without dashes, or nil when the setting has no flag.
+    public let flag: String?
+    public let defaultValue: String
+    public let meaning: String
+}
+
+public enum Settings {
+    public static let all: [Setting] = [
+        Setting(file: "listen", env: "SIDECAR_LISTEN", flag: "listen", defaultValue: "0.0.0.0:8080", meaning: "Where to listen: `host:port` or `unix:/path`."),
+        Setting(file: "upstream", env: "SIDECAR_UPSTREAM", flag: "upstream", defaultValue: "echo", meaning: "`http://host:port[/base-path]`, `unix:/path`, or `echo` (built-in echo upstream, a demo)."),
+        Setting(file: "threads", env: "SIDECAR_THREADS", flag: "threads", defaultValue: "cores", meaning: "Event-loop threads."),
+        Setting(file: "public_paths", env: "SIDECAR_PUBLIC_PATHS", flag: "public-paths", defaultValue: "", meaning: "Comma list of path prefixes that need no token (`/docs` covers `/docs/…`)."),
+        Setting(file: "cookie_names", env: "SIDECAR_COOKIE_NAMES", flag: "cookie-names", defaultValue: "__Secure-authjs.session-token,authjs.session-token,__Secure-next-auth.session-token,next-auth.session-token", meaning: "Session cookies, in priority order; each is its own v5 HKDF salt, `next-auth` names also accept v4 tokens."),
+        Setting(file: "token_formats", env: "SIDECAR_TOKEN_FORMATS", flag: "token-formats", defaultValue: "authjs-v5,nextauth-v4,jws", meaning: "Accepted token formats."),
+        Setting(file: "clock_tolerance", env: "SIDECAR_CLOCK_TOLERANCE", flag: "clock-tolerance", defaultValue: "15", meaning: "Seconds of leeway on `exp`/`nbf` (Auth.js uses 15)."),
+        Setting(file: "health_prefix", env: "SIDECAR_HEALTH_PREFIX", flag: "health-prefix", defaultValue: "/_sidecar", meaning: "Prefix of `healthz` (alive) and `readyz` (upstream reachable), answered without auth."),
+        Setting(file: "shutdown_timeout", env: "SIDECAR_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", defaultValue: "25", meaning: "Seconds in-flight requests get after SIGTERM/SIGINT."),
+        Setting(file: "upstream_connect_timeout", env: "SIDECAR_UPSTREAM_CONNECT_TIMEOUT", flag: "upstream-connect-timeout", defaultValue: "5", meaning: "Seconds to connect to the upstream (then 502)."),
+        Setting(file: "upstream_timeout", env: "SIDECAR_UPSTREAM_TIMEOUT", flag: "upstream-timeout", defaultValue: "60", meaning: "Seconds to wait for the upstream's response head (then 504)."),
+        Setting(file: "max_body_bytes", env: "SIDECAR_MAX_BODY_BYTES", flag: "max-body-bytes", defaultValue: "1073741824", meaning: "Largest request body, counted while streaming (413); 0 = no limit."),
+        Setting(file: "max_header_bytes", env: "SIDECAR_MAX_HEADER_BYTES", flag: "max-header-bytes", defaultValue: "65536", meaning: "Largest request header block (431)."),
+        Setting(file: "idle_timeout", env: "SIDECAR_IDLE_TIMEOUT", flag: "idle-timeout", defaultValue: "60", meaning: "Seconds an idle keep-alive client connection stays open."),
+        Setting(file: "strip_cookie", env: "SIDECAR_STRIP_COOKIE", flag: "strip-cookie", defaultValue: "false", meaning: "Remove the session cookie(s) before forwarding."),
+        Setting(file: "strip_authorization", env: "SIDECAR_STRIP_AUTHORIZATION", flag: "strip-authorization", defaultValue: "false", meaning: "Remove a Bearer `Authorization` header before forwarding."),
+        Setting(file: "identity_headers", env: "SIDECAR_IDENTITY_HEADERS", flag: "identity-headers", defaultValue: "sub=X-Auth-Sub,email=X-Auth-Email,name=X-Auth-Name,picture=X-Auth-Picture", meaning: "Claim path → header (`claim=Header`, comma list; dots reach into objects)."),
+        Setting(file: "claims_header", env: "SIDECAR_CLAIMS_HEADER", flag: "claims-header", defaultValue: "X-Auth-Claims", meaning: "Header with base64url(JSON of all claims); empty disables it."),
+        Setting(file: "max_identity_header_bytes", env: "SIDECAR_MAX_IDENTITY_HEADER_BYTES", flag: "max-identity-header-bytes", defaultValue: "8192", meaning: "An identity header longer than this is dropped (and logged), never truncated."),
+        Setting(file: "realm", env: "SIDECAR_REALM", flag: "realm", defaultValue: "authjs-sidecar", meaning: "Realm in `WWW-Authenticate`."),
+        Setting(file: "log_level", env: "SIDECAR_LOG_LEVEL", flag: "log-level", defaultValue: "info", meaning: "trace, debug, info, notice, warning, error or critical."),
+        Setting(file: "log_format", env: "SIDECAR_LOG_FORMAT", flag: "log-format", defaultValue: "text", meaning: "Access-log format: `text` or `json`."),
+        Setting(file: "access_log", env: "SIDECAR_ACCESS_LOG", flag: "access-log", defaultValue: "true", meaning: "One log line per request."),
+    ]
+
+    /// Secrets are read from the environment only, as Auth.js reads them; they have no flag and no file key.
+    public static let secretVariables = ["AUTH_SECRET", "AUTH_SECRET_1", "AUTH_SECRET_2", "AUTH_SECRET_3", "NEXTAUTH_SECRET"]
+    /// `--config` / `SIDECAR_CONFIG`: the optional YAML file (which also takes `routes:`).
+    public static let configFileVariable = "SIDECAR_CONFIG"
+}

@@ -1,0 +1,488 @@
+import AuthJSToken
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import SidecarCore
+
+/// Everything a connection's handler shares with its siblings on the same event loop; built once at start-up.
+final class ProxyContext: @unchecked Sendable {
+    let config: SidecarConfig
+    let policy: AccessPolicy
+    let pools: [ObjectIdentifier: UpstreamPool]
+    let upstreamHost: String
+    let upstreamBasePath: String
+    let logger: Logger
+    let accessLog: AccessLog
+
+    init(config: SidecarConfig, pools: [ObjectIdentifier: UpstreamPool], upstreamHost: String, upstreamBasePath: String, logger: Logger) {
+        self.config = config
+        self.policy = AccessPolicy(config)
+        self.pools = pools
+        self.upstreamHost = upstreamHost
+        self.upstreamBasePath = upstreamBasePath
+        self.logger = logger
+        self.accessLog = AccessLog(logger: logger, format: config.logFormat, enabled: config.accessLog)
+    }
+
+    func pool(for loop: EventLoop) -> UpstreamPool { pools[ObjectIdentifier(loop)]! }
+}
+
+/// Authenticates each request and relays it to the upstream: strips spoofable identity headers, decides
+/// synchronously on the event loop, injects claims, and streams both bodies with backpressure.
+final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// One request/response exchange.
+    final class Exchange {
+        let requestID: String
+        let method: HTTPMethod
+        let path: String
+        let start: NIODeadline
+        var upstream: UpstreamConnection?
+        var buffered: [HTTPClientRequestPart] = []
+        var requestEnded = false
+        var responseStarted = false
+        var bodyBytes = 0
+        var outcome: String
+        var status: UInt = 0
+        var upstreamStart: NIODeadline?
+        var timeout: Scheduled<Void>?
+        var keepUpstream = true
+        var isHead: Bool { method == .HEAD }
+
+        init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
+            self.requestID = requestID
+            self.method = method
+            self.path = path
+            self.start = .now()
+            self.outcome = outcome
+        }
+    }
+
+    enum State {
+        case idle
+        /// Answered locally; the rest of the request body is dropped.
+        case discarding(closeAfter: Bool)
+        case proxying(Exchange)
+    }
+
+    private let shared: ProxyContext
+    private var state: State = .idle
+    private var context: ChannelHandlerContext?
+    private var readPaused = false
+    private var pendingRead = false
+    private var remoteIP = "unknown"
+    private var headerDeadline: Scheduled<Void>?
+
+    init(shared: ProxyContext) { self.shared = shared }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let ip = context.channel.remoteAddress?.ipAddress { remoteIP = ip }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: inbound from the client
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): receiveHead(head, context: context)
+        case .body(let buffer): receiveBody(buffer, context: context)
+        case .end(let trailers): receiveEnd(trailers, context: context)
+        }
+    }
+
+    private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let requestID = RequestID.from(head.headers["x-request-id"].first)
+        let config = shared.config
+
+        // Header block size (431) before any other work.
+        var headerBytes = head.uri.utf8.count
+        for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
+        let hasBody = head.headers.contains(name: "content-length") ? (Int(head.headers["content-length"].first ?? "0") ?? 1) > 0
+            : head.headers.contains(name: "transfer-encoding")
+        if headerBytes > config.maxHeaderBytes {
+            respondLocally(LocalResponse.json(status: .requestHeaderFieldsTooLarge,
+                                              body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(config.maxHeaderBytes) bytes", requestID: requestID),
+                                              requestID: requestID, close: true), head: head, outcome: "header_too_large", requestID: requestID, hasBody: true)
+            return
+        }
+        if let declared = head.headers["content-length"].first.flatMap(Int.init), config.maxBodyBytes > 0, declared > config.maxBodyBytes {
+            respondLocally(payloadTooLarge(requestID, close: true), head: head, outcome: "body_too_large", requestID: requestID, hasBody: true)
+            return
+        }
+
+        // Health endpoints, without auth.
+        let pathOnly = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
+        if pathOnly.hasPrefix(config.healthPrefix + "/"), head.method == .GET || head.method == .HEAD {
+            let tail = pathOnly.dropFirst(config.healthPrefix.count)
+            if tail == "/healthz" {
+                respondLocally(LocalResponse.json(status: .ok, body: #"{"status":"ok"}"#, requestID: requestID, close: false),
+                               head: head, outcome: "health", requestID: requestID, hasBody: hasBody)
+                return
+            }
+            if tail == "/readyz" {
+                readiness(head: head, requestID: requestID, hasBody: hasBody, context: context)
+                return
+            }
+        }
+
+        // Sanitise: drop every spoofable identity header and the hop-by-hop set, collect the token carriers.
+        var cookie: String?
+        var authorization: String?
+        for value in head.headers["cookie"] { cookie = cookie.map { $0 + "; " + value } ?? value }
+        authorization = head.headers["authorization"].first
+        let decision = shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie,
+                                            authorization: authorization, now: Date().timeIntervalSince1970)
+        switch decision {
+        case .badRequest(let reason):
+            respondLocally(LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: reason, requestID: requestID),
+                                              requestID: requestID, close: hasBody), head: head, outcome: "bad_request", requestID: requestID, hasBody: hasBody)
+        case .unauthorized(let failure):
+            respondLocally(LocalResponse.unauthorized(failure, realm: config.realm, requestID: requestID, close: hasBody),
+                           head: head, outcome: failure.code.rawValue, requestID: requestID, hasBody: hasBody)
+        case .forbidden(let requirement):
+            respondLocally(LocalResponse.json(status: .forbidden, body: LocalResponse.errorBody(error: "insufficient_claims", reason: requirement.description, requestID: requestID),
+                                              requestID: requestID, close: hasBody), head: head, outcome: "insufficient_claims", requestID: requestID, hasBody: hasBody)
+        case .forward(let path, let identity, let dropped, let outcome, _):
+            for name in dropped {
+                shared.logger.warning("identity header dropped: value over the size cap", metadata: ["header": "\(name)", "request_id": "\(requestID)"])
+            }
+            let upstreamHead = forwardedHead(head, path: path, identity: identity, requestID: requestID)
+            let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
+            exchange.buffered.append(.head(upstreamHead))
+            state = .proxying(exchange)
+            if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+            }
+            connectUpstream(exchange, context: context)
+        }
+    }
+
+    private func payloadTooLarge(_ requestID: String, close: Bool) -> (HTTPResponseHead, ByteBuffer) {
+        LocalResponse.json(status: .payloadTooLarge,
+                           body: LocalResponse.errorBody(error: "payload_too_large", reason: "request body over \(shared.config.maxBodyBytes) bytes", requestID: requestID),
+                           requestID: requestID, close: close)
+    }
+
+    /// Rewrites the client's head for the upstream in one pass over its headers.
+    private func forwardedHead(_ head: HTTPRequestHead, path: String, identity: [(String, String)], requestID: String) -> HTTPRequestHead {
+        let config = shared.config
+        let connectionTokens = Set(head.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + identity.count + 5)
+        var host: String?
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if HopByHop.names.contains(lower) || connectionTokens.contains(lower) { continue }
+            if shared.policy.identity.isOwned(name) { continue }
+            switch lower {
+            case "host": host = value; continue
+            case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id", "expect": continue
+            case "cookie" where config.stripCookie:
+                if let kept = stripSessionCookies(value) { headers.add(name: "cookie", value: kept) }
+                continue
+            case "authorization" where config.stripAuthorization && value.hasPrefix("Bearer "): continue
+            default: headers.add(name: name, value: value)
+            }
+        }
+        if head.headers["transfer-encoding"].contains(where: { $0.lowercased().contains("chunked") }) {
+            headers.add(name: "transfer-encoding", value: "chunked")
+        }
+        headers.add(name: "host", value: shared.upstreamHost)
+        headers.add(name: "x-forwarded-for", value: remoteIP)
+        headers.add(name: "x-forwarded-proto", value: "http")
+        if let host { headers.add(name: "x-forwarded-host", value: host) }
+        headers.add(name: "x-request-id", value: requestID)
+        for (n, v) in identity { headers.add(name: n, value: v) }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: shared.upstreamBasePath + path, headers: headers)
+    }
+
+    private func stripSessionCookies(_ header: String) -> String? {
+        let names = shared.policy.authenticator.extractor.cookies.map(\.name)
+        let kept = header.split(separator: ";").filter { pair in
+            let name = pair.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            return !names.contains { name == $0 || (name.hasPrefix($0 + ".") && name.dropFirst($0.count + 1).allSatisfy(\.isNumber)) }
+        }
+        return kept.isEmpty ? nil : kept.joined(separator: ";")
+    }
+
+    private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
+        pauseReads()
+        exchange.upstreamStart = .now()
+        let pool = shared.pool(for: context.eventLoop)
+        pool.acquire().assumeIsolated().whenComplete { result in
+            guard case .proxying(let current) = self.state, current === exchange else {
+                if case .success(let c) = result { c.channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .failure(let error):
+                let timedOut = error is ChannelError && (error as! ChannelError) == .connectTimeout(pool.connectTimeout)
+                self.failExchange(exchange, status: timedOut ? .gatewayTimeout : .badGateway,
+                                  code: timedOut ? "upstream_connect_timeout" : "upstream_unreachable")
+            case .success(let connection):
+                exchange.upstream = connection
+                connection.handler.delegate = self
+                for part in exchange.buffered { connection.channel.write(part, promise: nil) }
+                exchange.buffered.removeAll()
+                connection.channel.flush()
+                exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(self.shared.config.upstreamTimeout * 1000))) {
+                    if case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted {
+                        self.failExchange(exchange, status: .gatewayTimeout, code: "upstream_timeout")
+                    }
+                }
+                self.resumeReads(if: connection.channel.isWritable)
+            }
+        }
+    }
+
+    private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        switch state {
+        case .idle, .discarding: return
+        case .proxying(let exchange):
+            exchange.bodyBytes += buffer.readableBytes
+            let limit = shared.config.maxBodyBytes
+            if limit > 0, exchange.bodyBytes > limit {
+                exchange.keepUpstream = false
+                if !exchange.responseStarted {
+                    exchange.upstream?.channel.close(promise: nil)
+                    exchange.upstream = nil
+                    let (head, body) = payloadTooLarge(exchange.requestID, close: true)
+                    exchange.status = 413
+                    exchange.outcome = "body_too_large"
+                    finishLocally(exchange, head: head, body: body, close: true)
+                } else {
+                    context.close(promise: nil)
+                }
+                return
+            }
+            let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
+            if let upstream = exchange.upstream {
+                upstream.channel.writeAndFlush(part, promise: nil)
+                if !upstream.channel.isWritable { pauseReads() }
+            } else {
+                exchange.buffered.append(part)
+            }
+        }
+    }
+
+    private func receiveEnd(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) {
+        switch state {
+        case .idle: return
+        case .discarding(let closeAfter):
+            state = .idle
+            if closeAfter { context.close(promise: nil) }
+        case .proxying(let exchange):
+            exchange.requestEnded = true
+            if let upstream = exchange.upstream {
+                upstream.channel.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
+            } else {
+                exchange.buffered.append(.end(trailers))
+            }
+        }
+    }
+
+    // MARK: local answers
+
+    private func respondLocally(_ response: (HTTPResponseHead, ByteBuffer), head: HTTPRequestHead, outcome: String, requestID: String, hasBody: Bool) {
+        guard let context else { return }
+        let closeAfter = response.0.headers["connection"].contains("close")
+        context.write(wrapOutboundOut(.head(response.0)), promise: nil)
+        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
+        let promise = closeAfter ? context.eventLoop.makePromise(of: Void.self) : nil
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+        if let promise { promise.futureResult.assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) } }
+        state = hasBody ? .discarding(closeAfter: closeAfter) : .idle
+        shared.accessLog.record(requestID: requestID, method: head.method.rawValue, path: head.uri, status: response.0.status.code,
+                                outcome: outcome, start: .now(), upstreamStart: nil)
+    }
+
+    private func readiness(head: HTTPRequestHead, requestID: String, hasBody: Bool, context: ChannelHandlerContext) {
+        pauseReads()
+        let pool = shared.pool(for: context.eventLoop)
+        pool.acquire().assumeIsolated().whenComplete { result in
+            self.resumeReads(if: true)
+            let ready: Bool
+            if case .success(let connection) = result { pool.release(connection); ready = true } else { ready = false }
+            self.respondLocally(LocalResponse.json(status: ready ? .ok : .serviceUnavailable,
+                                                   body: ready ? #"{"status":"ready"}"# : #"{"status":"upstream_unreachable"}"#,
+                                                   requestID: requestID, close: false),
+                                head: head, outcome: "health", requestID: requestID, hasBody: hasBody)
+        }
+    }
+
+    /// Ends an exchange with a sidecar error (502/504) or closes the connection if the response already started.
+    private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus, code: String) {
+        exchange.timeout?.cancel()
+        exchange.upstream?.handler.delegate = nil
+        exchange.upstream?.channel.close(promise: nil)
+        exchange.upstream = nil
+        exchange.outcome = code
+        guard !exchange.responseStarted else {
+            // Mid-response: the client must see an aborted response, never a silently short one.
+            exchange.status = 0
+            shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 0,
+                                    outcome: code, start: exchange.start, upstreamStart: exchange.upstreamStart)
+            state = .idle
+            context?.close(promise: nil)
+            return
+        }
+        let (head, body) = LocalResponse.json(status: status, body: LocalResponse.errorBody(error: status == .gatewayTimeout ? "gateway_timeout" : "bad_gateway", reason: code, requestID: exchange.requestID),
+                                              requestID: exchange.requestID, close: !exchange.requestEnded)
+        exchange.status = status.code
+        finishLocally(exchange, head: head, body: body, close: !exchange.requestEnded)
+    }
+
+    private func finishLocally(_ exchange: Exchange, head: HTTPResponseHead, body: ByteBuffer, close: Bool) {
+        guard let context else { return }
+        exchange.timeout?.cancel()
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if !exchange.isHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
+        if close { promise.futureResult.assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) } }
+        shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: head.status.code,
+                                outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
+        state = exchange.requestEnded || close ? .idle : .discarding(closeAfter: false)
+        resumeReads(if: true)
+    }
+
+    // MARK: UpstreamDelegate
+
+    func upstreamRead(_ part: HTTPClientResponsePart) {
+        guard case .proxying(let exchange) = state, let context else { return }
+        switch part {
+        case .head(let head):
+            // 1xx informational responses (103 Early Hints) are not relayed; 100 never comes since Expect is answered here.
+            if head.status.code >= 100 && head.status.code < 200 { return }
+            exchange.timeout?.cancel()
+            exchange.responseStarted = true
+            exchange.status = head.status.code
+            if !head.isKeepAlive { exchange.keepUpstream = false }
+            var headers = HTTPHeaders()
+            headers.reserveCapacity(head.headers.count + 1)
+            let connectionTokens = Set(head.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+            for (name, value) in head.headers {
+                let lower = name.lowercased()
+                if (HopByHop.names.contains(lower) && lower != "transfer-encoding") || connectionTokens.contains(lower) { continue }
+                headers.add(name: name, value: value)
+            }
+            if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: exchange.requestID) }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
+        case .body(let buffer):
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
+        case .end(let trailers):
+            exchange.timeout?.cancel()
+            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            if let upstream = exchange.upstream {
+                exchange.upstream = nil
+                upstream.handler.setPaused(false)
+                if exchange.keepUpstream && exchange.requestEnded {
+                    shared.pool(for: context.eventLoop).release(upstream)
+                } else {
+                    upstream.handler.delegate = nil
+                    upstream.channel.close(promise: nil)
+                }
+            }
+            shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: exchange.status,
+                                    outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
+            state = exchange.requestEnded ? .idle : .discarding(closeAfter: true)
+            resumeReads(if: true)
+        }
+    }
+
+    func upstreamClosed() {
+        guard case .proxying(let exchange) = state, exchange.upstream != nil else { return }
+        failExchange(exchange, status: .badGateway, code: "upstream_closed")
+    }
+
+    func upstreamError(_ error: Error) {
+        guard case .proxying(let exchange) = state, exchange.upstream != nil else { return }
+        failExchange(exchange, status: .badGateway, code: "upstream_protocol_error")
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        if writable { resumeReads(if: true) }
+    }
+
+    // MARK: backpressure and lifecycle
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state, let upstream = exchange.upstream {
+            upstream.handler.setPaused(!context.channel.isWritable)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readPaused { pendingRead = true } else { context.read() }
+    }
+
+    private func pauseReads() { readPaused = true }
+
+    private func resumeReads(if condition: Bool) {
+        guard condition, readPaused else { return }
+        readPaused = false
+        if pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state {
+            exchange.timeout?.cancel()
+            if let upstream = exchange.upstream {
+                upstream.handler.delegate = nil
+                upstream.channel.close(promise: nil)
+            }
+            if !exchange.responseStarted || exchange.status == 0 {
+                shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 499,
+                                        outcome: "client_closed", start: exchange.start, upstreamStart: exchange.upstreamStart)
+            }
+        }
+        state = .idle
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if case .idle = state { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// RFC 9110 §7.6.1 hop-by-hop fields (plus the de-facto `proxy-connection` and `keep-alive`).
+enum HopByHop {
+    static let names: Set<String> = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+                                     "upgrade", "proxy-authenticate", "proxy-authorization"]
+}
+
+/// Request ids: a client's is kept when it is short and plain; otherwise one is made.
+enum RequestID {
+    static func from(_ value: String?) -> String {
+        if let value, !value.isEmpty, value.utf8.count <= 128,
+           value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }) {
+            return value
+        }
+        return make()
+    }
+
+    static func make() -> String {
+        var g = SystemRandomNumberGenerator()
+        let a = g.next() as UInt64, b = g.next() as UInt64
+        return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
+    }
+}
+
+extension String {
+    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}

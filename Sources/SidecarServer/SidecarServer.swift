@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import SidecarCore
+
+/// Owns the event loops, the listener, the upstream pools and graceful shutdown.
+public final class SidecarServer: @unchecked Sendable {
+    let config: SidecarConfig
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    private var echoChannel: Channel?
+    private var serverChannel: Channel?
+    private let quiesce: ServerQuiescingHelper
+
+    public init(config: SidecarConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: config.threads)
+        self.quiesce = ServerQuiescingHelper(group: group)
+    }
+
+    /// Binds and serves until SIGTERM/SIGINT, then drains in-flight requests up to the shutdown timeout.
+    public func run() throws {
+        let upstreamAddress: SocketAddress
+        var upstreamHost = "localhost"
+        var basePath = ""
+        switch config.upstream {
+        case .echo:
+            let echo = try EchoUpstream.start(group: group, host: "127.0.0.1", port: 0)
+            echoChannel = echo
+            upstreamAddress = echo.localAddress!
+            upstreamHost = "127.0.0.1:\(echo.localAddress!.port!)"
+            logger.notice("no upstream configured: running the built-in echo upstream (SIDECAR_UPSTREAM=echo)", metadata: ["echo": "\(upstreamAddress)"])
+        case .http(let address, let hostHeader, let base):
+            upstreamAddress = try Self.resolve(address)
+            upstreamHost = hostHeader
+            basePath = base
+        }
+        var pools: [ObjectIdentifier: UpstreamPool] = [:]
+        for loop in group.makeIterator() {
+            pools[ObjectIdentifier(loop)] = UpstreamPool(eventLoop: loop, address: upstreamAddress,
+                                                         connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)))
+        }
+        let shared = ProxyContext(config: config, pools: pools, upstreamHost: upstreamHost, upstreamBasePath: basePath, logger: logger)
+        let idle = TimeAmount.milliseconds(Int64(config.idleTimeout * 1000))
+        let quiesce = self.quiesce
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.autoRead, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.addHandler(ProxyHandler(shared: shared))
+                }
+            }
+        let channel: Channel
+        switch config.listen {
+        case .tcp(let host, let port): channel = try bootstrap.bind(host: host, port: port).wait()
+        case .unix(let path):
+            try? FileManager.default.removeItem(atPath: path)
+            channel = try bootstrap.bind(unixDomainSocketPath: path).wait()
+        }
+        serverChannel = channel
+        logger.notice("authjs-sidecar listening", metadata: [
+            "listen": "\(channel.localAddress.map { "\($0)" } ?? config.listen.description)", "threads": "\(config.threads)",
+            "upstream": "\(upstreamAddress)", "cookies": "\(config.authenticator.extractor.cookies.map(\.name).joined(separator: ","))",
+            "secrets": "\(config.authenticator.verifier.keys.secretCount)",
+        ])
+
+        let done = DispatchSemaphore(value: 0)
+        let signalQueue = DispatchQueue(label: "authjs-sidecar.signals")
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+            source.setEventHandler { [self] in
+                logger.notice("shutting down: no new connections; draining in-flight requests", metadata: ["timeout_s": "\(config.shutdownTimeout)"])
+                let promise = group.next().makePromise(of: Void.self)
+                quiesce.initiateShutdown(promise: promise)
+                promise.futureResult.whenComplete { _ in done.signal() }
+                signalQueue.asyncAfter(deadline: .now() + config.shutdownTimeout) { done.signal() }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        done.wait()
+        for s in sources { s.cancel() }
+        for pool in pools.values { pool.eventLoop.execute { pool.closeAll() } }
+        try? echoChannel?.close().wait()
+        logger.notice("stopped")
+        try? group.syncShutdownGracefully()
+    }
+
+    static func resolve(_ spec: SocketAddressSpec) throws -> SocketAddress {
+        switch spec {
+        case .tcp(let host, let port): return try SocketAddress.makeAddressResolvingHost(host, port: port)
+        case .unix(let path): return try SocketAddress(unixDomainSocketPath: path)
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Keep-alive connections to the upstream, one pool per event loop.
+///
+/// Confined to its event loop: every method runs there, so there are no locks. Connections are made on the same
+/// loop as the client connection that uses them, so a request never hops threads.
+final class UpstreamPool: @unchecked Sendable {
+    let eventLoop: EventLoop
+    let address: SocketAddress
+    let connectTimeout: TimeAmount
+    let maxIdle: Int
+    private var idle: [UpstreamConnection] = []
+    /// Connections ever opened (for tests and metrics).
+    private(set) var opened = 0
+
+    init(eventLoop: EventLoop, address: SocketAddress, connectTimeout: TimeAmount, maxIdle: Int = 128) {
+        self.eventLoop = eventLoop
+        self.address = address
+        self.connectTimeout = connectTimeout
+        self.maxIdle = maxIdle
+    }
+
+    var idleCount: Int { idle.count }
+
+    /// An idle live connection, or a new one.
+    func acquire() -> EventLoopFuture<UpstreamConnection> {
+        eventLoop.preconditionInEventLoop()
+        while let connection = idle.popLast() {
+            if connection.channel.isActive { return eventLoop.makeSucceededFuture(connection) }
+        }
+        let handler = UpstreamHandler()
+        handler.pool = self
+        opened += 1
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.autoRead, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    try sync.addHandler(handler)
+                }
+            }
+            .connect(to: address)
+            .map { UpstreamConnection(channel: $0, handler: handler) }
+    }
+
+    /// Back to the pool after a complete exchange; closed when the pool is full.
+    func release(_ connection: UpstreamConnection) {
+        eventLoop.preconditionInEventLoop()
+        connection.handler.delegate = nil
+        guard connection.channel.isActive, idle.count < maxIdle else {
+            connection.channel.close(promise: nil)
+            return
+        }
+        idle.append(connection)
+    }
+
+    func forget(_ handler: UpstreamHandler) {
+        idle.removeAll { $0.handler === handler }
+    }
+
+    func closeAll() {
+        for c in idle { c.channel.close(promise: nil) }
+        idle.removeAll()
+    }
+}
+
+/// A pooled upstream channel and its handler.
+struct UpstreamConnection {
+    let channel: Channel
+    let handler: UpstreamHandler
+}
+
+/// Receives what the proxy handler needs from an upstream connection, on the shared event loop.
+protocol UpstreamDelegate: AnyObject {
+    func upstreamRead(_ part: HTTPClientResponsePart)
+    func upstreamClosed()
+    func upstreamError(_ error: Error)
+    func upstreamWritabilityChanged(_ writable: Bool)
+}
+
+/// Relays upstream responses to the current exchange and holds upstream reads while the client cannot keep up.
+final class UpstreamHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    weak var delegate: UpstreamDelegate?
+    weak var pool: UpstreamPool?
+    private var paused = false
+    private var pendingRead = false
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if let delegate { delegate.upstreamRead(part) } else {
+            // A response nobody asked for (or bytes after one): this connection cannot be reused.
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        pool?.forget(self)
+        delegate?.upstreamClosed()
+        delegate = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        delegate?.upstreamError(error)
+        delegate = nil
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if paused { pendingRead = true } else { context.read() }
+    }
+
+    /// Backpressure from the client side.
+    func setPaused(_ value: Bool) {
+        paused = value
+        if !value, pendingRead, let context {
+            pendingRead = false
+            context.read()
+        }
+    }
+}
