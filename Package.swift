@@ -43,6 +43,9 @@ let package = Package(
         ]),
         // Release-built micro-benchmark (ns/op), never a timed unit test.
         .executableTarget(name: "SidecarBench", dependencies: ["AuthJSToken", "SidecarCore"]),
+        // libFuzzer entry point for every pure parser (FUZZ_TARGET selects one); see Tests/fuzz/run.sh.
+        .executableTarget(name: "SidecarFuzz", dependencies: ["AuthJSToken", "SidecarCore"],
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(name: "AuthJSTokenTests", dependencies: ["AuthJSToken", "CAuthCrypto"], resources: []),
         .testTarget(name: "SidecarCoreTests", dependencies: ["SidecarCore"]),
         .testTarget(name: "SidecarServerTests", dependencies: [

@@ -51,6 +51,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         var upstreamStart: NIODeadline?
         var timeout: Scheduled<Void>?
         var keepUpstream = true
+        var clientKeepAlive = true
         var isHead: Bool { method == .HEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
@@ -154,6 +155,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             }
             let upstreamHead = forwardedHead(head, path: path, identity: identity, requestID: requestID)
             let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
+            exchange.clientKeepAlive = head.isKeepAlive
             exchange.buffered.append(.head(upstreamHead))
             state = .proxying(exchange)
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
@@ -250,6 +252,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             if limit > 0, exchange.bodyBytes > limit {
                 exchange.keepUpstream = false
                 if !exchange.responseStarted {
+                    exchange.upstream?.handler.delegate = nil
                     exchange.upstream?.channel.close(promise: nil)
                     exchange.upstream = nil
                     let (head, body) = payloadTooLarge(exchange.requestID, close: true)
@@ -291,15 +294,20 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
 
     private func respondLocally(_ response: (HTTPResponseHead, ByteBuffer), head: HTTPRequestHead, outcome: String, requestID: String, hasBody: Bool) {
         guard let context else { return }
-        let closeAfter = response.0.headers["connection"].contains("close")
-        context.write(wrapOutboundOut(.head(response.0)), promise: nil)
-        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
-        let promise = closeAfter ? context.eventLoop.makePromise(of: Void.self) : nil
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
-        if let promise { promise.futureResult.assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) } }
-        state = hasBody ? .discarding(closeAfter: closeAfter) : .idle
-        shared.accessLog.record(requestID: requestID, method: head.method.rawValue, path: head.uri, status: response.0.status.code,
+        var responseHead = response.0
+        if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") { responseHead.headers.add(name: "connection", value: "close") }
+        let closeAfter = responseHead.headers["connection"].contains("close")
+        shared.accessLog.record(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
                                 outcome: outcome, start: .now(), upstreamStart: nil)
+        // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
+        state = hasBody ? .discarding(closeAfter: closeAfter) : .idle
+        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
+        if closeAfter {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
     }
 
     private func readiness(head: HTTPRequestHead, requestID: String, hasBody: Bool, context: ChannelHandlerContext) {
@@ -341,15 +349,20 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     private func finishLocally(_ exchange: Exchange, head: HTTPResponseHead, body: ByteBuffer, close: Bool) {
         guard let context else { return }
         exchange.timeout?.cancel()
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !exchange.isHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: promise)
-        if close { promise.futureResult.assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) } }
+        var head = head
+        let close = close || !exchange.clientKeepAlive
+        if close, !head.headers.contains(name: "connection") { head.headers.add(name: "connection", value: "close") }
         shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: head.status.code,
                                 outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
         state = exchange.requestEnded || close ? .idle : .discarding(closeAfter: false)
         resumeReads(if: true)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if !exchange.isHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        if close {
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
     }
 
     // MARK: UpstreamDelegate
@@ -373,13 +386,13 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
                 headers.add(name: name, value: value)
             }
             if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: exchange.requestID) }
+            if !exchange.clientKeepAlive { headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
         case .body(let buffer):
             context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
         case .end(let trailers):
             exchange.timeout?.cancel()
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
             if let upstream = exchange.upstream {
                 exchange.upstream = nil
                 upstream.handler.setPaused(false)
@@ -392,8 +405,15 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             }
             shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: exchange.status,
                                     outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
+            // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
+            let closeAfter = !exchange.clientKeepAlive || !exchange.requestEnded
             state = exchange.requestEnded ? .idle : .discarding(closeAfter: true)
             resumeReads(if: true)
+            if closeAfter {
+                context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
+            } else {
+                context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+            }
         }
     }
 
