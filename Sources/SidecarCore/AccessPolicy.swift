@@ -28,19 +28,24 @@ public struct AccessPolicy: Sendable {
     }
 
     public func decide(method: String, target: String, cookie: String?, authorization: String?, now: Double) -> AccessDecision {
+        var none = VerifiedTokenCache(capacity: 0)
+        return decide(method: method, target: target, cookie: cookie, authorization: authorization, now: now, cache: &none)
+    }
+
+    public func decide(method: String, target: String, cookie: String?, authorization: String?, now: Double,
+                       cache: inout VerifiedTokenCache) -> AccessDecision {
         guard let (path, query) = PathNormalizer.normalize(target: target) else {
             return .badRequest("request target is not a normalisable origin-form path")
         }
         let rule = routes.rule(method: method, path: path)
         let forwardPath = query.map { path + "?" + $0 } ?? path
-        let result = authenticator.authenticate(cookieHeader: cookie, authorization: authorization, now: now)
+        let result = authenticator.authenticate(cookieHeader: cookie, authorization: authorization, now: now, cache: &cache, identity: identity)
         switch result {
-        case .success(let token):
-            for requirement in rule.requirements where !requirement.isMet(by: token.claims) {
+        case .success(let entry):
+            for requirement in rule.requirements where !requirement.isMet(by: entry.token.claims) {
                 return .forbidden(requirement)
             }
-            let (headers, dropped) = identity.headers(for: token)
-            return .forward(path: forwardPath, identity: headers, dropped: dropped, outcome: "ok", subject: token.registered.subject)
+            return .forward(path: forwardPath, identity: entry.headers, dropped: entry.dropped, outcome: "ok", subject: entry.token.registered.subject)
         case .failure(let failure):
             if rule.mode == .required { return .unauthorized(failure) }
             let outcome = failure.code == .missingToken ? "anonymous" : failure.code.rawValue

@@ -41,6 +41,11 @@ public struct SidecarConfig: Sendable {
     public var maxBodyBytes: Int
     public var maxHeaderBytes: Int
     public var idleTimeout: Double
+    public var headerTimeout: Double
+    public var maxConnections: Int
+    /// Empty: disabled.
+    public var forwardAuthPath: String
+    public var tokenCacheSize: Int
     public var stripCookie: Bool
     public var stripAuthorization: Bool
     public var realm: String
@@ -160,6 +165,14 @@ public enum ConfigLoader {
         let maxBody = number("max_body_bytes", min: 0, max: 1e15, hint: "bytes; 0 disables the limit")
         let maxHeader = number("max_header_bytes", min: 1024, max: 1_048_576, hint: "bytes, e.g. 65536")
         let idle = number("idle_timeout", min: 0.1, max: 86400, hint: "seconds, e.g. 60")
+        let headerTimeout = number("header_timeout", min: 0.1, max: 3600, hint: "seconds, e.g. 10")
+        let maxConnections = number("max_connections", min: 1, max: 1_000_000, hint: "e.g. 10000")
+        let cacheSize = number("token_cache_size", min: 0, max: 10_000_000, hint: "entries per event loop; 0 disables")
+        var forwardAuthPath = value("forward_auth_path")
+        if !forwardAuthPath.isEmpty, !forwardAuthPath.hasPrefix("/") || forwardAuthPath.contains("?") {
+            issues.append(ConfigIssue(key: origin("forward_auth_path"), problem: "\"\(forwardAuthPath.prefix(40))\" is not an absolute path", hint: "e.g. /_sidecar/auth, or empty to disable"))
+            forwardAuthPath = ""
+        }
         let maxIdentity = number("max_identity_header_bytes", min: 64, max: 1_048_576, hint: "bytes, e.g. 8192")
 
         var healthPrefix = value("health_prefix")
@@ -254,6 +267,7 @@ public enum ConfigLoader {
             identity: IdentityHeaderMapper(mappings: mappings, claimsHeader: claimsHeaderText.isEmpty ? nil : claimsHeaderText, maxValueBytes: Int(maxIdentity)),
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
             upstreamTimeout: upstreamTimeout, maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
+            headerTimeout: headerTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
             stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm,
             logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))
     }

@@ -17,6 +17,13 @@ public struct TokenAuthenticator: Sendable {
 
     /// Tries each candidate token in priority order; the first that verifies wins, else the first failure is reported.
     public func authenticate(cookieHeader: String?, authorization: String?, now: Double) -> Result<VerifiedToken, VerificationFailure> {
+        var none = VerifiedTokenCache(capacity: 0)
+        return authenticate(cookieHeader: cookieHeader, authorization: authorization, now: now, cache: &none, identity: nil).map(\.token)
+    }
+
+    /// As above, consulting and filling `cache`; the cached entry carries the identity headers `identity` makes.
+    public func authenticate(cookieHeader: String?, authorization: String?, now: Double, cache: inout VerifiedTokenCache,
+                             identity: IdentityHeaderMapper?) -> Result<VerifiedTokenCache.Entry, VerificationFailure> {
         let candidates: [ExtractedToken]
         switch extractor.extract(cookieHeader: cookieHeader, authorization: authorization) {
         case .failure(let f): return .failure(f)
@@ -27,8 +34,13 @@ public struct TokenAuthenticator: Sendable {
         }
         var firstFailure: VerificationFailure?
         for candidate in candidates {
+            if let hit = cache.lookup(candidate.value, scope: candidate.scope, now: now) { return .success(hit) }
             switch verifier.verify(candidate.value, scope: candidate.scope, now: now) {
-            case .success(let token): return .success(token)
+            case .success(let token):
+                let (headers, dropped) = identity?.headers(for: token) ?? ([], [])
+                cache.insert(candidate.value, scope: candidate.scope, verified: token, headers: headers, dropped: dropped,
+                             leeway: verifier.options.clockTolerance, now: now)
+                return .success(VerifiedTokenCache.Entry(token: token, headers: headers, dropped: dropped, validUntil: now))
             case .failure(let f): firstFailure = firstFailure ?? f
             }
         }

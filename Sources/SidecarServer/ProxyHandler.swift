@@ -9,28 +9,28 @@ import SidecarCore
 final class ProxyContext: @unchecked Sendable {
     let config: SidecarConfig
     let policy: AccessPolicy
-    let pools: [ObjectIdentifier: UpstreamPool]
+    let loops: [ObjectIdentifier: LoopState]
     let upstreamHost: String
     let upstreamBasePath: String
     let logger: Logger
     let accessLog: AccessLog
 
-    init(config: SidecarConfig, pools: [ObjectIdentifier: UpstreamPool], upstreamHost: String, upstreamBasePath: String, logger: Logger) {
+    init(config: SidecarConfig, loops: [ObjectIdentifier: LoopState], upstreamHost: String, upstreamBasePath: String, logger: Logger) {
         self.config = config
         self.policy = AccessPolicy(config)
-        self.pools = pools
+        self.loops = loops
         self.upstreamHost = upstreamHost
         self.upstreamBasePath = upstreamBasePath
         self.logger = logger
         self.accessLog = AccessLog(logger: logger, format: config.logFormat, enabled: config.accessLog)
     }
 
-    func pool(for loop: EventLoop) -> UpstreamPool { pools[ObjectIdentifier(loop)]! }
+    func loopState(for loop: EventLoop) -> LoopState { loops[ObjectIdentifier(loop)]! }
 }
 
 /// Authenticates each request and relays it to the upstream: strips spoofable identity headers, decides
 /// synchronously on the event loop, injects claims, and streams both bodies with backpressure.
-final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
+final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamDelegate {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
@@ -52,6 +52,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         var timeout: Scheduled<Void>?
         var keepUpstream = true
         var clientKeepAlive = true
+        var isUpgrade = false
         var isHead: Bool { method == .HEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
@@ -71,6 +72,8 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     }
 
     private let shared: ProxyContext
+    private let watch: HeadWatch
+    private var loop: LoopState!
     private var state: State = .idle
     private var context: ChannelHandlerContext?
     private var readPaused = false
@@ -78,10 +81,14 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     private var remoteIP = "unknown"
     private var headerDeadline: Scheduled<Void>?
 
-    init(shared: ProxyContext) { self.shared = shared }
+    init(shared: ProxyContext, watch: HeadWatch) {
+        self.shared = shared
+        self.watch = watch
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.loop = shared.loopState(for: context.eventLoop)
         if let ip = context.channel.remoteAddress?.ipAddress { remoteIP = ip }
     }
 
@@ -98,6 +105,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     }
 
     private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        watch.headArrived()
         let requestID = RequestID.from(head.headers["x-request-id"].first)
         let config = shared.config
 
@@ -132,13 +140,17 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             }
         }
 
-        // Sanitise: drop every spoofable identity header and the hop-by-hop set, collect the token carriers.
         var cookie: String?
-        var authorization: String?
         for value in head.headers["cookie"] { cookie = cookie.map { $0 + "; " + value } ?? value }
-        authorization = head.headers["authorization"].first
+        let authorization = head.headers["authorization"].first
+
+        if !config.forwardAuthPath.isEmpty, pathOnly == config.forwardAuthPath {
+            forwardAuth(head: head, cookie: cookie, authorization: authorization, requestID: requestID, hasBody: hasBody)
+            return
+        }
+
         let decision = shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie,
-                                            authorization: authorization, now: Date().timeIntervalSince1970)
+                                            authorization: authorization, now: Date().timeIntervalSince1970, cache: &loop.cache)
         switch decision {
         case .badRequest(let reason):
             respondLocally(LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: reason, requestID: requestID),
@@ -156,12 +168,78 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             let upstreamHead = forwardedHead(head, path: path, identity: identity, requestID: requestID)
             let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
             exchange.clientKeepAlive = head.isKeepAlive
+            exchange.isUpgrade = Self.isUpgrade(head)
             exchange.buffered.append(.head(upstreamHead))
             state = .proxying(exchange)
             if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
                 context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
             }
             connectUpstream(exchange, context: context)
+        }
+    }
+
+    static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
+        guard head.method == .GET, head.headers.contains(name: "upgrade") else { return false }
+        return head.headers["connection"].contains { $0.lowercased().split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "upgrade" } }
+    }
+
+    /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
+    /// method and URI come from `X-Forwarded-Method`/`X-Forwarded-Uri` (or nginx's `X-Original-*`); 200 carries the
+    /// identity headers, 401/403 the usual JSON.
+    private func forwardAuth(head: HTTPRequestHead, cookie: String?, authorization: String?, requestID: String, hasBody: Bool) {
+        let method = head.headers["x-forwarded-method"].first ?? head.headers["x-original-method"].first ?? "GET"
+        let uri = head.headers["x-forwarded-uri"].first ?? head.headers["x-original-uri"].first ?? "/"
+        let decision = shared.policy.decide(method: method, target: uri, cookie: cookie, authorization: authorization,
+                                            now: Date().timeIntervalSince1970, cache: &loop.cache)
+        let config = shared.config
+        switch decision {
+        case .forward(_, let identity, _, let outcome, _):
+            var headers = HTTPHeaders()
+            headers.add(name: "content-length", value: "0")
+            headers.add(name: "x-request-id", value: requestID)
+            headers.add(name: "cache-control", value: "no-store")
+            for (n, v) in identity { headers.add(name: n, value: v) }
+            respondLocally((HTTPResponseHead(version: .http1_1, status: .ok, headers: headers), ByteBuffer()), head: head,
+                           outcome: outcome, requestID: requestID, hasBody: hasBody)
+        case .unauthorized(let failure):
+            respondLocally(LocalResponse.unauthorized(failure, realm: config.realm, requestID: requestID, close: hasBody),
+                           head: head, outcome: failure.code.rawValue, requestID: requestID, hasBody: hasBody)
+        case .forbidden(let requirement):
+            respondLocally(LocalResponse.json(status: .forbidden, body: LocalResponse.errorBody(error: "insufficient_claims", reason: requirement.description, requestID: requestID),
+                                              requestID: requestID, close: hasBody), head: head, outcome: "insufficient_claims", requestID: requestID, hasBody: hasBody)
+        case .badRequest(let reason):
+            respondLocally(LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: reason, requestID: requestID),
+                                              requestID: requestID, close: hasBody), head: head, outcome: "bad_request", requestID: requestID, hasBody: hasBody)
+        }
+    }
+
+    /// After `101 Switching Protocols`: both pipelines drop their HTTP handlers and a glued pair relays raw bytes.
+    /// Decoders go last so bytes already read past the 101 flow into the glue.
+    private func spliceUpgraded(_ exchange: Exchange, upstream: UpstreamConnection, context: ChannelHandlerContext) {
+        let (client, server) = GlueHandler.matchedPair()
+        do {
+            let down = context.pipeline.syncOperations
+            let up = upstream.channel.pipeline.syncOperations
+            try down.addHandler(client)
+            try up.addHandler(server)
+            upstream.handler.delegate = nil
+            func remove<H: ChannelHandler>(_ ops: ChannelPipeline.SynchronousOperations, _ type: H.Type) throws {
+                ops.removeHandler(context: try ops.context(handlerType: type), promise: nil)
+            }
+            try remove(up, UpstreamHandler.self)
+            try remove(up, HTTPRequestEncoder.self)
+            try remove(up, ByteToMessageHandler<HTTPResponseDecoder>.self)
+            try? remove(down, IdleStateHandler.self)
+            try remove(down, HTTPServerProtocolErrorHandler.self)
+            try remove(down, HTTPServerPipelineHandler.self)
+            try remove(down, NIOHTTPResponseHeadersValidator.self)
+            try remove(down, HTTPResponseEncoder.self)
+            down.removeHandler(context: context, promise: nil)
+            try remove(down, ByteToMessageHandler<HTTPRequestDecoder>.self)
+        } catch {
+            shared.logger.warning("websocket splice failed", metadata: ["request_id": "\(exchange.requestID)", "error": "\(error)"])
+            upstream.channel.close(promise: nil)
+            context.close(promise: nil)
         }
     }
 
@@ -195,6 +273,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         if head.headers["transfer-encoding"].contains(where: { $0.lowercased().contains("chunked") }) {
             headers.add(name: "transfer-encoding", value: "chunked")
         }
+        if Self.isUpgrade(head), let upgrade = head.headers["upgrade"].first {
+            headers.add(name: "connection", value: "upgrade")
+            headers.add(name: "upgrade", value: upgrade)
+        }
         headers.add(name: "host", value: shared.upstreamHost)
         headers.add(name: "x-forwarded-for", value: remoteIP)
         headers.add(name: "x-forwarded-proto", value: "http")
@@ -216,7 +298,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
     private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
         pauseReads()
         exchange.upstreamStart = .now()
-        let pool = shared.pool(for: context.eventLoop)
+        let pool = loop.pool
         pool.acquire().assumeIsolated().whenComplete { result in
             guard case .proxying(let current) = self.state, current === exchange else {
                 if case .success(let c) = result { c.channel.close(promise: nil) }
@@ -301,6 +383,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
                                 outcome: outcome, start: .now(), upstreamStart: nil)
         // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
         state = hasBody ? .discarding(closeAfter: closeAfter) : .idle
+        watch.exchangeFinished()
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
         if closeAfter {
@@ -312,7 +395,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
 
     private func readiness(head: HTTPRequestHead, requestID: String, hasBody: Bool, context: ChannelHandlerContext) {
         pauseReads()
-        let pool = shared.pool(for: context.eventLoop)
+        let pool = loop.pool
         pool.acquire().assumeIsolated().whenComplete { result in
             self.resumeReads(if: true)
             let ready: Bool
@@ -355,6 +438,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: head.status.code,
                                 outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
         state = exchange.requestEnded || close ? .idle : .discarding(closeAfter: false)
+        watch.exchangeFinished()
         resumeReads(if: true)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if !exchange.isHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
@@ -372,7 +456,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
         switch part {
         case .head(let head):
             // 1xx informational responses (103 Early Hints) are not relayed; 100 never comes since Expect is answered here.
-            if head.status.code >= 100 && head.status.code < 200 { return }
+            if head.status.code >= 100 && head.status.code < 200 && !(exchange.isUpgrade && head.status == .switchingProtocols) { return }
             exchange.timeout?.cancel()
             exchange.responseStarted = true
             exchange.status = head.status.code
@@ -380,8 +464,10 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             var headers = HTTPHeaders()
             headers.reserveCapacity(head.headers.count + 1)
             let connectionTokens = Set(head.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+            let switching = exchange.isUpgrade && head.status == .switchingProtocols
             for (name, value) in head.headers {
                 let lower = name.lowercased()
+                if switching && (lower == "upgrade" || lower == "connection") { headers.add(name: name, value: value); continue }
                 if (HopByHop.names.contains(lower) && lower != "transfer-encoding") || connectionTokens.contains(lower) { continue }
                 headers.add(name: name, value: value)
             }
@@ -393,11 +479,21 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
         case .end(let trailers):
             exchange.timeout?.cancel()
+            if exchange.isUpgrade, exchange.status == 101, let upstream = exchange.upstream {
+                exchange.upstream = nil
+                shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 101,
+                                        outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
+                state = .idle
+                // 101 is informational to NIO's encoder: no `.end` follows it; the raw relay takes over.
+                context.flush()
+                spliceUpgraded(exchange, upstream: upstream, context: context)
+                return
+            }
             if let upstream = exchange.upstream {
                 exchange.upstream = nil
                 upstream.handler.setPaused(false)
                 if exchange.keepUpstream && exchange.requestEnded {
-                    shared.pool(for: context.eventLoop).release(upstream)
+                    loop.pool.release(upstream)
                 } else {
                     upstream.handler.delegate = nil
                     upstream.channel.close(promise: nil)
@@ -408,6 +504,7 @@ final class ProxyHandler: ChannelDuplexHandler, UpstreamDelegate {
             // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
             let closeAfter = !exchange.clientKeepAlive || !exchange.requestEnded
             state = exchange.requestEnded ? .idle : .discarding(closeAfter: true)
+            watch.exchangeFinished()
             resumeReads(if: true)
             if closeAfter {
                 context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }

@@ -39,12 +39,14 @@ public final class SidecarServer: @unchecked Sendable {
             upstreamHost = hostHeader
             basePath = base
         }
-        var pools: [ObjectIdentifier: UpstreamPool] = [:]
+        var loops: [ObjectIdentifier: LoopState] = [:]
         for loop in group.makeIterator() {
-            pools[ObjectIdentifier(loop)] = UpstreamPool(eventLoop: loop, address: upstreamAddress,
-                                                         connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)))
+            let pool = UpstreamPool(eventLoop: loop, address: upstreamAddress, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)))
+            loops[ObjectIdentifier(loop)] = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize)
         }
-        let shared = ProxyContext(config: config, pools: pools, upstreamHost: upstreamHost, upstreamBasePath: basePath, logger: logger)
+        let shared = ProxyContext(config: config, loops: loops, upstreamHost: upstreamHost, upstreamBasePath: basePath, logger: logger)
+        let headerTimeout = TimeAmount.milliseconds(Int64(config.headerTimeout * 1000))
+        let limit = ConnectionLimit(max: config.maxConnections)
         let idle = TimeAmount.milliseconds(Int64(config.idleTimeout * 1000))
         let quiesce = self.quiesce
         let bootstrap = ServerBootstrap(group: group)
@@ -59,10 +61,19 @@ public final class SidecarServer: @unchecked Sendable {
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // The HTTP/1 server pipeline, assembled by hand so the decoder forwards leftover bytes after a
+                    // WebSocket upgrade: limit → header timeout → idle → codec → pipelining → 400 on parse errors → proxy.
                     let sync = channel.pipeline.syncOperations
+                    let watch = HeadWatch()
+                    try sync.addHandler(ConnectionLimitHandler(limit: limit))
+                    try sync.addHandler(HeaderTimeoutHandler(watch: watch, timeout: headerTimeout))
                     try sync.addHandler(IdleStateHandler(readTimeout: idle))
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try sync.addHandler(ProxyHandler(shared: shared))
+                    try sync.addHandler(HTTPResponseEncoder(configuration: .init()))
+                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+                    try sync.addHandler(NIOHTTPResponseHeadersValidator())
+                    try sync.addHandler(HTTPServerPipelineHandler())
+                    try sync.addHandler(HTTPServerProtocolErrorHandler())
+                    try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
                 }
             }
         let channel: Channel
@@ -97,7 +108,7 @@ public final class SidecarServer: @unchecked Sendable {
         }
         done.wait()
         for s in sources { s.cancel() }
-        for pool in pools.values { pool.eventLoop.execute { pool.closeAll() } }
+        for state in loops.values { state.pool.eventLoop.execute { state.pool.closeAll() } }
         try? echoChannel?.close().wait()
         logger.notice("stopped")
         try? group.syncShutdownGracefully()

@@ -1,6 +1,18 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SidecarCore
+
+/// What each event loop owns: its upstream pool and its verified-token cache. Touched only on that loop.
+final class LoopState: @unchecked Sendable {
+    let pool: UpstreamPool
+    var cache: VerifiedTokenCache
+
+    init(pool: UpstreamPool, cacheCapacity: Int) {
+        self.pool = pool
+        self.cache = VerifiedTokenCache(capacity: cacheCapacity)
+    }
+}
 
 /// Keep-alive connections to the upstream, one pool per event loop.
 ///
@@ -39,8 +51,10 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.autoRead, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // Built by hand (not addHTTPClientHandlers) so a WebSocket upgrade can splice the raw bytes after 101.
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
                     try sync.addHandler(handler)
                 }
             }
@@ -84,7 +98,7 @@ protocol UpstreamDelegate: AnyObject {
 }
 
 /// Relays upstream responses to the current exchange and holds upstream reads while the client cannot keep up.
-final class UpstreamHandler: ChannelDuplexHandler {
+final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart

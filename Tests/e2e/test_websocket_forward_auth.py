@@ -1,0 +1,85 @@
+"""WebSocket tunnelling after authentication, the forward-auth endpoint, and the header-read timeout."""
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from conftest import mint, start_sidecar
+
+
+def test_websocket_echo_through_the_proxy(sidecar, token):
+    url = sidecar["url"].replace("http://", "ws://") + "/ws"
+    with connect(url, additional_headers={"Cookie": f"authjs.session-token={token}", "X-Auth-Sub": "spoofed"}) as ws:
+        for i in range(20):
+            ws.send(f"hello-{i}")
+            assert ws.recv(timeout=5) == f"user-1:hello-{i}"
+        big = "x" * 200_000
+        ws.send(big)
+        assert ws.recv(timeout=5) == "user-1:" + big
+
+
+def test_websocket_upgrade_needs_a_token(sidecar):
+    url = sidecar["url"].replace("http://", "ws://") + "/ws"
+    with pytest.raises(Exception) as info:
+        with connect(url):
+            pass
+    assert "401" in str(info.value)
+
+
+def test_forward_auth_endpoint(sidecar, token):
+    url = sidecar["url"] + "/_sidecar/auth"
+    r = httpx.get(url, headers={"Cookie": f"authjs.session-token={token}", "X-Forwarded-Uri": "/api/x", "X-Forwarded-Method": "GET"})
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["x-auth-sub"] == "user-1" and r.headers["x-auth-email"] == "ada@example.com"
+    r = httpx.get(url, headers={"X-Forwarded-Uri": "/api/x"})
+    assert r.status_code == 401 and r.json()["reason"] == "missing_token"
+    # the original URI decides the route: a public path needs no token
+    r = httpx.get(url, headers={"X-Original-URI": "/docs/page", "X-Auth-Sub": "spoofed"})
+    assert r.status_code == 200 and "x-auth-sub" not in r.headers
+
+
+def test_header_timeout_closes_dribbling_connections():
+    proc, port = start_sidecar("echo", {"SIDECAR_HEADER_TIMEOUT": "1", "SIDECAR_IDLE_TIMEOUT": "30"})
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /public/x HTTP/1.1\r\nHost: x\r\n")
+            t0 = time.monotonic()
+            closed = False
+            while time.monotonic() - t0 < 4:
+                try:
+                    s.sendall(b"X-A: b\r\n")
+                except OSError:
+                    closed = True
+                    break
+                s.settimeout(0.3)
+                try:
+                    if s.recv(1024) == b"":
+                        closed = True
+                        break
+                except socket.timeout:
+                    pass
+            assert closed and time.monotonic() - t0 < 2.5
+        # an idle keep-alive connection is not subject to the header timeout
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /public/x HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(1.6)
+            s.sendall(b"GET /public/y HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        proc.stop()
+
+
+def test_token_cache_serves_repeated_sessions(sidecar):
+    tok = mint('{"sub":"cached-user"}')
+    for _ in range(3):
+        r = httpx.get(sidecar["url"] + "/api/c", headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200
+        assert [v for k, v in r.json()["headers"] if k == "x-auth-sub"] == ["cached-user"]
+    # a cached token is still bound to its scope and expiry: an expired one never comes from the cache
+    expired = mint('{"sub":"old"}', "--now", "1700000000")
+    assert httpx.get(sidecar["url"] + "/api/c", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
