@@ -49,6 +49,7 @@ public struct SidecarConfig: Sendable {
     public var stripCookie: Bool
     public var stripAuthorization: Bool
     public var realm: String
+    public var cors: CORSPolicy
     public var logLevel: String
     public var logFormat: String
     public var accessLog: Bool
@@ -102,7 +103,7 @@ public enum ConfigLoader {
             if node != nil { issues.append(ConfigIssue(key: path, problem: "is not a YAML mapping", hint: "use `key: value` lines")) }
             return
         }
-        let known = Set(Settings.all.map(\.file) + ["routes", "cookies"])
+        let known = Set(Settings.all.map(\.file) + ["routes", "cors"])
         for (k, v) in mapping {
             guard let key = k.string else { continue }
             guard known.contains(key) else {
@@ -113,6 +114,21 @@ public enum ConfigLoader {
                 raw.routeNodes = v.sequence.map(Array.init) ?? []
                 raw.routesOrigin = "\(path): routes"
                 if v.sequence == nil { issues.append(ConfigIssue(key: "\(path): routes", problem: "must be a list", hint: "- {path: /admin, mode: required}")) }
+                continue
+            }
+            if key == "cors", let map = v.mapping {
+                // `cors: {origins, methods, headers, expose_headers, credentials, max_age, …}` → `cors_*` keys.
+                let aliases = ["methods": "allowed_methods", "headers": "allowed_headers", "credentials": "allow_credentials"]
+                for (ck, cv) in map {
+                    guard let sub = ck.string else { continue }
+                    let flat = "cors_" + (aliases[sub] ?? sub)
+                    guard known.contains(flat) else {
+                        issues.append(ConfigIssue(key: "\(path): cors.\(sub)", problem: "is not a known setting", hint: "see the configuration reference in README.md"))
+                        continue
+                    }
+                    raw.values[flat] = cv.sequence.map { $0.compactMap(\.string).joined(separator: ",") } ?? cv.string ?? ""
+                    raw.origins[flat] = "\(path): cors.\(sub)"
+                }
                 continue
             }
             if let seq = v.sequence {
@@ -251,6 +267,20 @@ public enum ConfigLoader {
         }
         let stripCookie = flag("strip_cookie"), stripAuthorization = flag("strip_authorization"), accessLog = flag("access_log")
 
+        func list(_ key: String) -> [String] { value(key).split(separator: ",").map { $0.trimmingSpaces }.filter { !$0.isEmpty } }
+        let corsConfig = CORSConfig(
+            origins: CORSPolicy.parseOrigins(value("cors_origins")), allowCredentials: flag("cors_allow_credentials"),
+            allowedMethods: list("cors_allowed_methods"), allowedHeaders: list("cors_allowed_headers"),
+            exposeHeaders: list("cors_expose_headers"),
+            maxAge: Int(number("cors_max_age", min: 0, max: 86400, hint: "seconds, e.g. 600")),
+            privateNetwork: flag("cors_private_network"), preflightPassthrough: flag("cors_preflight_passthrough"),
+            replaceUpstreamHeaders: flag("cors_replace_upstream_headers"))
+        var cors: CORSPolicy?
+        switch CORSPolicy.validating(corsConfig, key: { origin($0) }) {
+        case .success(let p): cors = p
+        case .failure(let found): issues.append(contentsOf: found.issues)
+        }
+
         var authenticator: TokenAuthenticator?
         if !secrets.isEmpty, !cookies.isEmpty, !formats.isEmpty {
             do {
@@ -260,7 +290,7 @@ public enum ConfigLoader {
                 issues.append(ConfigIssue(key: "AUTH_SECRET", problem: error.description, hint: "check the secrets and cookie names"))
             }
         }
-        guard issues.isEmpty, let authenticator else { return .failure(ConfigIssues(issues: issues)) }
+        guard issues.isEmpty, let authenticator, let cors else { return .failure(ConfigIssues(issues: issues)) }
         return .success(SidecarConfig(
             listen: listen, upstream: upstream, threads: threads, authenticator: authenticator,
             routes: RoutePolicy(rules: rules),
@@ -268,7 +298,7 @@ public enum ConfigLoader {
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
             upstreamTimeout: upstreamTimeout, maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
             headerTimeout: headerTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
-            stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm,
+            stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors,
             logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))
     }
 

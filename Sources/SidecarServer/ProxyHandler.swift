@@ -79,7 +79,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var readPaused = false
     private var pendingRead = false
     private var remoteIP = "unknown"
-    private var headerDeadline: Scheduled<Void>?
+    /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
+    private var corsHeaders: [(String, String)] = []
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared
@@ -149,6 +150,35 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             return
         }
 
+        // CORS before authentication: browsers send preflights without credentials.
+        corsHeaders = []
+        let cors = config.cors
+        if cors.isEnabled {
+            switch cors.evaluate(method: head.method.rawValue, origin: head.headers["origin"].first,
+                                 requestMethod: head.headers["access-control-request-method"].first,
+                                 requestHeaders: head.headers.contains(name: "access-control-request-headers") ? head.headers["access-control-request-headers"].joined(separator: ",") : nil,
+                                 requestPrivateNetwork: head.headers["access-control-request-private-network"].first?.lowercased() == "true") {
+            case .preflight(let headers):
+                var h = HTTPHeaders(headers)
+                h.add(name: "content-length", value: "0")
+                h.add(name: "x-request-id", value: requestID)
+                respondLocally((HTTPResponseHead(version: .http1_1, status: .noContent, headers: h), ByteBuffer()), head: head,
+                               outcome: "preflight", requestID: requestID, hasBody: hasBody)
+                return
+            case .rejectPreflight(let reason):
+                respondLocally(LocalResponse.json(status: .forbidden, body: LocalResponse.errorBody(error: "cors_rejected", reason: reason, requestID: requestID),
+                                                  requestID: requestID, close: hasBody), head: head, outcome: "cors_rejected", requestID: requestID, hasBody: hasBody)
+                return
+            case .preflightPassthrough:
+                forward(head, path: head.uri, identity: [], dropped: [], outcome: "preflight", requestID: requestID, context: context)
+                return
+            case .actual(let headers):
+                corsHeaders = headers
+            case .notCORS, .disallowedOrigin:
+                if let vary = cors.cacheVary { corsHeaders = [vary] }
+            }
+        }
+
         let decision = shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie,
                                             authorization: authorization, now: Date().timeIntervalSince1970, cache: &loop.cache)
         switch decision {
@@ -162,20 +192,25 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             respondLocally(LocalResponse.json(status: .forbidden, body: LocalResponse.errorBody(error: "insufficient_claims", reason: requirement.description, requestID: requestID),
                                               requestID: requestID, close: hasBody), head: head, outcome: "insufficient_claims", requestID: requestID, hasBody: hasBody)
         case .forward(let path, let identity, let dropped, let outcome, _):
-            for name in dropped {
-                shared.logger.warning("identity header dropped: value over the size cap", metadata: ["header": "\(name)", "request_id": "\(requestID)"])
-            }
-            let upstreamHead = forwardedHead(head, path: path, identity: identity, requestID: requestID)
-            let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
-            exchange.clientKeepAlive = head.isKeepAlive
-            exchange.isUpgrade = Self.isUpgrade(head)
-            exchange.buffered.append(.head(upstreamHead))
-            state = .proxying(exchange)
-            if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
-            }
-            connectUpstream(exchange, context: context)
+            forward(head, path: path, identity: identity, dropped: dropped, outcome: outcome, requestID: requestID, context: context)
         }
+    }
+
+    private func forward(_ head: HTTPRequestHead, path: String, identity: [(String, String)], dropped: [String], outcome: String,
+                         requestID: String, context: ChannelHandlerContext) {
+        for name in dropped {
+            shared.logger.warning("identity header dropped: value over the size cap", metadata: ["header": "\(name)", "request_id": "\(requestID)"])
+        }
+        let upstreamHead = forwardedHead(head, path: path, identity: identity, requestID: requestID)
+        let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
+        exchange.clientKeepAlive = head.isKeepAlive
+        exchange.isUpgrade = Self.isUpgrade(head)
+        exchange.buffered.append(.head(upstreamHead))
+        state = .proxying(exchange)
+        if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        }
+        connectUpstream(exchange, context: context)
     }
 
     static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
@@ -377,6 +412,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func respondLocally(_ response: (HTTPResponseHead, ByteBuffer), head: HTTPRequestHead, outcome: String, requestID: String, hasBody: Bool) {
         guard let context else { return }
         var responseHead = response.0
+        for (n, v) in corsHeaders { responseHead.headers.add(name: n, value: v) }
         if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") { responseHead.headers.add(name: "connection", value: "close") }
         let closeAfter = responseHead.headers["connection"].contains("close")
         shared.accessLog.record(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
@@ -433,6 +469,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let context else { return }
         exchange.timeout?.cancel()
         var head = head
+        for (n, v) in corsHeaders { head.headers.add(name: n, value: v) }
         let close = close || !exchange.clientKeepAlive
         if close, !head.headers.contains(name: "connection") { head.headers.add(name: "connection", value: "close") }
         shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: head.status.code,
@@ -465,14 +502,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             headers.reserveCapacity(head.headers.count + 1)
             let connectionTokens = Set(head.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
+            let replaceCORS = !corsHeaders.isEmpty && shared.config.cors.config.replaceUpstreamHeaders
             for (name, value) in head.headers {
                 let lower = name.lowercased()
+                if replaceCORS && CORSPolicy.isOwnedResponseHeader(lower) { continue }
                 if switching && (lower == "upgrade" || lower == "connection") { headers.add(name: name, value: value); continue }
                 if (HopByHop.names.contains(lower) && lower != "transfer-encoding") || connectionTokens.contains(lower) { continue }
                 headers.add(name: name, value: value)
             }
             if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: exchange.requestID) }
             if !exchange.clientKeepAlive { headers.add(name: "connection", value: "close") }
+            for (n, v) in corsHeaders { headers.add(name: n, value: v) }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
         case .body(let buffer):
             context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)

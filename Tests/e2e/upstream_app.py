@@ -40,6 +40,8 @@ _CHUNK_BYTES = b"x" * CHUNK
 
 # Distinct (host, port) peers seen by the app, across HTTP and websocket.
 _peers: set[tuple[str, int]] = set()
+# Every (method, path) received, so tests can prove what did (not) reach the upstream, e.g. no CORS preflight.
+_requests: list[tuple[str, str]] = []
 
 
 class PeerRecorder:
@@ -53,6 +55,8 @@ class PeerRecorder:
             client = scope.get("client")
             if client:
                 _peers.add((str(client[0]), int(client[1])))
+            if scope["type"] == "http" and scope["path"] != "/requests":
+                _requests.append((scope["method"], scope["path"]))
         await self.app(scope, receive, send)
 
 
@@ -139,6 +143,17 @@ async def connections() -> JSONResponse:
 async def reset_connections() -> JSONResponse:
     _peers.clear()
     return JSONResponse({"connections": 0})
+
+
+@app.get("/requests")
+async def requests_seen() -> JSONResponse:
+    return JSONResponse({"requests": [[m, p] for m, p in _requests]})
+
+
+@app.delete("/requests")
+async def reset_requests() -> JSONResponse:
+    _requests.clear()
+    return JSONResponse({"requests": []})
 
 
 @app.websocket("/ws")
