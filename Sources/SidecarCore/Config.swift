@@ -50,6 +50,7 @@ public struct SidecarConfig: Sendable {
     public var stripAuthorization: Bool
     public var realm: String
     public var cors: CORSPolicy
+    public var metricsListen: SocketAddressSpec?
     public var logLevel: String
     public var logFormat: String
     public var accessLog: Bool
@@ -170,6 +171,7 @@ public enum ConfigLoader {
 
         let listen = parseAddress(value("listen"), key: origin("listen"), issues: &issues) ?? .tcp(host: "0.0.0.0", port: 8080)
         let upstream = parseUpstream(value("upstream"), key: origin("upstream"), issues: &issues)
+        let metricsListen = value("metrics_listen").isEmpty ? nil : parseAddress(value("metrics_listen"), key: origin("metrics_listen"), issues: &issues)
         var threads = coreCount
         if value("threads") != "cores" {
             threads = Int(number("threads", min: 1, max: 256, hint: "use a thread count such as 1 or 2, or `cores`"))
@@ -298,7 +300,7 @@ public enum ConfigLoader {
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
             upstreamTimeout: upstreamTimeout, maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
             headerTimeout: headerTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
-            stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors,
+            stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors, metricsListen: metricsListen,
             logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))
     }
 

@@ -45,6 +45,7 @@ public enum Settings {
         Setting(file: "cors_preflight_passthrough", env: "SIDECAR_CORS_PREFLIGHT_PASSTHROUGH", flag: "cors-preflight-passthrough", defaultValue: "false", meaning: "Forward allowed preflights to the upstream (unauthenticated) instead of answering them."),
         Setting(file: "cors_replace_upstream_headers", env: "SIDECAR_CORS_REPLACE_UPSTREAM_HEADERS", flag: "cors-replace-upstream-headers", defaultValue: "true", meaning: "Drop the upstream's own `Access-Control-*` headers so they are never duplicated."),
         Setting(file: "realm", env: "SIDECAR_REALM", flag: "realm", defaultValue: "authjs-sidecar", meaning: "Realm in `WWW-Authenticate`."),
+        Setting(file: "metrics_listen", env: "SIDECAR_METRICS_LISTEN", flag: "metrics-listen", defaultValue: "", meaning: "Prometheus `/metrics` listener (`host:port`); empty = off."),
         Setting(file: "log_level", env: "SIDECAR_LOG_LEVEL", flag: "log-level", defaultValue: "info", meaning: "trace, debug, info, notice, warning, error or critical."),
         Setting(file: "log_format", env: "SIDECAR_LOG_FORMAT", flag: "log-format", defaultValue: "text", meaning: "Access-log format: `text` or `json`."),
         Setting(file: "access_log", env: "SIDECAR_ACCESS_LOG", flag: "access-log", defaultValue: "true", meaning: "One log line per request."),

@@ -213,6 +213,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         connectUpstream(exchange, context: context)
     }
 
+    /// Accounting for one finished exchange: the access-log line and this loop's metrics.
+    private func finish(requestID: String, method: String, path: String, status: UInt, outcome: String, start: NIODeadline, upstreamStart: NIODeadline?) {
+        let now = NIODeadline.now()
+        loop.metrics.record(status: status, outcome: outcome, seconds: Double((now - start).nanoseconds) / 1e9,
+                            upstreamSeconds: upstreamStart.map { Double((now - $0).nanoseconds) / 1e9 })
+        shared.accessLog.record(requestID: requestID, method: method, path: path, status: status, outcome: outcome, start: start, upstreamStart: upstreamStart)
+    }
+
     static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
         guard head.method == .GET, head.headers.contains(name: "upgrade") else { return false }
         return head.headers["connection"].contains { $0.lowercased().split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "upgrade" } }
@@ -415,7 +423,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         for (n, v) in corsHeaders { responseHead.headers.add(name: n, value: v) }
         if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") { responseHead.headers.add(name: "connection", value: "close") }
         let closeAfter = responseHead.headers["connection"].contains("close")
-        shared.accessLog.record(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
+        finish(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
                                 outcome: outcome, start: .now(), upstreamStart: nil)
         // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
         state = hasBody ? .discarding(closeAfter: closeAfter) : .idle
@@ -453,7 +461,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard !exchange.responseStarted else {
             // Mid-response: the client must see an aborted response, never a silently short one.
             exchange.status = 0
-            shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 0,
+            finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 0,
                                     outcome: code, start: exchange.start, upstreamStart: exchange.upstreamStart)
             state = .idle
             context?.close(promise: nil)
@@ -472,7 +480,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         for (n, v) in corsHeaders { head.headers.add(name: n, value: v) }
         let close = close || !exchange.clientKeepAlive
         if close, !head.headers.contains(name: "connection") { head.headers.add(name: "connection", value: "close") }
-        shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: head.status.code,
+        finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: head.status.code,
                                 outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
         state = exchange.requestEnded || close ? .idle : .discarding(closeAfter: false)
         watch.exchangeFinished()
@@ -521,7 +529,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.timeout?.cancel()
             if exchange.isUpgrade, exchange.status == 101, let upstream = exchange.upstream {
                 exchange.upstream = nil
-                shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 101,
+                finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 101,
                                         outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
                 state = .idle
                 // 101 is informational to NIO's encoder: no `.end` follows it; the raw relay takes over.
@@ -539,7 +547,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     upstream.channel.close(promise: nil)
                 }
             }
-            shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: exchange.status,
+            finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: exchange.status,
                                     outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
             // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
             let closeAfter = !exchange.clientKeepAlive || !exchange.requestEnded
@@ -600,7 +608,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 upstream.channel.close(promise: nil)
             }
             if !exchange.responseStarted || exchange.status == 0 {
-                shared.accessLog.record(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 499,
+                finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 499,
                                         outcome: "client_closed", start: exchange.start, upstreamStart: exchange.upstreamStart)
             }
         }

@@ -84,6 +84,25 @@ public final class SidecarServer: @unchecked Sendable {
             channel = try bootstrap.bind(unixDomainSocketPath: path).wait()
         }
         serverChannel = channel
+        var metricsChannel: Channel?
+        if let metricsAddress = config.metricsListen {
+            let states = Array(loops.values)
+            let metrics = ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(MetricsHandler(loops: states, connections: limit))
+                    }
+                }
+            switch metricsAddress {
+            case .tcp(let host, let port): metricsChannel = try metrics.bind(host: host, port: port).wait()
+            case .unix(let path):
+                try? FileManager.default.removeItem(atPath: path)
+                metricsChannel = try metrics.bind(unixDomainSocketPath: path).wait()
+            }
+            logger.notice("metrics listening", metadata: ["metrics": "\(metricsChannel!.localAddress.map { "\($0)" } ?? "")"])
+        }
         logger.notice("authjs-sidecar listening", metadata: [
             "listen": "\(channel.localAddress.map { "\($0)" } ?? config.listen.description)", "threads": "\(config.threads)",
             "upstream": "\(upstreamAddress)", "cookies": "\(config.authenticator.extractor.cookies.map(\.name).joined(separator: ","))",
@@ -110,6 +129,7 @@ public final class SidecarServer: @unchecked Sendable {
         for s in sources { s.cancel() }
         for state in loops.values { state.pool.eventLoop.execute { state.pool.closeAll() } }
         try? echoChannel?.close().wait()
+        try? metricsChannel?.close().wait()
         logger.notice("stopped")
         try? group.syncShutdownGracefully()
     }

@@ -7,6 +7,7 @@ import SidecarCore
 final class LoopState: @unchecked Sendable {
     let pool: UpstreamPool
     var cache: VerifiedTokenCache
+    var metrics = LoopMetrics()
 
     init(pool: UpstreamPool, cacheCapacity: Int) {
         self.pool = pool

@@ -1,0 +1,358 @@
+import AuthJSToken
+import SidecarCore
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+public enum FuzzTarget: String, CaseIterable, Sendable {
+    case tokenV5 = "token-v5"
+    case tokenV4 = "token-v4"
+    case tokenJWS = "token-jws"
+    case tokenAuto = "token-auto"
+    case cookie
+    case headers
+    case path
+    case config
+    case json
+}
+
+/// Fixed inputs shared by every target: the key ring is derived once per process, never per input.
+enum Fixed {
+    static let secrets = ["fuzz-secret-1", "fuzz-secret-0"]
+    static let salts = SessionCookie.defaults.map(\.salt)
+    /// 2027-01-15; tokens minted by make-corpus.py carry iat 2026-01-01 and exp 2099-01-01.
+    static let now: Double = 1_800_000_000
+    static let clockTolerance: Double = 15
+
+    static let ring: KeyRing = {
+        do { return try KeyRing(secrets: secrets, v5Salts: salts) } catch {
+            printErr("SidecarFuzz: cannot build the key ring: \(error)\n")
+            _exit(2)
+        }
+    }()
+    static let verifier = TokenVerifier(keys: ring, options: VerifierOptions(clockTolerance: clockTolerance))
+
+    static let authenticator: TokenAuthenticator = {
+        do { return try TokenAuthenticator(secrets: secrets, cookies: SessionCookie.defaults,
+                                           options: VerifierOptions(clockTolerance: clockTolerance)) } catch {
+            printErr("SidecarFuzz: cannot build the authenticator: \(error)\n")
+            _exit(2)
+        }
+    }()
+
+    /// The default identity headers plus mappings that reach arrays, numbers, booleans, objects and dotted paths.
+    static let mapper = IdentityHeaderMapper(
+        mappings: IdentityHeaderMapper.defaultMappings + [
+            .init(claimPath: "roles", header: "X-Auth-Roles"),
+            .init(claimPath: "groups", header: "X-Auth-Groups"),
+            .init(claimPath: "email_verified", header: "X-Auth-Email-Verified"),
+            .init(claimPath: "exp", header: "X-Auth-Exp"),
+            .init(claimPath: "address", header: "X-Auth-Address"),
+            .init(claimPath: "address.country", header: "X-Auth-Country"),
+            .init(claimPath: "a.b.c", header: "X-Auth-Deep"),
+            .init(claimPath: "", header: "X-Auth-Empty"),
+            .init(claimPath: "user", header: "X-Auth-User"),
+        ],
+        claimsHeader: "X-Auth-Claims", maxValueBytes: 8192)
+
+    /// Per-process YAML file the `config` target rewrites for every input.
+    static let configPath: String = {
+        let dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        let path = "\(dir)/sidecar-fuzz-config-\(getpid()).yaml"
+        atexit { _ = Fixed.configPath.withCString { unlink($0) } }
+        return path
+    }()
+    static let configEnvironment: [String: String] = ["AUTH_SECRET": "x", "SIDECAR_CONFIG": configPath]
+
+    /// `FUZZ_STRICT=1`: also require failure reasons to be single printable lines (log-injection check).
+    static let strict: Bool = getenv("FUZZ_STRICT").map { String(cString: $0) == "1" } ?? false
+}
+
+enum FuzzTargets {
+    /// Outcome counts (`FUZZ_OUTCOMES=1` under libFuzzer, always in replay mode); libFuzzer is single-threaded.
+    nonisolated(unsafe) static var collectOutcomes = false
+    nonisolated(unsafe) static var outcomes: [String: Int] = [:]
+
+    static func note(_ outcome: @autoclosure () -> String) {
+        if collectOutcomes { outcomes[outcome(), default: 0] += 1 }
+    }
+
+    /// Builds whatever `target` needs before the first input, so set-up cost is not charged to one input.
+    static func prepare(_ target: FuzzTarget) {
+        if getenv("FUZZ_OUTCOMES").map({ String(cString: $0) == "1" }) ?? false {
+            collectOutcomes = true
+            atexit {
+                let line = FuzzTargets.outcomes.sorted { $0.value > $1.value }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                printErr("SidecarFuzz outcomes: \(line)\n")
+            }
+        }
+        switch target {
+        case .tokenV5, .tokenV4, .tokenJWS, .tokenAuto: _ = Fixed.verifier
+        case .cookie: _ = Fixed.authenticator
+        case .headers: _ = Fixed.mapper
+        case .config: _ = Fixed.configPath
+        case .path, .json: break
+        }
+    }
+
+    static func run(_ target: FuzzTarget, _ bytes: UnsafeBufferPointer<UInt8>) {
+        switch target {
+        case .tokenV5: token(bytes, target, scope: KeyScope(v5Salts: (1 << UInt64(Fixed.salts.count)) - 1, v4: false, jws: false))
+        case .tokenV4: token(bytes, target, scope: KeyScope(v5Salts: 0, v4: true, jws: false))
+        case .tokenJWS: token(bytes, target, scope: KeyScope(v5Salts: 0, v4: false, jws: true))
+        case .tokenAuto: token(bytes, target, scope: Fixed.ring.everything)
+        case .cookie: cookie(bytes)
+        case .headers: headers(bytes)
+        case .path: path(bytes)
+        case .config: config(bytes)
+        case .json: json(bytes)
+        }
+    }
+
+    // MARK: - invariants
+
+    static func fail(_ target: FuzzTarget, _ message: String) -> Never {
+        printErr("INVARIANT \(target.rawValue): \(message)\n")
+        abort()
+    }
+
+    static func check(_ condition: Bool, _ target: FuzzTarget, _ message: @autoclosure () -> String) {
+        if !condition { fail(target, message()) }
+    }
+
+    /// A JSON value as a short, printable excerpt for invariant messages.
+    static func excerpt(_ bytes: some Collection<UInt8>, _ limit: Int = 200) -> String {
+        var out = ""
+        for b in bytes.prefix(limit) {
+            if b >= 0x20 && b < 0x7F && b != UInt8(ascii: "\\") { out.append(Character(Unicode.Scalar(b))) } else {
+                out += "\\x" + String(b, radix: 16).leftPad(2)
+            }
+        }
+        return bytes.count > limit ? out + "…(\(bytes.count) bytes)" : out
+    }
+
+    /// Serialising parsed claims and parsing them back gives the same object (JSON-semantic equality).
+    static func checkRoundTrip(_ object: JSONObject, _ target: FuzzTarget, _ what: String) {
+        let text = JSONValue.object(object).serialized()
+        switch JSONParser.parseObject(text, limits: JSONLimits(maxBytes: Int.max, maxDepth: 1 << 20), what: what) {
+        case .success(let again):
+            check(again == object, target, "\(what) changed after serialise/parse: \(excerpt(text))")
+        case .failure(let f):
+            fail(target, "\(what) serialised to text that does not parse (\(f)): \(excerpt(text))")
+        }
+    }
+
+    static func checkFailure(_ f: VerificationFailure, _ target: FuzzTarget) {
+        for secret in Fixed.secrets {
+            check(!f.reason.contains(secret), target, "failure reason contains a secret: \(f)")
+        }
+        if Fixed.strict {
+            check(f.reason.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F }, target,
+                  "failure reason is not a single printable line: \(excerpt(Array(f.reason.utf8)))")
+        }
+    }
+
+    static func checkVerified(_ token: VerifiedToken, dotCount: Int?, scope: KeyScope, _ target: FuzzTarget) {
+        if let dotCount {
+            check(dotCount == 2 || dotCount == 4, target, "accepted a token with \(dotCount + 1) segments")
+            check((dotCount == 2) == (token.format == .jws), target, "format \(token.format) from a token with \(dotCount + 1) segments")
+        }
+        switch token.format {
+        case .jws:
+            check(scope.jws, target, "accepted a JWS outside its scope")
+            check(token.salt == nil, target, "JWS with a salt")
+        case .nextauthV4:
+            check(scope.v4, target, "accepted a v4 token outside its scope")
+            check(token.salt == nil, target, "v4 token with a salt")
+        case .authjsV5:
+            guard let salt = token.salt, let si = Fixed.salts.firstIndex(of: salt) else { fail(target, "v5 token without a known salt") }
+            check(scope.v5Salts & (1 << UInt64(si)) != 0, target, "v5 token opened with salt \(salt) outside its scope")
+        }
+        check(token.secretIndex >= 0 && token.secretIndex < Fixed.secrets.count, target, "secretIndex \(token.secretIndex)")
+        // The claims are an object, and the verified payload is exactly that object.
+        checkRoundTrip(token.claims, target, "claims")
+        switch JSONParser.parseObject(token.payload) {
+        case .success(let reparsed): check(reparsed == token.claims, target, "payload and claims differ")
+        case .failure(let f): fail(target, "verified payload does not parse: \(f)")
+        }
+        for name in ["exp", "nbf", "iat"] {
+            if let v = token.claims[name] { check(v.isNumber, target, "accepted a non-numeric \(name)") }
+        }
+        if let exp = token.claims["exp"]?.doubleValue {
+            check(exp > Fixed.now - Fixed.clockTolerance, target, "accepted exp \(exp) at now \(Fixed.now)")
+        }
+        if let nbf = token.claims["nbf"]?.doubleValue {
+            check(nbf <= Fixed.now + Fixed.clockTolerance, target, "accepted nbf \(nbf) at now \(Fixed.now)")
+        }
+        check(token.registered.subject == token.claims["sub"]?.stringValue, target, "registered.subject differs from sub")
+    }
+
+    // MARK: - targets
+
+    static func token(_ bytes: UnsafeBufferPointer<UInt8>, _ target: FuzzTarget, scope: KeyScope) {
+        switch Fixed.verifier.verify(bytes: bytes, scope: scope, now: Fixed.now) {
+        case .success(let token):
+            note("valid-\(token.format.rawValue)")
+            checkVerified(token, dotCount: bytes.reduce(0) { $0 + ($1 == UInt8(ascii: ".") ? 1 : 0) }, scope: scope, target)
+        case .failure(let f):
+            note(f.code.rawValue)
+            checkFailure(f, target)
+        }
+    }
+
+    static func cookie(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let nul = bytes.firstIndex(of: 0)
+        let cookieHeader = String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<(nul ?? bytes.count)]), as: UTF8.self)
+        let authorization = nul.map { String(decoding: UnsafeBufferPointer(rebasing: bytes[($0 + 1)...]), as: UTF8.self) }
+        switch Fixed.authenticator.authenticate(cookieHeader: cookieHeader, authorization: authorization, now: Fixed.now) {
+        case .success(let token):
+            note("valid-\(token.format.rawValue)")
+            checkVerified(token, dotCount: nil, scope: Fixed.ring.everything, .cookie)
+        case .failure(let f):
+            note(f.code.rawValue)
+            checkFailure(f, .cookie)
+        }
+    }
+
+    static func headers(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard case .success(let claims) = JSONParser.parseObject(bytes, limits: JSONLimits(), what: "claims") else {
+            note("not-an-object")
+            return
+        }
+        note("object")
+        let token = VerifiedToken(claims: claims, payload: Array(bytes), format: .jws, secretIndex: 0, salt: nil)
+        let (headers, dropped) = Fixed.mapper.headers(for: token)
+        let names = Set(Fixed.mapper.mappings.map(\.header) + [Fixed.mapper.claimsHeader!])
+        for (name, value) in headers {
+            check(names.contains(name), .headers, "unexpected header \(name)")
+            check(value.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F }, .headers,
+                  "\(name) value has a control byte: \(excerpt(Array(value.utf8)))")
+            check(value.utf8.allSatisfy { $0 < 0x80 }, .headers, "\(name) value is not ASCII: \(excerpt(Array(value.utf8)))")
+            check(value.utf8.count <= Fixed.mapper.maxValueBytes, .headers, "\(name) value over maxValueBytes")
+            if name == Fixed.mapper.claimsHeader {
+                guard let json = Base64URL.decode(value) else { fail(.headers, "claims header is not base64url") }
+                switch JSONParser.parseObject(json, limits: JSONLimits(maxBytes: Int.max, maxDepth: 1 << 20)) {
+                case .success(let again): check(again == claims, .headers, "claims header does not decode to the claims")
+                case .failure(let f): fail(.headers, "claims header JSON does not parse: \(f)")
+                }
+            } else if let m = Fixed.mapper.mappings.first(where: { $0.header == name }),
+                      case .string(let s)? = ClaimPath.lookup(m.claimPath, in: claims) {
+                // What the upstream decodes is byte-for-byte the claim.
+                guard let decoded = IdentityHeaderMapper.decodeValue(value) else { fail(.headers, "\(name) does not decode") }
+                check(Array(decoded.utf8) == Array(s.utf8), .headers,
+                      "\(name): decode(\(excerpt(Array(value.utf8)))) != claim \(excerpt(Array(s.utf8)))")
+            }
+        }
+        for name in dropped { check(names.contains(name), .headers, "unexpected dropped header \(name)") }
+        // decodeValue(encodeValue(x)) == x for every string anywhere in the claims (member names included).
+        func walk(_ v: JSONValue) {
+            switch v {
+            case .string(let s): roundTrip(s)
+            case .array(let items): items.forEach(walk)
+            case .object(let o): for m in o.members { roundTrip(m.key); walk(m.value) }
+            default: break
+            }
+        }
+        func roundTrip(_ s: String) {
+            let encoded = IdentityHeaderMapper.encodeValue(s)
+            check(encoded.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }, .headers, "encodeValue left a non-printable byte: \(excerpt(Array(encoded.utf8)))")
+            guard let decoded = IdentityHeaderMapper.decodeValue(encoded) else {
+                fail(.headers, "decodeValue(encodeValue(\(excerpt(Array(s.utf8))))) is nil")
+            }
+            check(Array(decoded.utf8) == Array(s.utf8), .headers,
+                  "decodeValue(encodeValue(x)) != x for x = \(excerpt(Array(s.utf8))) (encoded \(excerpt(Array(encoded.utf8))))")
+        }
+        walk(.object(claims))
+    }
+
+    static func path(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let target = "/" + String(decoding: bytes, as: UTF8.self)
+        guard let (path, query) = PathNormalizer.normalize(target: target) else {
+            note("refused")
+            return
+        }
+        note("normalised")
+        let u = Array(path.utf8)
+        let show = excerpt(Array(target.utf8))
+        check(u.first == UInt8(ascii: "/"), .path, "result does not start with '/': \(show)")
+        check(!path.contains("//"), .path, "result contains '//': \(show) -> \(excerpt(u))")
+        check(!path.contains("/./") && !path.hasSuffix("/."), .path, "result has a '.' segment: \(show) -> \(excerpt(u))")
+        check(!path.contains("/../") && !path.hasSuffix("/.."), .path, "result has a '..' segment: \(show) -> \(excerpt(u))")
+        check(!path.contains("?"), .path, "result contains '?': \(show) -> \(excerpt(u))")
+        check(u.allSatisfy { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ";") }, .path,
+              "result has a control, space, backslash or ';': \(show) -> \(excerpt(u))")
+        if let q = query { check(target.utf8.elementsEqual(Array(target.utf8.prefix(target.utf8.count - q.utf8.count - 1)) + [UInt8(ascii: "?")] + Array(q.utf8)), .path, "query is not the target's tail") }
+        guard let (again, againQuery) = PathNormalizer.normalize(target: path) else {
+            fail(.path, "normalised path is refused when normalised again: \(show) -> \(excerpt(u))")
+        }
+        check(Array(again.utf8) == u, .path, "not idempotent: \(show) -> \(excerpt(u)) -> \(excerpt(Array(again.utf8)))")
+        check(againQuery == nil, .path, "normalised path grew a query")
+    }
+
+    static func config(_ bytes: UnsafeBufferPointer<UInt8>) {
+        let fd = open(Fixed.configPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { fail(.config, "cannot write \(Fixed.configPath)") }
+        var written = 0
+        while written < bytes.count {
+            let n = write(fd, bytes.baseAddress! + written, bytes.count - written)
+            guard n > 0 else { close(fd); fail(.config, "short write to \(Fixed.configPath)") }
+            written += n
+        }
+        close(fd)
+        switch ConfigLoader.load(environment: Fixed.configEnvironment, flags: [:], configPath: nil, coreCount: 1) {
+        case .success(let config):
+            note("valid")
+            check(config.threads >= 1 && config.threads <= 256, .config, "threads \(config.threads)")
+            check(config.healthPrefix.hasPrefix("/") && !config.healthPrefix.hasSuffix("/"), .config, "health prefix \(config.healthPrefix)")
+            check(config.realm.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") },
+                  .config, "realm \(excerpt(Array(config.realm.utf8)))")
+            for (name, _) in config.identity.mappings.map({ ($0.header, $0.claimPath) }) {
+                check(HeaderName.isValid(name), .config, "identity header name \(excerpt(Array(name.utf8)))")
+            }
+            // Route decisions over a few short fixed paths: a rule set must always answer.
+            for p in ["/", "/admin", "/admin/users/1", "/docs/a/b.json", "/api/v1/x"] {
+                _ = config.routes.rule(method: "GET", path: p)
+            }
+            for cookie in config.authenticator.extractor.cookies {
+                check(HeaderName.isValid(cookie.name), .config, "cookie name \(excerpt(Array(cookie.name.utf8)))")
+            }
+        case .failure(let issues):
+            note("issues")
+            check(!issues.issues.isEmpty, .config, "failure without issues")
+            for issue in issues.issues {
+                check(!issue.problem.contains("fuzz-secret"), .config, "issue mentions a secret")
+            }
+        }
+    }
+
+    static func json(_ bytes: UnsafeBufferPointer<UInt8>) {
+        switch JSONParser.parseObject(bytes, limits: JSONLimits(), what: "JSON") {
+        case .success(let object):
+            note("object")
+            checkRoundTrip(object, .json, "object")
+        case .failure(let f):
+            note(f.code.rawValue)
+            check(f.code == .malformed || f.code == .tooLarge, .json, "unexpected code \(f.code)")
+        }
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+}
+
+/// Writes to fd 2 directly (Swift 6 refuses the C `stderr` global).
+func printErr(_ s: String) {
+    var s = s
+    s.withUTF8 { buf in
+        var off = 0
+        while off < buf.count {
+            let n = write(2, buf.baseAddress! + off, buf.count - off)
+            if n <= 0 { return }
+            off += n
+        }
+    }
+}
