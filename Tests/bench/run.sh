@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Performance benchmark: builds a release binary and runs the shared anchors kit (../shared/bench) with the sidecar
+# next to HAProxy-jwt (the kit adds `direct` and `nginx` for the ratios). Prints the kit's table with rps, p50/p99,
+# CPU µs per request, RSS and ratios to nginx.
+#   SIDECAR_THREADS=1 (default) | 2      SIDECAR_TOKEN=jwe-cookie (default) | jwe-bearer | jws-bearer
+#   extra arguments go to the kit, e.g.  Tests/bench/run.sh -c 64,256 -r 3 -d 10
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+KIT=${BENCH_KIT:-$ROOT/../shared/bench}
+[ -x "$KIT/run.sh" ] || { echo "bench kit not found at $KIT (set BENCH_KIT)"; exit 2; }
+[ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
+swift build -c release --product authjs-sidecar >&2
+THREADS=${SIDECAR_THREADS:-1}
+# Access log off, as the kit's nginx and HAProxy run without one; everything else is the default configuration.
+export SIDECAR_CMD="SIDECAR_LISTEN=127.0.0.1:\$LISTEN_PORT SIDECAR_UPSTREAM=\$UPSTREAM_URL SIDECAR_THREADS=$THREADS SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning exec $ROOT/.build/release/authjs-sidecar serve"
+export SIDECAR_TOKEN=${SIDECAR_TOKEN:-jwe-cookie}
+exec "$KIT/run.sh" sidecar haproxy-jwt "$@"
