@@ -88,6 +88,10 @@ public struct KeyRing: Sendable {
                     cbcRow.append(a); gcmRow.append(b)
                     index[a.kid] = index[a.kid] ?? a
                     index[b.kid] = index[b.kid] ?? b
+                    // Auth.js hashes the 64-byte key's thumbprint with SHA-512; Python JOSE tooling (joserfc,
+                    // jwcrypto) defaults to SHA-256. Both name the same key, so both select it.
+                    let alias = KeyRing.thumbprint(k64, hash: .sha256)
+                    index[alias] = index[alias] ?? a
                 }
                 cbc.append(cbcRow); gcm.append(gcmRow)
             }
@@ -114,9 +118,9 @@ public struct KeyRing: Sendable {
     }
 
     /// RFC 7638 thumbprint of the key as an `oct` JWK, with SHA-512 for 64-byte keys and SHA-256 otherwise (as Auth.js).
-    static func thumbprint(_ key: [UInt8]) -> String {
+    static func thumbprint(_ key: [UInt8], hash: Crypto.Hash? = nil) -> String {
         let canonical = Array("{\"k\":\"\(Base64URL.encode(key))\",\"kty\":\"oct\"}".utf8)
-        return Base64URL.encode(Crypto.digest(key.count == 64 ? .sha512 : .sha256, canonical))
+        return Base64URL.encode(Crypto.digest(hash ?? (key.count == 64 ? .sha512 : .sha256), canonical))
     }
 
     /// The v5 key Auth.js's `encode()` would use for `salt` (the newest secret), for minting.

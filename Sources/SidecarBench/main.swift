@@ -1,4 +1,4 @@
-// Release-built micro-benchmark: `swift run -c release SidecarBench [--quick]`.
+// Release-built micro-benchmark: `swift run -c release SidecarBench [--quick] [--only NAME]`.
 //
 // Each case runs a warm-up, then 5 timed runs of N iterations; the best run's ns/op is reported (the minimum is the
 // least noisy estimate on a shared machine). `now` is fixed, so every token stays valid and results are repeatable.
@@ -16,6 +16,10 @@ let now: Int64 = 1_800_000_000
 let secret = "bench-secret-7Qm3vXz9LkP2wR8tY5nB1cD4fG6hJ0aS="
 let salt = "authjs.session-token"
 let quick = CommandLine.arguments.contains("--quick")
+/// `--only SUBSTRING`: run just the matching cases (for profiling one with perf).
+let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
+    i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
+}
 
 func monotonicNanos() -> UInt64 {
     var ts = timespec()
@@ -35,6 +39,7 @@ var rows: [Row] = []
 /// Best-of-5 ns/op of `body`, which must return true (checked every iteration).
 @MainActor
 func bench(_ name: String, iterations: Int, note: String = "", _ body: () -> Bool) {
+    if let only, !name.contains(only) { return }
     let n = quick ? max(iterations / 20, 100) : iterations
     for _ in 0..<max(n / 5, 50) where !body() { fatalError("\(name): warm-up iteration failed") }
     var best = Double.infinity
@@ -110,8 +115,20 @@ bench("extract-single", iterations: 200_000, note: "\(singleHeader.utf8.count) B
     if case .success(let found) = extractor.extract(cookieHeader: singleHeader, authorization: nil) { return found.count == 1 }
     return false
 }
+let bearerHeader = "Bearer \(v5CBC)"
+bench("extract-bearer", iterations: 200_000, note: "\(bearerHeader.utf8.count) B Authorization header") {
+    if case .success(let found) = extractor.extract(cookieHeader: nil, authorization: bearerHeader) { return found.count == 1 }
+    return false
+}
 bench("authenticate-cookie", iterations: 100_000, note: "extract + verify, \(v5CBC.utf8.count) B token") {
     if case .success = authenticator.authenticate(cookieHeader: singleHeader, authorization: nil, now: t) { return true }
+    return false
+}
+var cache = VerifiedTokenCache(capacity: 1024)
+bench("authenticate-cookie-cached", iterations: 200_000, note: "extract + cache hit (the server's repeat-request path)") {
+    if case .success = authenticator.authenticate(cookieHeader: singleHeader, authorization: nil, now: t, cache: &cache, identity: nil) {
+        return true
+    }
     return false
 }
 bench("authenticate-3-chunks", iterations: 20_000, note: "extract + verify, \(rich.utf8.count) B token") {
@@ -138,6 +155,26 @@ bench("reject-deep-header", iterations: 50_000, note: "\(deepHeader.utf8.count) 
     if case .failure(let f) = verifier.verify(deepHeader, now: t) { return f.code == .tooLarge }
     return false
 }
+
+// Components of a verify, to see where the time goes.
+let payloadBytes = JSONValue.object(defaultClaims).serialized()
+let cbcSegments = v5CBC.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+let macKey = [UInt8](repeating: 7, count: 32), encKey = [UInt8](repeating: 9, count: 32)
+let cbcCiphertext = Crypto.aesCBCEncrypt(key: encKey, iv: [UInt8](repeating: 1, count: 16), payloadBytes)!
+bench("part-base64url-decode", iterations: 200_000, note: "\(cbcSegments[3].utf8.count) chars (v5 ciphertext)") {
+    Base64URL.decode(cbcSegments[3])?.count == cbcCiphertext.count
+}
+bench("part-json-parse-claims", iterations: 200_000, note: "\(payloadBytes.count) B default claims") {
+    if case .success(let o) = JSONParser.parseObject(payloadBytes) { return o.count == 7 }
+    return false
+}
+bench("part-hmac-sha512", iterations: 200_000, note: "\(cbcCiphertext.count + 160) B input") {
+    Crypto.hmac(.sha512, key: macKey, Array(cbcSegments[0].utf8) + cbcCiphertext)?.count == 64
+}
+bench("part-aes256-cbc-decrypt", iterations: 200_000, note: "\(cbcCiphertext.count) B") {
+    Crypto.aesCBCDecrypt(key: encKey, iv: [UInt8](repeating: 1, count: 16), cbcCiphertext)?.count == payloadBytes.count
+}
+bench("part-sha256-digest", iterations: 200_000, note: "32 B") { Crypto.digest(.sha256, macKey).count == 32 }
 
 let nameWidth = max(rows.map(\.name.count).max() ?? 0, 4)
 func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }

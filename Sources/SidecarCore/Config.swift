@@ -117,6 +117,10 @@ public enum ConfigLoader {
                 if v.sequence == nil { issues.append(ConfigIssue(key: "\(path): routes", problem: "must be a list", hint: "- {path: /admin, mode: required}")) }
                 continue
             }
+            if key == "cors", v.mapping == nil {
+                issues.append(ConfigIssue(key: "\(path): cors", problem: "must be a mapping", hint: "cors: {origins: [https://app.example.com]}"))
+                continue
+            }
             if key == "cors", let map = v.mapping {
                 // `cors: {origins, methods, headers, expose_headers, credentials, max_age, …}` → `cors_*` keys.
                 let aliases = ["methods": "allowed_methods", "headers": "allowed_headers", "credentials": "allow_credentials"]
@@ -314,11 +318,15 @@ public enum ConfigLoader {
         var host = "", portText = ""
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
             host = String(text[text.index(after: text.startIndex)..<close])
-            portText = String(text[close...].dropFirst(2))
+            let rest = text[text.index(after: close)...]
+            portText = rest.hasPrefix(":") ? String(rest.dropFirst()) : ""
+            if !host.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) { host = "" }
         } else if let colon = text.lastIndex(of: ":") {
             host = String(text[..<colon]); portText = String(text[text.index(after: colon)...])
+            // A host name or IPv4 address: letters, digits, `-`, `.` — never userinfo, spaces or fragments.
+            if !host.unicodeScalars.allSatisfy({ ($0.properties.isASCIIHexDigit || ("g"..."z").contains($0) || ("G"..."Z").contains($0)) || $0 == "-" || $0 == "." }) { host = "" }
         }
-        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
+        guard !host.isEmpty, portText.allSatisfy(\.isNumber), let port = Int(portText), (0...65535).contains(port) else {
             issues.append(ConfigIssue(key: key, problem: "\"\(text.prefix(60))\" is not host:port or unix:/path", hint: "e.g. 0.0.0.0:8080 or 127.0.0.1:8080"))
             return nil
         }
@@ -361,6 +369,9 @@ public enum ConfigLoader {
         }
         let matchKind = map["match"]?.string ?? (path.contains("*") ? "glob" : "prefix")
         let match: PathMatch
+        if matchKind != "glob", PathNormalizer.normalize(path: path[...]) == nil {
+            issues.append(ConfigIssue(key: "\(key).path", problem: "\"\(path.prefix(60))\" cannot be normalised (encoded `/`, `\\` or NUL)", hint: "write the path as requests reach it, decoded"))
+        }
         switch matchKind {
         case "prefix": match = .prefix(PathNormalizer.normalize(path: path[...]) ?? path)
         case "exact": match = .exact(PathNormalizer.normalize(path: path[...]) ?? path)
@@ -400,6 +411,9 @@ public enum ConfigLoader {
 
     static func jsonValue(_ node: Yams.Node) -> JSONValue {
         if let seq = node.sequence { return .array(seq.map(jsonValue)) }
+        if let map = node.mapping {
+            return .object(JSONObject(map.compactMap { k, v in k.string.map { ($0, jsonValue(v)) } }))
+        }
         if let scalar = node.scalar {
             if scalar.style == .plain {
                 if let b = node.bool { return .bool(b) }

@@ -93,7 +93,9 @@ public struct IdentityHeaderMapper: Sendable {
     }
 
     public static func encodeValue(_ value: String) -> String {
-        let plain = value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !value.hasPrefix(encodedPrefix)
+        // HTTP parsers trim leading/trailing whitespace, so a value with it is encoded too (lossless in transit).
+        let edges = value.utf8.first.map { $0 != 0x20 } ?? true && value.utf8.last.map { $0 != 0x20 } ?? true
+        let plain = edges && value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !value.hasPrefix(encodedPrefix)
         if plain { return value }
         var out = Array(encodedPrefix.utf8)
         for b in value.utf8 {

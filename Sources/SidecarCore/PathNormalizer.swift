@@ -2,8 +2,9 @@
 ///
 /// RFC 3986 §6.2.2: percent-encoded unreserved characters are decoded and other escapes upper-cased, `;parameters`
 /// are dropped from each segment, empty segments collapse, and dot segments are resolved (never above the root).
-/// Escapes that would change the path's structure — `%2F`, `%5C`, `%00`, `%2E` inside a dot segment — and raw
-/// control characters or backslashes are refused (nil → 400), because upstreams disagree on what they mean.
+/// `%2E%2E` is resolved like `..` (RFC 3986 decodes unreserved characters first). Escapes that would change the
+/// path's structure — `%2F`, `%5C`, `%00` — and raw control characters or backslashes are refused (nil → 400),
+/// because upstreams disagree on what they mean.
 public enum PathNormalizer {
     public static let maxPathBytes = 8192
 
@@ -18,6 +19,8 @@ public enum PathNormalizer {
     }
 
     public static func normalize(path: Substring) -> String? {
+        // Fast path: most request paths are already normal (no `%`, `;`, `\\`, control bytes, empty or dot segments).
+        if isAlreadyNormal(path) { return String(path) }
         var segments: [String] = []
         var endsWithSlash = false
         for raw in path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst() {
@@ -39,6 +42,27 @@ public enum PathNormalizer {
         return out
     }
 
+    static func isAlreadyNormal(_ path: Substring) -> Bool {
+        var previous: UInt8 = 0
+        var segmentStart = true
+        var dots = 0
+        for b in path.utf8 {
+            if b < 0x21 || b == 0x7F || b == UInt8(ascii: "%") || b == UInt8(ascii: ";") || b == UInt8(ascii: "\\") { return false }
+            if b == UInt8(ascii: "/") {
+                if previous == UInt8(ascii: "/") || (segmentStart && dots > 0 && dots <= 2) { return false }
+                segmentStart = true
+                dots = 0
+            } else if segmentStart && b == UInt8(ascii: ".") {
+                dots += 1
+            } else {
+                segmentStart = false
+                dots = 0
+            }
+            previous = b
+        }
+        return path.utf8.first == UInt8(ascii: "/") && !(segmentStart && dots > 0 && dots <= 2)
+    }
+
     static func isUnreserved(_ b: UInt8) -> Bool {
         (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2E || b == 0x5F || b == 0x7E
     }
@@ -47,7 +71,6 @@ public enum PathNormalizer {
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)
         var i = raw.startIndex
-        var sawEncodedDot = false
         while i < raw.endIndex {
             let b = raw[i]
             if b < 0x21 || b == 0x7F || b == UInt8(ascii: "\\") { return nil }
@@ -58,7 +81,6 @@ public enum PathNormalizer {
                 let v = hi << 4 | lo
                 if v == 0x2F || v == 0x5C || v < 0x20 || v == 0x7F { return nil }
                 if isUnreserved(v) {
-                    if v == UInt8(ascii: ".") { sawEncodedDot = true }
                     out.append(v)
                 } else {
                     out.append(UInt8(ascii: "%"))
@@ -70,9 +92,7 @@ public enum PathNormalizer {
             out.append(b)
             i = raw.index(after: i)
         }
-        let s = String(decoding: out, as: UTF8.self)
-        _ = sawEncodedDot // `%2e%2e` decodes to `..` and is resolved like one, as RFC 3986 requires.
-        return s
+        return String(decoding: out, as: UTF8.self)
     }
 
     static let hexUpper: [UInt8] = Array("0123456789ABCDEF".utf8)

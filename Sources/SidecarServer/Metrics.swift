@@ -26,8 +26,14 @@ struct LoopMetrics {
         }
     }
 
+    struct RequestKey: Hashable {
+        let outcome: String
+        /// 1–5 for 1xx–5xx, 0 for an aborted response.
+        let statusClass: Int
+    }
+
     /// Keyed by (outcome, status class); outcomes are the bounded set of verification codes and fixed words.
-    var requests: [String: Int] = [:]
+    var requests: [RequestKey: Int] = [:]
     var total = Histogram()
     var upstream = Histogram()
     var cacheHits = 0
@@ -37,8 +43,7 @@ struct LoopMetrics {
     var poolOpened = 0
 
     mutating func record(status: UInt, outcome: String, seconds: Double, upstreamSeconds: Double?) {
-        let statusClass = status == 0 ? "aborted" : "\(status / 100)xx"
-        requests[outcome + "\u{1}" + statusClass, default: 0] += 1
+        requests[RequestKey(outcome: outcome, statusClass: Int(min(status / 100, 5))), default: 0] += 1
         total.observe(seconds)
         if let upstreamSeconds { upstream.observe(upstreamSeconds) }
     }
@@ -57,9 +62,9 @@ struct LoopMetrics {
     static func render(_ m: LoopMetrics, openConnections: Int) -> String {
         var out = ""
         out += "# HELP authjs_sidecar_requests_total Requests by auth outcome code and status class.\n# TYPE authjs_sidecar_requests_total counter\n"
-        for (key, value) in m.requests.sorted(by: { $0.key < $1.key }) {
-            let parts = key.split(separator: "\u{1}")
-            out += "authjs_sidecar_requests_total{outcome=\"\(parts[0])\",status_class=\"\(parts[1])\"} \(value)\n"
+        for (key, value) in m.requests.sorted(by: { ($0.key.outcome, $0.key.statusClass) < ($1.key.outcome, $1.key.statusClass) }) {
+            let statusClass = key.statusClass == 0 ? "aborted" : "\(key.statusClass)xx"
+            out += "authjs_sidecar_requests_total{outcome=\"\(key.outcome)\",status_class=\"\(statusClass)\"} \(value)\n"
         }
         func histogram(_ name: String, _ help: String, _ h: Histogram) {
             out += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"

@@ -14,6 +14,8 @@ final class ProxyContext: @unchecked Sendable {
     let upstreamBasePath: String
     let logger: Logger
     let accessLog: AccessLog
+    /// Normalised identity header names that do not start with `x-auth-` (those are always stripped); usually empty.
+    let customOwnedNames: Set<String>
 
     init(config: SidecarConfig, loops: [ObjectIdentifier: LoopState], upstreamHost: String, upstreamBasePath: String, logger: Logger) {
         self.config = config
@@ -23,6 +25,7 @@ final class ProxyContext: @unchecked Sendable {
         self.upstreamBasePath = upstreamBasePath
         self.logger = logger
         self.accessLog = AccessLog(logger: logger, format: config.logFormat, enabled: config.accessLog)
+        self.customOwnedNames = config.identity.ownedNames.filter { !$0.hasPrefix("x-auth-") }
     }
 
     func loopState(for loop: EventLoop) -> LoopState { loops[ObjectIdentifier(loop)]! }
@@ -127,8 +130,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
 
         // Health endpoints, without auth.
-        let pathOnly = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri
-        if pathOnly.hasPrefix(config.healthPrefix + "/"), head.method == .GET || head.method == .HEAD {
+        let ownPath = head.uri.hasPrefix(config.healthPrefix) || (!config.forwardAuthPath.isEmpty && head.uri.hasPrefix(config.forwardAuthPath))
+        let pathOnly = ownPath ? (head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri) : ""
+        if ownPath, pathOnly.hasPrefix(config.healthPrefix + "/"), head.method == .GET || head.method == .HEAD {
             let tail = pathOnly.dropFirst(config.healthPrefix.count)
             if tail == "/healthz" {
                 respondLocally(LocalResponse.json(status: .ok, body: #"{"status":"ok"}"#, requestID: requestID, close: false),
@@ -145,7 +149,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         for value in head.headers["cookie"] { cookie = cookie.map { $0 + "; " + value } ?? value }
         let authorization = head.headers["authorization"].first
 
-        if !config.forwardAuthPath.isEmpty, pathOnly == config.forwardAuthPath {
+        if ownPath, !config.forwardAuthPath.isEmpty, pathOnly == config.forwardAuthPath {
             forwardAuth(head: head, cookie: cookie, authorization: authorization, requestID: requestID, hasBody: hasBody)
             return
         }
@@ -295,27 +299,37 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Rewrites the client's head for the upstream in one pass over its headers.
     private func forwardedHead(_ head: HTTPRequestHead, path: String, identity: [(String, String)], requestID: String) -> HTTPRequestHead {
         let config = shared.config
-        let connectionTokens = Set(head.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+        // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
+        var connectionTokens: Set<String> = []
+        for value in head.headers["connection"] {
+            for token in value.split(separator: ",") {
+                let t = token.trimmingCharacters(in: .whitespaces).lowercased()
+                if t != "keep-alive" && t != "close" && t != "upgrade" { connectionTokens.insert(t) }
+            }
+        }
+        let customOwned = shared.customOwnedNames
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + identity.count + 5)
         var host: String?
+        var chunked = false
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if HopByHop.names.contains(lower) || connectionTokens.contains(lower) { continue }
-            if shared.policy.identity.isOwned(name) { continue }
-            switch lower {
-            case "host": host = value; continue
-            case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id", "expect": continue
-            case "cookie" where config.stripCookie:
+            switch HeaderClass.of(name) {
+            case .hopByHop, .forwarding, .requestID, .expect, .identity: continue
+            case .transferEncoding:
+                if value.lowercased().contains("chunked") { chunked = true }
+                continue
+            case .host: host = value; continue
+            case .cookie where config.stripCookie:
                 if let kept = stripSessionCookies(value) { headers.add(name: "cookie", value: kept) }
                 continue
-            case "authorization" where config.stripAuthorization && value.hasPrefix("Bearer "): continue
-            default: headers.add(name: name, value: value)
+            case .authorization where config.stripAuthorization && value.hasPrefix("Bearer "): continue
+            default:
+                if !customOwned.isEmpty, customOwned.contains(HeaderName.normalized(name)) { continue }
+                if !connectionTokens.isEmpty, connectionTokens.contains(name.lowercased()) { continue }
+                headers.add(name: name, value: value)
             }
         }
-        if head.headers["transfer-encoding"].contains(where: { $0.lowercased().contains("chunked") }) {
-            headers.add(name: "transfer-encoding", value: "chunked")
-        }
+        if chunked { headers.add(name: "transfer-encoding", value: "chunked") }
         if Self.isUpgrade(head), let upgrade = head.headers["upgrade"].first {
             headers.add(name: "connection", value: "upgrade")
             headers.add(name: "upgrade", value: upgrade)
@@ -507,15 +521,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.status = head.status.code
             if !head.isKeepAlive { exchange.keepUpstream = false }
             var headers = HTTPHeaders()
-            headers.reserveCapacity(head.headers.count + 1)
-            let connectionTokens = Set(head.headers["connection"].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+            headers.reserveCapacity(head.headers.count + 2 + corsHeaders.count)
+            var connectionTokens: Set<String> = []
+            for value in head.headers["connection"] {
+                for token in value.split(separator: ",") { connectionTokens.insert(token.trimmingCharacters(in: .whitespaces).lowercased()) }
+            }
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
             let replaceCORS = !corsHeaders.isEmpty && shared.config.cors.config.replaceUpstreamHeaders
             for (name, value) in head.headers {
-                let lower = name.lowercased()
-                if replaceCORS && CORSPolicy.isOwnedResponseHeader(lower) { continue }
-                if switching && (lower == "upgrade" || lower == "connection") { headers.add(name: name, value: value); continue }
-                if (HopByHop.names.contains(lower) && lower != "transfer-encoding") || connectionTokens.contains(lower) { continue }
+                if replaceCORS && CORSPolicy.isOwnedResponseHeader(name) { continue }
+                let kind = HeaderClass.of(name)
+                if switching && kind == .hopByHop { headers.add(name: name, value: value); continue }
+                if kind == .hopByHop { continue }
+                if !connectionTokens.isEmpty, connectionTokens.contains(name.lowercased()) { continue }
                 headers.add(name: name, value: value)
             }
             if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: exchange.requestID) }
@@ -625,12 +643,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 }
 
-/// RFC 9110 §7.6.1 hop-by-hop fields (plus the de-facto `proxy-connection` and `keep-alive`).
-enum HopByHop {
-    static let names: Set<String> = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-                                     "upgrade", "proxy-authenticate", "proxy-authorization"]
-}
-
 /// Request ids: a client's is kept when it is short and plain; otherwise one is made.
 enum RequestID {
     static func from(_ value: String?) -> String {
@@ -641,13 +653,17 @@ enum RequestID {
         return make()
     }
 
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     static func make() -> String {
         var g = SystemRandomNumberGenerator()
         let a = g.next() as UInt64, b = g.next() as UInt64
-        return String(a, radix: 16).leftPadded(16) + String(b, radix: 16).leftPadded(16)
+        return String(unsafeUninitializedCapacity: 32) { buffer in
+            for i in 0..<16 {
+                buffer[i] = hexDigits[Int((a >> (60 - 4 * UInt64(i))) & 15)]
+                buffer[16 + i] = hexDigits[Int((b >> (60 - 4 * UInt64(i))) & 15)]
+            }
+            return 32
+        }
     }
-}
-
-extension String {
-    func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

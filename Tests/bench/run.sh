@@ -12,7 +12,8 @@ KIT=${BENCH_KIT:-$ROOT/../shared/bench}
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
 swift build -c release --product authjs-sidecar >&2
 THREADS=${SIDECAR_THREADS:-1}
-# Access log off, as the kit's nginx and HAProxy run without one; everything else is the default configuration.
-export SIDECAR_CMD="SIDECAR_LISTEN=127.0.0.1:\$LISTEN_PORT SIDECAR_UPSTREAM=\$UPSTREAM_URL SIDECAR_THREADS=$THREADS SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning exec $ROOT/.build/release/authjs-sidecar serve"
+# Access log off, as the kit's nginx and HAProxy run without one; JWE formats only, because the kit's checks require a
+# JWE verifier to refuse its HS256 token ("a token of the other family"). Everything else is the default configuration.
+export SIDECAR_CMD="SIDECAR_LISTEN=127.0.0.1:\$LISTEN_PORT SIDECAR_UPSTREAM=\$UPSTREAM_URL SIDECAR_THREADS=$THREADS SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning SIDECAR_TOKEN_FORMATS=authjs-v5,nextauth-v4 exec $ROOT/.build/release/authjs-sidecar serve"
 export SIDECAR_TOKEN=${SIDECAR_TOKEN:-jwe-cookie}
 exec "$KIT/run.sh" sidecar haproxy-jwt "$@"

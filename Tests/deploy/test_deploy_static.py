@@ -644,7 +644,7 @@ def _check_sidecar_config(cfg: dict) -> None:
 
 def test_sidecar_yaml_example():
     (cfg,) = load_all(DEPLOY / "sidecar.yaml")
-    for key in ["listen", "upstream", "public_paths", "cookie_names", "clock_tolerance", "cors", "routes", "headers"]:
+    for key in ["listen", "upstream", "public_paths", "cookie_names", "clock_tolerance", "cors", "routes", "identity_headers"]:
         assert key in cfg, key
     _check_sidecar_config(cfg)
     assert isinstance(cfg["clock_tolerance"], int)
@@ -656,7 +656,7 @@ def test_sidecar_yaml_example():
     assert {"claim": "email_verified", "equals": True} in requires
     # Mapped claim headers must start with X-Auth- so the sidecar's stripping
     # of client-supplied x-auth-* headers protects them too.
-    for claim, header in cfg["headers"].items():
+    for claim, header in cfg["identity_headers"].items():
         assert header.lower().startswith("x-auth-"), (claim, header)
     for name in cfg["cookie_names"]:
         assert "session-token" in name
