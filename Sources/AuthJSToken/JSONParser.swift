@@ -29,15 +29,18 @@ public enum JSONParser {
         guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else {
             return .failure(.init(.malformed, "\(what) is not a JSON object"))
         }
+        guard let base = bytes.baseAddress else { return .failure(.init(.malformed, "\(what) is empty")) }
         var error = json_error_t()
-        let flags = JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL
-        guard let base = bytes.baseAddress,
-              let root = base.withMemoryRebound(to: CChar.self, capacity: bytes.count, { json_loadb($0, bytes.count, Int(flags), &error) })
-        else {
-            let detail = withUnsafeBytes(of: &error.text) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        let strict = JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL
+        var root = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) { json_loadb($0, bytes.count, Int(strict), &error) }
+        if root == nil, errorCode(error) == json_error_numeric_overflow {
+            // An integer beyond Int64 is still a JSON number to JavaScript: read every number as a double, as JSON.parse does.
+            root = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                json_loadb($0, bytes.count, Int(strict | JSON_DECODE_INT_AS_REAL), &error)
             }
-            return .failure(.init(.malformed, "\(what) is not valid JSON (\(detail))"))
+        }
+        guard let root else {
+            return .failure(.init(.malformed, "\(what) is not valid JSON (\(describe(error)))"))
         }
         defer { cj_decref(root) }
         guard case .object(let object) = convert(root) else {
@@ -55,6 +58,34 @@ public enum JSONParser {
         let wrapped = Array("{\"v\":".utf8) + Array(text.utf8) + Array("}".utf8)
         return parseObject(wrapped, limits: JSONLimits(maxBytes: limits.maxBytes + 6, maxDepth: limits.maxDepth + 1), what: "JSON")
             .map { $0["v"] ?? .null }
+    }
+
+    static func errorCode(_ error: json_error_t) -> json_error_code {
+        var e = error
+        return withUnsafeBytes(of: &e.text) { raw in json_error_code(rawValue: UInt32(raw[Int(JSON_ERROR_TEXT_LENGTH) - 1])) }
+    }
+
+    /// A fixed description per Jansson error code plus the byte position: never Jansson's text, which quotes input
+    /// ("near '…'") and so could carry decrypted claims or control characters into logs.
+    static func describe(_ error: json_error_t) -> String {
+        let what: String
+        switch errorCode(error) {
+        case json_error_invalid_syntax: what = "invalid syntax"
+        case json_error_invalid_utf8: what = "invalid UTF-8"
+        case json_error_premature_end_of_input: what = "premature end of input"
+        case json_error_end_of_input_expected: what = "trailing data"
+        case json_error_invalid_format: what = "invalid format"
+        case json_error_wrong_type: what = "wrong type"
+        case json_error_null_character: what = "NUL character"
+        case json_error_null_value: what = "null value"
+        case json_error_null_byte_in_key: what = "NUL in a member name"
+        case json_error_duplicate_key: what = "duplicate member name"
+        case json_error_numeric_overflow: what = "number out of range"
+        case json_error_item_not_found: what = "item not found"
+        case json_error_index_out_of_range: what = "index out of range"
+        default: what = "error"
+        }
+        return "\(what) at byte \(error.position)"
     }
 
     static func exceedsDepth(_ bytes: UnsafeBufferPointer<UInt8>, _ maxDepth: Int) -> Bool {

@@ -78,10 +78,38 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// `Number.prototype.toString` (ECMA-262 §6.1.6.1.20): the shortest round-tripping digits, positional between
+    /// 1e-7 and 1e21, exponential (`1e-7`, `1.5e+21`) outside.
     static func format(_ d: Double) -> String {
         if !d.isFinite { return "null" }
-        if d == d.rounded(), abs(d) < 1e21, let i = Int64(exactly: d) { return String(i) }
-        return "\(d)"
+        if d == 0 { return "0" }
+        if d == d.rounded(), abs(d) < 1e15, let i = Int64(exactly: d) { return String(i) }
+        // Swift's description has the same shortest digits; only the layout differs.
+        let text = "\(abs(d))"
+        let parts = text.split(separator: "e")
+        var mantissa = String(parts[0])
+        var exponent = parts.count > 1 ? Int(parts[1])! : 0
+        if let dot = mantissa.firstIndex(of: ".") {
+            let fraction = mantissa[mantissa.index(after: dot)...]
+            exponent -= fraction.count
+            mantissa = String(mantissa[..<dot]) + fraction
+        }
+        var digits = Array(mantissa.drop(while: { $0 == "0" }))
+        while digits.count > 1, digits.last == "0" { digits.removeLast(); exponent += 1 }
+        let k = digits.count
+        let n = exponent + k    // value = 0.d1d2…dk × 10^n
+        var out = d < 0 ? "-" : ""
+        if k <= n && n <= 21 {
+            out += String(digits) + String(repeating: "0", count: n - k)
+        } else if 0 < n && n <= 21 {
+            out += String(digits[0..<n]) + "." + String(digits[n...])
+        } else if -6 < n && n <= 0 {
+            out += "0." + String(repeating: "0", count: -n) + String(digits)
+        } else {
+            let e = n - 1
+            out += String(digits[0]) + (k > 1 ? "." + String(digits[1...]) : "") + "e" + (e >= 0 ? "+" : "-") + String(abs(e))
+        }
+        return out
     }
 
     static let hex: [UInt8] = Array("0123456789abcdef".utf8)

@@ -3,35 +3,57 @@
 /// (the raw value is kept when that fails).
 public enum CookieParser {
     /// Calls `body(name, value)` for each pair in header order, duplicates included (callers keep the first).
-    /// Stops early when `body` returns false.
+    /// Stops early when `body` returns false. Scans the header's UTF-8 bytes in place (no per-pair copies).
     public static func forEachPair(_ header: String, _ body: (Substring, Substring) -> Bool) {
+        var header = header
+        header.makeContiguousUTF8()
         let utf8 = header.utf8
-        var index = utf8.startIndex
-        while index < utf8.endIndex {
-            guard let eq = utf8[index...].firstIndex(of: UInt8(ascii: "=")) else { return }
-            var end = utf8[index...].firstIndex(of: UInt8(ascii: ";")) ?? utf8.endIndex
-            if end < eq {
-                // `a; b=c`: the segment before the `;` has no `=`; resume after the last `;` before the `=`.
-                end = utf8[index..<eq].lastIndex(of: UInt8(ascii: ";"))!
-                index = utf8.index(after: end)
-                continue
+        _ = utf8.withContiguousStorageIfAvailable { bytes in
+            let n = bytes.count
+            func find(_ c: UInt8, from: Int) -> Int? {
+                var i = from
+                while i < n { if bytes[i] == c { return i }; i += 1 }
+                return nil
             }
-            let name = trim(header[index..<eq])
-            var value = trim(header[utf8.index(after: eq)..<end])
-            if value.utf8.first == UInt8(ascii: "\"") {
-                // `cookie` does `val.slice(1, -1)` without checking the closing quote.
-                value = value.utf8.count >= 2 ? value.dropFirst().dropLast() : ""
+            func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0B || b == 0x0C || b == 0x0D }
+            func substring(_ a: Int, _ b: Int) -> Substring {
+                header[utf8.index(utf8.startIndex, offsetBy: a)..<utf8.index(utf8.startIndex, offsetBy: b)]
             }
-            if !body(name, value) { return }
-            index = end == utf8.endIndex ? end : utf8.index(after: end)
+            var index = 0
+            while index < n {
+                guard let eq = find(UInt8(ascii: "="), from: index) else { return }
+                let end = find(UInt8(ascii: ";"), from: index) ?? n
+                if end < eq {
+                    // `a; b=c`: the segment before the `;` has no `=`; resume after the last `;` before the `=`.
+                    var last = eq - 1
+                    while bytes[last] != UInt8(ascii: ";") { last -= 1 }
+                    index = last + 1
+                    continue
+                }
+                var ns = index, ne = eq
+                while ns < ne, isSpace(bytes[ns]) { ns += 1 }
+                while ne > ns, isSpace(bytes[ne - 1]) { ne -= 1 }
+                var vs = eq + 1, ve = end
+                while vs < ve, isSpace(bytes[vs]) { vs += 1 }
+                while ve > vs, isSpace(bytes[ve - 1]) { ve -= 1 }
+                if vs < ve, bytes[vs] == UInt8(ascii: "\"") {
+                    // `cookie` does `val.slice(1, -1)` without checking the closing quote.
+                    if ve - vs >= 2 { vs += 1; ve -= 1 } else { ve = vs }
+                }
+                if !body(substring(ns, ne), substring(vs, ve)) { return }
+                index = end + 1
+            }
         }
     }
 
     /// The value of each name in `names`, first occurrence winning, percent-decoded as Auth.js does.
+    /// Names compare by code units, as in JavaScript (Swift's `==` would also match canonically equivalent names).
     public static func values(named names: Set<Substring>, in header: String) -> [Substring: String] {
         var out: [Substring: String] = [:]
         forEachPair(header) { name, value in
-            if names.contains(name), out[name] == nil { out[name] = decodeValue(value) }
+            guard let wanted = names.first(where: { $0.utf8.elementsEqual(name.utf8) }) else { return true }
+            if out.keys.contains(where: { $0.utf8.elementsEqual(wanted.utf8) }) { return true }
+            out[wanted] = decodeValue(value)
             return true
         }
         return out

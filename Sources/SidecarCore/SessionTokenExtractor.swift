@@ -67,10 +67,12 @@ public struct SessionTokenExtractor: Sendable {
         }
         if !found.isEmpty { return .success(found) }
         guard let authorization else { return .success([]) }
-        // `header.split(" ")[0] === "Bearer"` then `split(" ")[1]`.
-        let parts = authorization.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2, parts[0] == "Bearer" else { return .success([]) }
-        let raw = parts[1]
+        // `header.split(" ")[0] === "Bearer"` then `split(" ")[1]`, on bytes (a Character split is slow).
+        let bytes = authorization.utf8
+        guard bytes.starts(with: "Bearer ".utf8) else { return .success([]) }
+        let start = bytes.index(bytes.startIndex, offsetBy: 7)
+        let end = bytes[start...].firstIndex(of: UInt8(ascii: " ")) ?? bytes.endIndex
+        let raw = authorization[start..<end]
         if raw.isEmpty { return .success([]) }
         guard let token = PercentDecoding.decodeURIComponent(raw) else {
             return .failure(VerificationFailure(.malformed, "Bearer token has malformed percent-encoding"))
@@ -82,22 +84,30 @@ public struct SessionTokenExtractor: Sendable {
         // Collect first-occurrence values of exact names and `name.<digits>` chunks in one pass.
         var exact = [String?](repeating: nil, count: cookies.count)
         var chunks = [[(Int, String)]](repeating: [], count: cookies.count)
-        var seen = Set<Substring>()
+        // Names already taken (first occurrence wins), compared by code units like JavaScript strings.
+        var seen: [Substring] = []
         CookieParser.forEachPair(header) { name, value in
-            guard !seen.contains(name) else { return true }
+            let nameBytes = name.utf8
             for (i, cookie) in cookies.enumerated() {
-                if name == cookie.name[...] {
-                    seen.insert(name)
+                let cookieBytes = cookie.name.utf8
+                guard nameBytes.count >= cookieBytes.count, nameBytes.starts(with: cookieBytes) else { continue }
+                if nameBytes.count == cookieBytes.count {
+                    guard !seen.contains(where: { $0.utf8.elementsEqual(nameBytes) }) else { return true }
+                    seen.append(name)
                     exact[i] = CookieParser.decodeValue(value)
-                } else if name.utf8.count > cookie.name.utf8.count + 1, name.hasPrefix(cookie.name),
-                          name.utf8[name.utf8.index(name.utf8.startIndex, offsetBy: cookie.name.utf8.count)] == UInt8(ascii: "."),
-                          chunks[i].count < Self.maxChunks {
-                    let suffix = name.utf8.dropFirst(cookie.name.utf8.count + 1)
-                    guard suffix.count <= 4, suffix.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                          let n = Int(Substring(suffix)) else { continue }
-                    seen.insert(name)
-                    chunks[i].append((n, CookieParser.decodeValue(value)))
+                    return true
                 }
+                // `name.<digits>` chunks only — never any other prefix match.
+                let suffix = nameBytes.dropFirst(cookieBytes.count)
+                guard suffix.first == UInt8(ascii: "."), suffix.count >= 2, suffix.count <= 5,
+                      suffix.dropFirst().allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                      chunks[i].count < Self.maxChunks else { continue }
+                guard !seen.contains(where: { $0.utf8.elementsEqual(nameBytes) }) else { return true }
+                var n = 0
+                for d in suffix.dropFirst() { n = n * 10 + Int(d - 0x30) }
+                seen.append(name)
+                chunks[i].append((n, CookieParser.decodeValue(value)))
+                return true
             }
             return true
         }

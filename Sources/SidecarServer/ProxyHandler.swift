@@ -16,6 +16,7 @@ final class ProxyContext: @unchecked Sendable {
     let accessLog: AccessLog
     /// Normalised identity header names that do not start with `x-auth-` (those are always stripped); usually empty.
     let customOwnedNames: Set<String>
+    let upstreamTimeout: TimeAmount
 
     init(config: SidecarConfig, loops: [ObjectIdentifier: LoopState], upstreamHost: String, upstreamBasePath: String, logger: Logger) {
         self.config = config
@@ -26,6 +27,7 @@ final class ProxyContext: @unchecked Sendable {
         self.logger = logger
         self.accessLog = AccessLog(logger: logger, format: config.logFormat, enabled: config.accessLog)
         self.customOwnedNames = config.identity.ownedNames.filter { !$0.hasPrefix("x-auth-") }
+        self.upstreamTimeout = .milliseconds(Int64(config.upstreamTimeout * 1000))
     }
 
     func loopState(for loop: EventLoop) -> LoopState { loops[ObjectIdentifier(loop)]! }
@@ -110,7 +112,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         watch.headArrived()
-        let requestID = RequestID.from(head.headers["x-request-id"].first)
+        corsHeaders = []
+        let requestID = RequestID.from(head.headers["x-request-id"].first, generator: &loop.requestIDs)
         let config = shared.config
 
         // Header block size (431) before any other work.
@@ -121,11 +124,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if headerBytes > config.maxHeaderBytes {
             respondLocally(LocalResponse.json(status: .requestHeaderFieldsTooLarge,
                                               body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(config.maxHeaderBytes) bytes", requestID: requestID),
-                                              requestID: requestID, close: true), head: head, outcome: "header_too_large", requestID: requestID, hasBody: true)
+                                              requestID: requestID, close: true), head: head, outcome: "header_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
         if let declared = head.headers["content-length"].first.flatMap(Int.init), config.maxBodyBytes > 0, declared > config.maxBodyBytes {
-            respondLocally(payloadTooLarge(requestID, close: true), head: head, outcome: "body_too_large", requestID: requestID, hasBody: true)
+            respondLocally(payloadTooLarge(requestID, close: true), head: head, outcome: "body_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
 
@@ -155,7 +158,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
 
         // CORS before authentication: browsers send preflights without credentials.
-        corsHeaders = []
         let cors = config.cors
         if cors.isEnabled {
             switch cors.evaluate(method: head.method.rawValue, origin: head.headers["origin"].first,
@@ -278,7 +280,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             try remove(up, ByteToMessageHandler<HTTPResponseDecoder>.self)
             try? remove(down, IdleStateHandler.self)
             try remove(down, HTTPServerProtocolErrorHandler.self)
-            try remove(down, HTTPServerPipelineHandler.self)
+            try remove(down, PipeliningHandler.self)
             try remove(down, NIOHTTPResponseHeadersValidator.self)
             try remove(down, HTTPResponseEncoder.self)
             down.removeHandler(context: context, promise: nil)
@@ -352,32 +354,42 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         return kept.isEmpty ? nil : kept.joined(separator: ";")
     }
 
+    /// Takes an idle keep-alive connection synchronously when there is one (no read pause, no epoll change);
+    /// otherwise pauses client reads until a new connection is up.
     private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
-        pauseReads()
         exchange.upstreamStart = .now()
         let pool = loop.pool
-        pool.acquire().assumeIsolated().whenComplete { result in
+        if let connection = pool.takeIdle() {
+            attach(connection, to: exchange, context: context)
+            return
+        }
+        pauseReads()
+        pool.connect().assumeIsolated().whenComplete { result in
             guard case .proxying(let current) = self.state, current === exchange else {
-                if case .success(let c) = result { c.channel.close(promise: nil) }
+                if case .success(let c) = result { pool.release(c) }
                 return
             }
             switch result {
             case .failure(let error):
-                let timedOut = error is ChannelError && (error as! ChannelError) == .connectTimeout(pool.connectTimeout)
+                let timedOut = (error as? ChannelError) == .connectTimeout(pool.connectTimeout)
                 self.failExchange(exchange, status: timedOut ? .gatewayTimeout : .badGateway,
                                   code: timedOut ? "upstream_connect_timeout" : "upstream_unreachable")
             case .success(let connection):
-                exchange.upstream = connection
-                connection.handler.delegate = self
-                for part in exchange.buffered { connection.channel.write(part, promise: nil) }
-                exchange.buffered.removeAll()
-                connection.channel.flush()
-                exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(self.shared.config.upstreamTimeout * 1000))) {
-                    if case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted {
-                        self.failExchange(exchange, status: .gatewayTimeout, code: "upstream_timeout")
-                    }
-                }
+                self.attach(connection, to: exchange, context: context)
                 self.resumeReads(if: connection.channel.isWritable)
+            }
+        }
+    }
+
+    private func attach(_ connection: UpstreamConnection, to exchange: Exchange, context: ChannelHandlerContext) {
+        exchange.upstream = connection
+        connection.handler.delegate = self
+        for part in exchange.buffered { connection.channel.write(part, promise: nil) }
+        exchange.buffered.removeAll()
+        connection.channel.flush()
+        exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: shared.upstreamTimeout) {
+            if case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted {
+                self.failExchange(exchange, status: .gatewayTimeout, code: "upstream_timeout")
             }
         }
     }
@@ -405,7 +417,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
             let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
             if let upstream = exchange.upstream {
-                upstream.channel.writeAndFlush(part, promise: nil)
+                upstream.channel.write(part, promise: nil)
                 if !upstream.channel.isWritable { pauseReads() }
             } else {
                 exchange.buffered.append(part)
@@ -418,11 +430,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .idle: return
         case .discarding(let closeAfter):
             state = .idle
+            watch.exchangeFinished()
             if closeAfter { context.close(promise: nil) }
         case .proxying(let exchange):
             exchange.requestEnded = true
             if let upstream = exchange.upstream {
-                upstream.channel.writeAndFlush(HTTPClientRequestPart.end(trailers), promise: nil)
+                upstream.channel.write(HTTPClientRequestPart.end(trailers), promise: nil)
             } else {
                 exchange.buffered.append(.end(trailers))
             }
@@ -431,20 +444,25 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     // MARK: local answers
 
-    private func respondLocally(_ response: (HTTPResponseHead, ByteBuffer), head: HTTPRequestHead, outcome: String, requestID: String, hasBody: Bool) {
+    /// Answers from the sidecar itself. With a request body still to come, the exchange ends at the request's `.end`
+    /// (the body is drained, then the connection closes if asked): closing with unread bytes would make the kernel
+    /// reset the connection and the client could lose the answer. Size-limit answers (`drainBody: false`) close at once.
+    private func respondLocally(_ response: (HTTPResponseHead, ByteBuffer), head: HTTPRequestHead, outcome: String, requestID: String,
+                                hasBody: Bool, drainBody: Bool = true) {
         guard let context else { return }
         var responseHead = response.0
         for (n, v) in corsHeaders { responseHead.headers.add(name: n, value: v) }
         if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") { responseHead.headers.add(name: "connection", value: "close") }
         let closeAfter = responseHead.headers["connection"].contains("close")
         finish(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
-                                outcome: outcome, start: .now(), upstreamStart: nil)
+               outcome: outcome, start: .now(), upstreamStart: nil)
+        let draining = hasBody && drainBody
         // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
         state = hasBody ? .discarding(closeAfter: closeAfter) : .idle
-        watch.exchangeFinished()
+        if !hasBody { watch.exchangeFinished() }
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
-        if closeAfter {
+        if closeAfter && !draining {
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
@@ -497,7 +515,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: head.status.code,
                                 outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
         state = exchange.requestEnded || close ? .idle : .discarding(closeAfter: false)
-        watch.exchangeFinished()
+        if exchange.requestEnded { watch.exchangeFinished() }
         resumeReads(if: true)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if !exchange.isHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
@@ -541,7 +559,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             for (n, v) in corsHeaders { headers.add(name: n, value: v) }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
         case .body(let buffer):
-            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
         case .end(let trailers):
             exchange.timeout?.cancel()
@@ -570,7 +588,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
             let closeAfter = !exchange.clientKeepAlive || !exchange.requestEnded
             state = exchange.requestEnded ? .idle : .discarding(closeAfter: true)
-            watch.exchangeFinished()
+            if exchange.requestEnded { watch.exchangeFinished() }
             resumeReads(if: true)
             if closeAfter {
                 context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
@@ -579,6 +597,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
     }
+
+    /// One flush per upstream read burst, not per body part.
+    func upstreamReadComplete() { context?.flush() }
 
     func upstreamClosed() {
         guard case .proxying(let exchange) = state, exchange.upstream != nil else { return }
@@ -601,6 +622,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             upstream.handler.setPaused(!context.channel.isWritable)
         }
         context.fireChannelWritabilityChanged()
+    }
+
+    /// One flush to the upstream per client read burst: head, body parts and end leave in one write.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if case .proxying(let exchange) = state, let upstream = exchange.upstream { upstream.channel.flush() }
+        context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {
@@ -634,6 +661,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.fireChannelInactive()
     }
 
+    /// `HTTPServerProtocolErrorHandler` has answered 400 to an unparsable request; the byte stream cannot be trusted
+    /// past that point, so the connection ends here.
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if case .proxying(let exchange) = state, let upstream = exchange.upstream {
+            upstream.handler.delegate = nil
+            upstream.channel.close(promise: nil)
+        }
+        state = .idle
+        context.close(promise: nil)
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             if case .idle = state { context.close(promise: nil) }
@@ -645,23 +683,41 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
 /// Request ids: a client's is kept when it is short and plain; otherwise one is made.
 enum RequestID {
-    static func from(_ value: String?) -> String {
+    static func from(_ value: String?, generator: inout RequestIDGenerator) -> String {
         if let value, !value.isEmpty, value.utf8.count <= 128,
            value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }) {
             return value
         }
-        return make()
+        return generator.next()
     }
+}
 
+/// 128-bit random-looking request ids from xoshiro256**, seeded once per event loop from the system CSPRNG:
+/// unique and unguessable enough for correlation, without a `getrandom` syscall per request. Not for secrets.
+struct RequestIDGenerator {
+    private var s: (UInt64, UInt64, UInt64, UInt64)
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
-    static func make() -> String {
+    init() {
         var g = SystemRandomNumberGenerator()
-        let a = g.next() as UInt64, b = g.next() as UInt64
+        s = (g.next(), g.next(), g.next(), g.next() | 1)
+    }
+
+    private mutating func nextWord() -> UInt64 {
+        let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
+        let t = s.1 << 17
+        s.2 ^= s.0; s.3 ^= s.1; s.1 ^= s.2; s.0 ^= s.3
+        s.2 ^= t
+        s.3 = s.3 << 45 | s.3 >> 19
+        return result
+    }
+
+    mutating func next() -> String {
+        let a = nextWord(), b = nextWord()
         return String(unsafeUninitializedCapacity: 32) { buffer in
             for i in 0..<16 {
-                buffer[i] = hexDigits[Int((a >> (60 - 4 * UInt64(i))) & 15)]
-                buffer[16 + i] = hexDigits[Int((b >> (60 - 4 * UInt64(i))) & 15)]
+                buffer[i] = Self.hexDigits[Int((a >> (60 - 4 * UInt64(i))) & 15)]
+                buffer[16 + i] = Self.hexDigits[Int((b >> (60 - 4 * UInt64(i))) & 15)]
             }
             return 32
         }

@@ -8,6 +8,7 @@ final class LoopState: @unchecked Sendable {
     let pool: UpstreamPool
     var cache: VerifiedTokenCache
     var metrics = LoopMetrics()
+    var requestIDs = RequestIDGenerator()
 
     init(pool: UpstreamPool, cacheCapacity: Int) {
         self.pool = pool
@@ -37,18 +38,30 @@ final class UpstreamPool: @unchecked Sendable {
 
     var idleCount: Int { idle.count }
 
-    /// An idle live connection, or a new one.
-    func acquire() -> EventLoopFuture<UpstreamConnection> {
+    /// An idle live connection, if any (synchronous: the common case costs no future and no read pause).
+    func takeIdle() -> UpstreamConnection? {
         eventLoop.preconditionInEventLoop()
         while let connection = idle.popLast() {
-            if connection.channel.isActive { return eventLoop.makeSucceededFuture(connection) }
+            if connection.channel.isActive { return connection }
         }
+        return nil
+    }
+
+    /// An idle live connection, or a new one.
+    func acquire() -> EventLoopFuture<UpstreamConnection> {
+        if let connection = takeIdle() { return eventLoop.makeSucceededFuture(connection) }
+        return connect()
+    }
+
+    /// A new connection on this loop.
+    func connect() -> EventLoopFuture<UpstreamConnection> {
         let handler = UpstreamHandler()
         handler.pool = self
         opened += 1
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.autoRead, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -93,6 +106,7 @@ struct UpstreamConnection {
 /// Receives what the proxy handler needs from an upstream connection, on the shared event loop.
 protocol UpstreamDelegate: AnyObject {
     func upstreamRead(_ part: HTTPClientResponsePart)
+    func upstreamReadComplete()
     func upstreamClosed()
     func upstreamError(_ error: Error)
     func upstreamWritabilityChanged(_ writable: Bool)
@@ -119,6 +133,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // A response nobody asked for (or bytes after one): this connection cannot be reused.
             context.close(promise: nil)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        delegate?.upstreamReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

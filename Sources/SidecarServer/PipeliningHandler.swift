@@ -1,0 +1,111 @@
+import NIOCore
+import NIOHTTP1
+
+/// Orders pipelined HTTP/1.1 requests: delivers one request at a time and holds the next head (and its body) until
+/// the current response has ended.
+///
+/// Unlike NIO's `HTTPServerPipelineHandler`, it keeps reading while a response is pending — that handler's read
+/// deferral costs two `epoll_ctl` calls per request on a proxy — and only stops reading when `maxQueued` events wait.
+/// It also handles `ChannelShouldQuiesceEvent`: idle connections close at once, busy ones after their response.
+final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// The exchange whose head was delivered; nil between exchanges.
+    private struct Current {
+        var requestEnded = false
+        var responseEnded = false
+    }
+
+    private var current: Current?
+    private var queue = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
+    private var readPending = false
+    private var quiescing = false
+    private var draining = false
+    private let maxQueued: Int
+
+    init(maxQueued: Int = 64) { self.maxQueued = maxQueued }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if quiescing && current == nil { return }
+        if !queue.isEmpty || (current != nil && isHead(part)) {
+            queue.append(part)
+            return
+        }
+        deliver(part, context: context)
+    }
+
+    private func isHead(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { return true }
+        return false
+    }
+
+    private func deliver(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
+        case .head: current = Current()
+        case .body: break
+        case .end:
+            current?.requestEnded = true
+            if current?.responseEnded == true { current = nil }
+        }
+        context.fireChannelRead(wrapInboundOut(part))
+    }
+
+    /// Delivers queued events until the next head must wait for the current exchange. Re-entrant calls (a response
+    /// ended synchronously while an event was being delivered) leave the work to the outer loop.
+    private func drain(context: ChannelHandlerContext) {
+        guard !draining else { return }
+        draining = true
+        defer { draining = false }
+        while let next = queue.first {
+            if case .head = next, current != nil { break }
+            if quiescing && current == nil { queue.removeAll(); break }
+            queue.removeFirst()
+            deliver(next, context: context)
+        }
+        if readPending, queue.count < maxQueued {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
+        }
+        current?.responseEnded = true
+        if current?.requestEnded == true { current = nil }
+        if quiescing && current == nil {
+            // Shutting down: close once this last response has actually been written (after the caller's flush).
+            queue.removeAll()
+            let written = promise ?? context.eventLoop.makePromise()
+            context.write(data, promise: written)
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.write(data, promise: promise)
+        if current == nil, !queue.isEmpty { drain(context: context) }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if queue.count >= maxQueued { readPending = true } else { context.read() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            quiescing = true
+            if current == nil { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        queue.removeAll()
+        context.fireChannelInactive()
+    }
+}

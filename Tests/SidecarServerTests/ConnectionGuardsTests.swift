@@ -1,0 +1,208 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+@testable import SidecarServer
+
+@Suite("HeaderTimeoutHandler and HeadWatch")
+struct HeaderTimeoutTests {
+    /// A channel with only the header-timeout guard (it sits before the HTTP decoder and sees raw bytes).
+    static func make(timeout: TimeAmount = .seconds(10)) throws -> (EmbeddedChannel, EmbeddedEventLoop, HeadWatch) {
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: loop)
+        let watch = HeadWatch()
+        try channel.pipeline.syncOperations.addHandler(HeaderTimeoutHandler(watch: watch, timeout: timeout))
+        try channel.connect(to: ServerFixtures.dummyClient).wait()
+        return (channel, loop, watch)
+    }
+
+    @Test func partialHeadIsClosedAfterTheTimeout() throws {
+        let (channel, loop, watch) = try Self.make()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\n"))
+        // Bytes pass through untouched.
+        #expect(try channel.readInbound(as: ByteBuffer.self) == ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\n"))
+        #expect(watch.deadline != nil)
+        loop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive, "still within the header timeout")
+        loop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive, "closed once the timeout passed without a complete head")
+    }
+
+    @Test func timerRunsFromTheFirstByteNotTheLast() throws {
+        let (channel, loop, _) = try Self.make()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "G"))
+        loop.advanceTime(by: .seconds(6))
+        try channel.writeInbound(ByteBuffer(string: "ET / HTTP/1.1\r\n"))
+        loop.advanceTime(by: .seconds(4))
+        #expect(!channel.isActive, "a slow trickle does not extend the deadline")
+    }
+
+    @Test func idleConnectionWithoutBytesIsLeftOpen() throws {
+        let (channel, loop, watch) = try Self.make()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        loop.advanceTime(by: .seconds(3600))
+        #expect(channel.isActive, "idle connections are the idle timeout's business")
+        #expect(watch.deadline == nil)
+    }
+
+    @Test func headArrivedCancelsTheTimer() throws {
+        let (channel, loop, watch) = try Self.make()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n"))
+        #expect(watch.deadline != nil)
+        loop.advanceTime(by: .seconds(5))
+        watch.headArrived()
+        #expect(watch.deadline == nil)
+        #expect(!watch.awaitingHead)
+        loop.advanceTime(by: .seconds(60))
+        #expect(channel.isActive)
+    }
+
+    @Test func bodyBytesAfterTheHeadDoNotArmTheTimer() throws {
+        let (channel, loop, watch) = try Self.make()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "POST / HTTP/1.1\r\ncontent-length: 100\r\n\r\n"))
+        watch.headArrived()
+        try channel.writeInbound(ByteBuffer(string: "slow body"))
+        #expect(watch.deadline == nil)
+        loop.advanceTime(by: .seconds(60))
+        #expect(channel.isActive, "a slow body is not a slow header block")
+    }
+
+    @Test func nextRequestAfterExchangeFinishedArmsAgain() throws {
+        let (channel, loop, watch) = try Self.make()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "GET /1 HTTP/1.1\r\n\r\n"))
+        watch.headArrived()
+        watch.exchangeFinished()
+        loop.advanceTime(by: .seconds(30))
+        #expect(channel.isActive)
+        try channel.writeInbound(ByteBuffer(string: "GET /2 HT"))
+        #expect(watch.deadline != nil)
+        loop.advanceTime(by: .seconds(10))
+        #expect(!channel.isActive)
+    }
+
+    @Test func closingTheChannelCancelsThePendingTimer() throws {
+        let (channel, loop, watch) = try Self.make()
+        try channel.writeInbound(ByteBuffer(string: "GET"))
+        let deadline = try #require(watch.deadline)
+        try channel.close().wait()
+        loop.advanceTime(by: .seconds(60))
+        #expect(throws: EventLoopError.cancelled) { try deadline.futureResult.wait() }
+    }
+}
+
+@Suite("ConnectionLimitHandler")
+struct ConnectionLimitTests {
+    static func make(_ limit: ConnectionLimit) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(ConnectionLimitHandler(limit: limit))
+        return channel
+    }
+
+    @Test func secondConnectionOverTheLimitGets503AndIsClosed() throws {
+        let limit = ConnectionLimit(max: 1)
+        let first = try Self.make(limit)
+        defer { _ = try? first.finish(acceptAlreadyClosed: true) }
+        try first.connect(to: ServerFixtures.dummyClient).wait()
+        #expect(first.isActive)
+        #expect(limit.current == 1)
+        #expect(try first.readOutbound(as: ByteBuffer.self) == nil, "an admitted connection gets no refusal")
+
+        let second = try Self.make(limit)
+        defer { _ = try? second.finish(acceptAlreadyClosed: true) }
+        try second.connect(to: ServerFixtures.dummyClient).wait()
+        let raw = try #require(try second.readOutbound(as: ByteBuffer.self))
+        let text = String(buffer: raw)
+        #expect(text.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(text.lowercased().contains("\r\nconnection: close\r\n"))
+        let parts = text.components(separatedBy: "\r\n\r\n")
+        #expect(parts.count == 2)
+        let body = parts.last ?? ""
+        #expect(text.contains("content-length: \(body.utf8.count)\r\n"))
+        #expect(body.contains("connection_limit"))
+        #expect(!second.isActive, "the refused connection is closed")
+        #expect(limit.current == 1, "a refused connection holds no slot")
+    }
+
+    @Test func refusedConnectionDoesNotPassReadsOrActiveOn() throws {
+        let limit = ConnectionLimit(max: 1)
+        #expect(limit.admit())
+        let refused = try Self.make(limit)
+        defer { _ = try? refused.finish(acceptAlreadyClosed: true) }
+        let spy = InboundSpy()
+        try refused.pipeline.syncOperations.addHandler(spy)
+        try refused.connect(to: ServerFixtures.dummyClient).wait()
+        #expect(spy.activeCount == 0)
+        try? refused.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        #expect(spy.reads == 0)
+        limit.release()
+    }
+
+    @Test func releasingOnCloseFreesTheSlot() throws {
+        let limit = ConnectionLimit(max: 1)
+        let first = try Self.make(limit)
+        try first.connect(to: ServerFixtures.dummyClient).wait()
+        #expect(limit.current == 1)
+        try first.close().wait()
+        #expect(limit.current == 0)
+
+        let second = try Self.make(limit)
+        defer { _ = try? second.finish(acceptAlreadyClosed: true) }
+        try second.connect(to: ServerFixtures.dummyClient).wait()
+        #expect(second.isActive)
+        #expect(try second.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(limit.current == 1)
+    }
+
+    @Test func refusedConnectionClosingDoesNotReleaseSomeoneElsesSlot() throws {
+        let limit = ConnectionLimit(max: 1)
+        let first = try Self.make(limit)
+        defer { _ = try? first.finish(acceptAlreadyClosed: true) }
+        try first.connect(to: ServerFixtures.dummyClient).wait()
+        let second = try Self.make(limit)
+        try second.connect(to: ServerFixtures.dummyClient).wait()
+        _ = try? second.finish(acceptAlreadyClosed: true)
+        #expect(limit.current == 1)
+        let third = try Self.make(limit)
+        defer { _ = try? third.finish(acceptAlreadyClosed: true) }
+        try third.connect(to: ServerFixtures.dummyClient).wait()
+        #expect(!third.isActive, "still full: the first connection holds the slot")
+    }
+
+    @Test func admittedConnectionPassesReadsOn() throws {
+        let limit = ConnectionLimit(max: 2)
+        let channel = try Self.make(limit)
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        let spy = InboundSpy()
+        try channel.pipeline.syncOperations.addHandler(spy)
+        try channel.connect(to: ServerFixtures.dummyClient).wait()
+        #expect(spy.activeCount == 1)
+        try channel.writeInbound(ByteBuffer(string: "abc"))
+        #expect(spy.reads == 1)
+    }
+
+    @Test func connectionLimitCountsAdmissions() {
+        let limit = ConnectionLimit(max: 3)
+        #expect(limit.admit() && limit.admit() && limit.admit())
+        #expect(!limit.admit())
+        #expect(limit.current == 3)
+        limit.release()
+        #expect(limit.admit())
+        #expect(limit.current == 3)
+    }
+}
+
+/// Counts what reaches it from the handlers before it.
+final class InboundSpy: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    var reads = 0
+    var activeCount = 0
+    var inactiveCount = 0
+
+    func channelActive(context: ChannelHandlerContext) { activeCount += 1; context.fireChannelActive() }
+    func channelInactive(context: ChannelHandlerContext) { inactiveCount += 1; context.fireChannelInactive() }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { reads += 1; context.fireChannelRead(data) }
+}

@@ -1,0 +1,148 @@
+import AuthJSToken
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+@testable import SidecarServer
+
+@Suite("RequestID")
+struct RequestIDTests {
+    @Test(arguments: ["a", "abc-123", "A.b_C-9", "0123456789abcdef0123456789abcdef", String(repeating: "z", count: 128)])
+    func keepsShortPlainIDs(_ id: String) {
+        var generator = RequestIDGenerator()
+        #expect(RequestID.from(id, generator: &generator) == id)
+    }
+
+    @Test(arguments: [nil, "", " ", "a b", "a\tb", "a\r\nX-Injected: 1", "quote\"", "semi;colon", "slash/", "colon:", "é",
+                      "a\u{0}b", "a\u{7F}b", "emoji😀", String(repeating: "z", count: 129)] as [String?])
+    func replacesAnythingElse(_ id: String?) {
+        var generator = RequestIDGenerator()
+        let made = RequestID.from(id, generator: &generator)
+        #expect(made != id)
+        #expect(made.isGeneratedRequestID, "\(made)")
+    }
+
+    @Test func madeIDsAre32HexAndDistinct() {
+        var seen = Set<String>()
+        var generator = RequestIDGenerator()
+        for _ in 0..<1000 {
+            let id = generator.next()
+            #expect(id.isGeneratedRequestID, "\(id)")
+            seen.insert(id)
+        }
+        #expect(seen.count == 1000)
+    }
+}
+
+/// `HeaderClass` replaced the `HopByHop` name set: the RFC 9110 §7.6.1 hop-by-hop fields (plus `proxy-connection` and
+/// `keep-alive`) and every field the proxy rewrites, classified from the name in any ASCII case.
+@Suite("HeaderClass (hop-by-hop and owned fields)")
+struct HeaderClassTests {
+    static let expected: [(String, HeaderClass)] = [
+        ("connection", .hopByHop), ("keep-alive", .hopByHop), ("proxy-connection", .hopByHop), ("te", .hopByHop),
+        ("trailer", .hopByHop), ("upgrade", .hopByHop), ("proxy-authenticate", .hopByHop), ("proxy-authorization", .hopByHop),
+        ("transfer-encoding", .transferEncoding),
+        ("host", .host), ("cookie", .cookie), ("authorization", .authorization), ("expect", .expect),
+        ("x-request-id", .requestID),
+        ("x-forwarded-for", .forwarding), ("x-forwarded-host", .forwarding), ("x-forwarded-proto", .forwarding), ("forwarded", .forwarding),
+        ("x-auth-sub", .identity), ("x-auth-", .identity), ("x_auth_email", .identity), ("X_Auth-Claims", .identity),
+        ("content-length", .other), ("content-type", .other), ("x-auth", .other), ("x-authz-role", .other), ("x-forwarded-port", .other),
+        ("tee", .other), ("t", .other), ("", .other), ("hostname", .other), ("cookies", .other), ("proxy-connectiom", .other),
+        ("x-request-idx", .other), ("upgrade-insecure-requests", .other), ("te-x", .other), ("keep_alive", .other),
+    ]
+
+    @Test func classifiesEveryKnownName() {
+        for (name, kind) in Self.expected {
+            #expect(HeaderClass.of(name) == kind, "\(name)")
+        }
+    }
+
+    @Test func ignoresASCIICase() {
+        for (name, kind) in Self.expected {
+            #expect(HeaderClass.of(name.uppercased()) == kind, "\(name.uppercased())")
+            let mixed = String(name.enumerated().map { $0.offset % 2 == 0 ? Character($0.element.uppercased()) : $0.element })
+            #expect(HeaderClass.of(mixed) == kind, "\(mixed)")
+        }
+    }
+
+    @Test func nonASCIILookalikesAreOther() {
+        // U+212A KELVIN SIGN lower-cases to "k" under Unicode rules; the ASCII-only fold must not treat it as one.
+        #expect(HeaderClass.of("\u{212A}eep-alive") == .other)
+        #expect(HeaderClass.of("connectio\u{0301}n") == .other)
+    }
+
+    @Test func upgradeDetection() {
+        func head(_ method: HTTPMethod, _ headers: [(String, String)]) -> HTTPRequestHead {
+            HTTPRequestHead(version: .http1_1, method: method, uri: "/ws", headers: HTTPHeaders(headers))
+        }
+        #expect(ProxyHandler.isUpgrade(head(.GET, [("upgrade", "websocket"), ("connection", "Upgrade")])))
+        #expect(ProxyHandler.isUpgrade(head(.GET, [("upgrade", "websocket"), ("connection", "keep-alive, Upgrade")])))
+        #expect(!ProxyHandler.isUpgrade(head(.POST, [("upgrade", "websocket"), ("connection", "upgrade")])))
+        #expect(!ProxyHandler.isUpgrade(head(.GET, [("upgrade", "websocket")])))
+        #expect(!ProxyHandler.isUpgrade(head(.GET, [("connection", "upgrade")])))
+    }
+}
+
+@Suite("LocalResponse")
+struct LocalResponseTests {
+    static func parse(_ body: String) throws -> [String: Any] {
+        let data = try #require(body.data(using: .utf8))
+        return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+    }
+
+    @Test(arguments: [
+        "plain",
+        #"say "hi""#,
+        #"back\slash \" \\"#,
+        "new\nline\rcarriage\ttab",
+        "bell\u{7}nul\u{0}unit\u{1F}esc\u{1B}",
+        "form\u{C}feed\u{8}backspace",
+        "del\u{7F}",
+        "unicode é ß 😀 \u{2028}\u{2029}",
+        "</script><script>alert(1)</script>",
+        #"{"injected":true}"#,
+        "",
+    ])
+    func errorBodyEscapesAndRoundTrips(_ reason: String) throws {
+        let body = LocalResponse.errorBody(error: "bad_\"request", reason: reason, requestID: "id\n1")
+        #expect(!body.utf8.contains { $0 < 0x20 }, "no raw control character in \(body.debugDescription)")
+        let json = try Self.parse(body)
+        #expect(json["error"] as? String == "bad_\"request")
+        #expect(json["reason"] as? String == reason)
+        #expect(json["request_id"] as? String == "id\n1")
+        #expect(json.count == 3)
+    }
+
+    @Test func errorBodyHasStableFieldOrder() {
+        #expect(LocalResponse.errorBody(error: "e", reason: "r", requestID: "i") == #"{"error":"e","reason":"r","request_id":"i"}"#)
+    }
+
+    @Test func jsonResponseHeaders() {
+        let (head, body) = LocalResponse.json(status: .badGateway, body: #"{"a":"é"}"#, requestID: "rid",
+                                              extraHeaders: [("x-extra", "1")], close: true)
+        #expect(head.status == .badGateway)
+        #expect(head.version == .http1_1)
+        #expect(head.headers["content-type"] == ["application/json"])
+        #expect(head.headers["content-length"] == [String(#"{"a":"é"}"#.utf8.count)], "content-length counts bytes, not characters")
+        #expect(head.headers["content-length"].first == String(body.readableBytes))
+        #expect(head.headers["x-request-id"] == ["rid"])
+        #expect(head.headers["cache-control"] == ["no-store"])
+        #expect(head.headers["x-extra"] == ["1"])
+        #expect(head.headers["connection"] == ["close"])
+        let (open, _) = LocalResponse.json(status: .ok, body: "{}", requestID: "r", close: false)
+        #expect(!open.headers.contains(name: "connection"))
+    }
+
+    @Test(arguments: VerificationCode.allCases)
+    func unauthorizedCarriesTheCodeInChallengeAndBody(_ code: VerificationCode) throws {
+        let (head, body) = LocalResponse.unauthorized(VerificationFailure(code, "a \"quoted\" reason"), realm: "my-api",
+                                                      requestID: "rid", close: false)
+        #expect(head.status == .unauthorized)
+        #expect(head.headers["www-authenticate"] ==
+                [#"Bearer realm="my-api", error="invalid_token", error_description="\#(code.rawValue)""#])
+        let json = try Self.parse(String(buffer: body))
+        #expect(json["error"] as? String == "invalid_token")
+        #expect(json["reason"] as? String == code.rawValue, "the human reason never reaches the client")
+        #expect(json["request_id"] as? String == "rid")
+    }
+}
