@@ -9,17 +9,23 @@ enum ContentCipher {
     }
 
     static func openCBCHS512(key: [UInt8], aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
-        guard key.count == 64, tag.count == 32 else { return nil }
+        guard key.count == 64, let macKey = Crypto.HMACKey(.sha512, key: Array(key[0..<32])) else { return nil }
+        return openCBCHS512(macKey: macKey, encKey: Array(key[32..<64]), aad: aad, iv: iv, ciphertext: ciphertext, tag: tag)
+    }
+
+    static func openCBCHS512(macKey: Crypto.HMACKey, encKey: [UInt8], aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
+        guard tag.count == 32 else { return nil }
         let al = aadLengthBlock(aad.count)
-        let mac = iv.withUnsafeBufferPointer { ivp in ciphertext.withUnsafeBufferPointer { ctp in al.withUnsafeBufferPointer { alp in
-            Crypto.hmac(.sha512, key: Array(key[0..<32]), aad, ivp, ctp, alp)
+        var mac = [UInt8](repeating: 0, count: 64)
+        let computed = iv.withUnsafeBufferPointer { ivp in ciphertext.withUnsafeBufferPointer { ctp in al.withUnsafeBufferPointer { alp in
+            macKey.mac(aad, ivp, ctp, alp, into: &mac)
         } } }
-        guard let mac, mac.count == 64 else { return nil }
+        guard computed else { return nil }
         let ok = mac.withUnsafeBufferPointer { m in tag.withUnsafeBufferPointer { t in
             Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: m[0..<32]), t)
         } }
         guard ok else { return nil }
-        return Crypto.aesCBCDecrypt(key: Array(key[32..<64]), iv: iv, ciphertext)
+        return Crypto.aesCBCDecrypt(key: encKey, iv: iv, ciphertext)
     }
 
     static func sealCBCHS512(key: [UInt8], aad: [UInt8], iv: [UInt8], plaintext: [UInt8]) -> (ciphertext: [UInt8], tag: [UInt8])? {

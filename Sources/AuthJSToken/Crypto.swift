@@ -34,6 +34,28 @@ public enum Crypto {
         return out
     }
 
+    /// An HMAC key with its hash, ready for repeated MACs from any thread. Each MAC runs a fresh OpenSSL context:
+    /// OpenSSL does not document duplicating one prepared context from several threads at once as safe.
+    public final class HMACKey: Sendable {
+        let key: [UInt8]
+        public let hash: Hash
+
+        public init?(_ hash: Hash, key: [UInt8]) {
+            self.key = key
+            self.hash = hash
+        }
+
+        func mac(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
+                 _ c: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
+                 _ d: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0), into out: inout [UInt8]) -> Bool {
+            var n = 0
+            let ok = out.withUnsafeMutableBufferPointer { o in
+                ac_hmac(hash.rawValue, key, key.count, a.baseAddress, a.count, b.baseAddress, b.count, c.baseAddress, c.count, d.baseAddress, d.count, o.baseAddress, &n)
+            }
+            return ok == 1 && n == hash.byteCount
+        }
+    }
+
     public static func digest(_ hash: Hash, _ data: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 64)
         var n = 0

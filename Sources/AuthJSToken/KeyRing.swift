@@ -23,6 +23,26 @@ struct ContentKey: Sendable {
     /// Index into ``KeyRing/v5Salts`` for v5 keys, nil for v4.
     let saltIndex: Int?
     let kid: String
+    /// A256CBC-HS512: HMAC-SHA-512 prepared with MAC_KEY (bytes 0–31), once.
+    let macKey: Crypto.HMACKey?
+    /// The AES key: bytes 32–63 for A256CBC-HS512, all 32 bytes for A256GCM.
+    let encKey: [UInt8]
+
+    init(format: TokenFormat, encryption: ContentEncryption, bytes: [UInt8], secretIndex: Int, saltIndex: Int?, kid: String) {
+        self.format = format
+        self.encryption = encryption
+        self.bytes = bytes
+        self.secretIndex = secretIndex
+        self.saltIndex = saltIndex
+        self.kid = kid
+        if encryption == .a256cbcHS512 {
+            macKey = Crypto.HMACKey(.sha512, key: Array(bytes[0..<32]))
+            encKey = Array(bytes[32..<64])
+        } else {
+            macKey = nil
+            encKey = bytes
+        }
+    }
 }
 
 /// Where a token came from decides which keys may open it: Auth.js salts a v5 key with the cookie's name.
@@ -56,7 +76,11 @@ public struct KeyRing: Sendable {
     let v5GCM: [[ContentKey]]
     let v4GCM: [ContentKey]
     let kidIndex: [String: ContentKey]
-    let hmacSecrets: [[UInt8]]
+    /// Per secret, HMAC keys for HS256, HS384 and HS512, prepared once.
+    let hmacKeys: [[Crypto.HMACKey]]
+    /// Protected headers exactly as Auth.js, NextAuth and jose write them, by their base64url text: a token whose
+    /// header is one of these skips base64 decoding and JSON parsing of the header (same result, parsed once here).
+    let canonicalHeaders: [String: JSONObject]
 
     public static let maxSalts = 64
 
@@ -104,11 +128,47 @@ public struct KeyRing: Sendable {
                 v4.append(ContentKey(format: .nextauthV4, encryption: .a256gcm, bytes: k, secretIndex: ki, saltIndex: nil, kid: KeyRing.thumbprint(k)))
             }
         }
+        guard let prepared = formats.contains(.jws) ? KeyRing.prepareHMACKeys(secrets) : [] else {
+            throw KeyRingError(description: "HMAC key setup failed")
+        }
         self.v5CBC = cbc
         self.v5GCM = gcm
         self.v4GCM = v4
         self.kidIndex = index
-        self.hmacSecrets = formats.contains(.jws) ? secrets.map { Array($0.utf8) } : []
+        self.hmacKeys = prepared
+        self.canonicalHeaders = KeyRing.canonicalHeaders(kids: index)
+    }
+
+    /// Per secret, HS256/HS384/HS512 keys; nil if OpenSSL refuses one.
+    static func prepareHMACKeys(_ secrets: [String]) -> [[Crypto.HMACKey]]? {
+        var prepared: [[Crypto.HMACKey]] = []
+        for secret in secrets {
+            let raw = Array(secret.utf8)
+            guard let a = Crypto.HMACKey(.sha256, key: raw), let b = Crypto.HMACKey(.sha384, key: raw),
+                  let c = Crypto.HMACKey(.sha512, key: raw) else { return nil }
+            prepared.append([a, b, c])
+        }
+        return prepared
+    }
+
+    /// The protected headers Auth.js (`{"alg":"dir","enc":…,"kid":…}`), NextAuth v4 and jose write, by base64url text.
+    static func canonicalHeaders(kids: [String: ContentKey]) -> [String: JSONObject] {
+        var headers: [[(key: String, value: JSONValue)]] = []
+        for enc in ["A256CBC-HS512", "A256GCM"] { headers.append([("alg", .string("dir")), ("enc", .string(enc))]) }
+        for (kid, key) in kids {
+            headers.append([("alg", .string("dir")), ("enc", .string(key.encryption == .a256cbcHS512 ? "A256CBC-HS512" : "A256GCM")), ("kid", .string(kid))])
+        }
+        for alg in ["HS256", "HS384", "HS512"] {
+            headers.append([("alg", .string(alg))])
+            headers.append([("alg", .string(alg)), ("typ", .string("JWT"))])
+            headers.append([("typ", .string("JWT")), ("alg", .string(alg))])
+        }
+        var out: [String: JSONObject] = [:]
+        for members in headers {
+            let object = JSONObject(members)
+            out[Base64URL.encode(JSONValue.object(object).serialized())] = object
+        }
+        return out
     }
 
     /// The scope that accepts every key in the ring (a Bearer token may come from any configured cookie's issuer).

@@ -59,13 +59,17 @@ public struct TokenVerifier: Sendable {
         if headerSegment.count > options.maxHeaderBytes {
             return .failure(.init(.tooLarge, "protected header is \(headerSegment.count) bytes, over the \(options.maxHeaderBytes)-byte cap"))
         }
-        guard let headerBytes = Base64URL.decode(headerSegment) else {
-            return .failure(.init(.malformed, "protected header is not base64url"))
-        }
         let header: JSONObject
-        switch JSONParser.parseObject(headerBytes, limits: JSONLimits(maxBytes: options.maxHeaderBytes, maxDepth: options.payloadLimits.maxDepth), what: "protected header") {
-        case .success(let h): header = h
-        case .failure(let f): return .failure(f)
+        if let known = keys.canonicalHeaders[String(decoding: headerSegment, as: UTF8.self)] {
+            header = known
+        } else {
+            guard let headerBytes = Base64URL.decode(headerSegment) else {
+                return .failure(.init(.malformed, "protected header is not base64url"))
+            }
+            switch JSONParser.parseObject(headerBytes, limits: JSONLimits(maxBytes: options.maxHeaderBytes, maxDepth: options.payloadLimits.maxDepth), what: "protected header") {
+            case .success(let h): header = h
+            case .failure(let f): return .failure(f)
+            }
         }
         guard case .string(let alg)? = header["alg"] else {
             return .failure(.init(.malformed, "protected header has no string \"alg\""))
@@ -184,7 +188,8 @@ public struct TokenVerifier: Sendable {
     private func open(_ key: ContentKey, aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
         switch key.encryption {
         case .a256cbcHS512:
-            return ContentCipher.openCBCHS512(key: key.bytes, aad: aad, iv: iv, ciphertext: ciphertext, tag: tag)
+            guard let macKey = key.macKey else { return nil }
+            return ContentCipher.openCBCHS512(macKey: macKey, encKey: key.encKey, aad: aad, iv: iv, ciphertext: ciphertext, tag: tag)
         case .a256gcm:
             return Crypto.aesGCMDecrypt(key: key.bytes, iv: iv, aad: Array(aad), ciphertext, tag: tag)
         }
@@ -192,20 +197,25 @@ public struct TokenVerifier: Sendable {
 
     private func verifyJWS(_ bytes: UnsafeBufferPointer<UInt8>, dots: [Int], hash: Crypto.Hash, scope: KeyScope)
         -> Result<(payload: [UInt8], format: TokenFormat, secretIndex: Int, salt: String?), VerificationFailure> {
-        guard scope.jws, !keys.hmacSecrets.isEmpty else {
+        guard scope.jws, !keys.hmacKeys.isEmpty else {
             return .failure(.init(.unsupportedAlgorithm, "JWS is not accepted here (JWE only)"))
         }
         guard let signature = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[1] + 1)..<bytes.count])) else {
             return .failure(.init(.malformed, "signature is not base64url"))
         }
         let signingInput = UnsafeBufferPointer(rebasing: bytes[0..<dots[1]])
+        let slot = hash == .sha256 ? 0 : hash == .sha384 ? 1 : 2
+        var mac = [UInt8](repeating: 0, count: 64)
         var matched: Int?
-        for (i, secret) in keys.hmacSecrets.enumerated() {
-            guard let mac = Crypto.hmac(hash, key: secret, signingInput, .init(start: nil, count: 0)) else { continue }
-            if Crypto.constantTimeEqual(mac, signature) { matched = i; break }
+        for (i, prepared) in keys.hmacKeys.enumerated() {
+            guard prepared[slot].mac(signingInput, into: &mac) else { continue }
+            let equal = mac.withUnsafeBufferPointer { m in signature.withUnsafeBufferPointer { s in
+                Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: m[0..<hash.byteCount]), s)
+            } }
+            if equal { matched = i; break }
         }
         guard let secretIndex = matched else {
-            return .failure(.init(.badSignature, "HMAC did not verify under any of \(keys.hmacSecrets.count) secret(s)"))
+            return .failure(.init(.badSignature, "HMAC did not verify under any of \(keys.hmacKeys.count) secret(s)"))
         }
         guard let payload = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[0] + 1)..<dots[1]])) else {
             return .failure(.init(.malformed, "payload is not base64url"))
