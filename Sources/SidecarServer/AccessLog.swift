@@ -15,7 +15,28 @@ struct AccessLog: Sendable {
         self.enabled = enabled
     }
 
-    func record(requestID: String, method: String, path: String, status: UInt, outcome: String, start: NIODeadline, upstreamStart: NIODeadline?) {
+    /// W3C trace context of a request, logged (and forwarded untouched) so access lines join traces.
+    struct Trace {
+        let traceparent: String
+        let tracestate: String?
+
+        /// Only well-formed values are logged: `traceparent` is `version-traceid-parentid-flags` in lower-case hex,
+        /// `tracestate` printable ASCII without quotes or backslashes (≤ 512 bytes).
+        init?(traceparent: String?, tracestate: String?) {
+            guard let traceparent, traceparent.utf8.count == 55,
+                  traceparent.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || $0 == 0x2D }) else { return nil }
+            self.traceparent = traceparent
+            if let tracestate, tracestate.utf8.count <= 512,
+               tracestate.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != 0x22 && $0 != 0x5C }) {
+                self.tracestate = tracestate
+            } else {
+                self.tracestate = nil
+            }
+        }
+    }
+
+    func record(requestID: String, method: String, path: String, status: UInt, outcome: String, start: NIODeadline, upstreamStart: NIODeadline?,
+                trace: Trace? = nil) {
         guard enabled else { return }
         let now = NIODeadline.now()
         let totalMs = Double((now - start).nanoseconds) / 1e6
@@ -23,20 +44,30 @@ struct AccessLog: Sendable {
         // The path is logged without its query string: queries can carry secrets.
         let bare = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
         if json {
-            var o = "{\"ts\":\(String(format: "%.3f", Date().timeIntervalSince1970)),\"request_id\":\"\(requestID)\",\"method\":\"\(method)\",\"path\":"
-            var bytes = [UInt8]()
+            var bytes = Array("{\"ts\":\(String(format: "%.3f", Date().timeIntervalSince1970)),\"request_id\":\"\(requestID)\",\"method\":".utf8)
+            JSONValue.writeString(method, to: &bytes)
+            bytes.append(contentsOf: ",\"path\":".utf8)
             JSONValue.writeString(bare, to: &bytes)
-            o += String(decoding: bytes, as: UTF8.self)
+            var o = String(decoding: bytes, as: UTF8.self)
             o += ",\"status\":\(status),\"outcome\":\"\(outcome)\",\"ms\":\(String(format: "%.3f", totalMs))"
             if let upstreamMs { o += ",\"upstream_ms\":\(String(format: "%.3f", upstreamMs))" }
+            if let trace {
+                o += ",\"traceparent\":\"\(trace.traceparent)\""
+                if let state = trace.tracestate { o += ",\"tracestate\":\"\(state)\"" }
+            }
             o += "}\n"
             FileHandle.standardOutput.write(Data(o.utf8))
         } else {
-            logger.info("access", metadata: [
+            var metadata: Logger.Metadata = [
                 "request_id": "\(requestID)", "method": "\(method)", "path": "\(bare)", "status": "\(status)",
                 "outcome": "\(outcome)", "ms": "\(String(format: "%.3f", totalMs))",
                 "upstream_ms": "\(upstreamMs.map { String(format: "%.3f", $0) } ?? "-")",
-            ])
+            ]
+            if let trace {
+                metadata["traceparent"] = "\(trace.traceparent)"
+                if let state = trace.tracestate { metadata["tracestate"] = "\(state)" }
+            }
+            logger.info("access", metadata: metadata)
         }
     }
 }

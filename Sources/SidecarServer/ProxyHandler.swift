@@ -86,6 +86,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var remoteIP = "unknown"
     /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
     private var corsHeaders: [(String, String)] = []
+    /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
+    private var trace: AccessLog.Trace?
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared
@@ -113,6 +115,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         watch.headArrived()
         corsHeaders = []
+        trace = shared.config.accessLog && head.headers.contains(name: "traceparent")
+            ? AccessLog.Trace(traceparent: head.headers["traceparent"].first, tracestate: head.headers["tracestate"].first) : nil
         let requestID = RequestID.from(head.headers["x-request-id"].first, generator: &loop.requestIDs)
         let config = shared.config
 
@@ -224,7 +228,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let now = NIODeadline.now()
         loop.metrics.record(status: status, outcome: outcome, seconds: Double((now - start).nanoseconds) / 1e9,
                             upstreamSeconds: upstreamStart.map { Double((now - $0).nanoseconds) / 1e9 })
-        shared.accessLog.record(requestID: requestID, method: method, path: path, status: status, outcome: outcome, start: start, upstreamStart: upstreamStart)
+        shared.accessLog.record(requestID: requestID, method: method, path: path, status: status, outcome: outcome, start: start,
+                                upstreamStart: upstreamStart, trace: trace)
     }
 
     static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
@@ -453,16 +458,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var responseHead = response.0
         for (n, v) in corsHeaders { responseHead.headers.add(name: n, value: v) }
         if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") { responseHead.headers.add(name: "connection", value: "close") }
-        let closeAfter = responseHead.headers["connection"].contains("close")
+        let client = ExchangeEnding.afterLocalAnswer(bodyPending: hasBody, closeRequested: responseHead.headers["connection"].contains("close"),
+                                                     sizeLimit: !drainBody)
         finish(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
                outcome: outcome, start: .now(), upstreamStart: nil)
-        let draining = hasBody && drainBody
         // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
-        state = hasBody ? .discarding(closeAfter: closeAfter) : .idle
-        if !hasBody { watch.exchangeFinished() }
+        switch client {
+        case .keepAlive, .close: state = .idle; watch.exchangeFinished()
+        case .drainThenKeepAlive: state = .discarding(closeAfter: false)
+        case .drainThenClose: state = .discarding(closeAfter: true)
+        }
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
-        if closeAfter && !draining {
+        if client == .close {
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
@@ -573,10 +581,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 spliceUpgraded(exchange, upstream: upstream, context: context)
                 return
             }
+            let ending = ExchangeEnding.afterUpstreamResponse(requestEnded: exchange.requestEnded, clientKeepAlive: exchange.clientKeepAlive,
+                                                              upstreamKeepAlive: exchange.keepUpstream)
             if let upstream = exchange.upstream {
                 exchange.upstream = nil
                 upstream.handler.setPaused(false)
-                if exchange.keepUpstream && exchange.requestEnded {
+                if ending.reuseUpstream {
                     loop.pool.release(upstream)
                 } else {
                     upstream.handler.delegate = nil
@@ -586,11 +596,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: exchange.status,
                                     outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
             // State first: writing `.end` lets the pipeline handler deliver the next pipelined request synchronously.
-            let closeAfter = !exchange.clientKeepAlive || !exchange.requestEnded
             state = exchange.requestEnded ? .idle : .discarding(closeAfter: true)
             if exchange.requestEnded { watch.exchangeFinished() }
             resumeReads(if: true)
-            if closeAfter {
+            if ending.client == .close {
                 context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
             } else {
                 context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
