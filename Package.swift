@@ -46,8 +46,10 @@ let package = Package(
         // libFuzzer entry point for every pure parser (FUZZ_TARGET selects one); see Tests/fuzz/run.sh.
         .executableTarget(name: "SidecarFuzz", dependencies: ["AuthJSToken", "SidecarCore"],
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
-        .testTarget(name: "AuthJSTokenTests", dependencies: ["AuthJSToken", "CAuthCrypto"], resources: []),
-        .testTarget(name: "SidecarCoreTests", dependencies: ["SidecarCore"]),
+        // Test support shared by the test targets: fixture loading and the vector-case schema.
+        .target(name: "VectorFixtures", dependencies: ["AuthJSToken"], path: "Tests/VectorFixtures"),
+        .testTarget(name: "AuthJSTokenTests", dependencies: ["AuthJSToken", "CAuthCrypto", "VectorFixtures"]),
+        .testTarget(name: "SidecarCoreTests", dependencies: ["SidecarCore", "VectorFixtures"]),
         .testTarget(name: "SidecarServerTests", dependencies: [
             "SidecarServer",
             .product(name: "NIOEmbedded", package: "swift-nio"),

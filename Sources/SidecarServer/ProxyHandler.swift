@@ -192,17 +192,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let decision = shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie,
                                             authorization: authorization, now: Date().timeIntervalSince1970, cache: &loop.cache)
         switch decision {
-        case .badRequest(let reason):
-            respondLocally(LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: reason, requestID: requestID),
-                                              requestID: requestID, close: hasBody), head: head, outcome: "bad_request", requestID: requestID, hasBody: hasBody)
-        case .unauthorized(let failure):
-            respondLocally(LocalResponse.unauthorized(failure, realm: config.realm, requestID: requestID, close: hasBody),
-                           head: head, outcome: failure.code.rawValue, requestID: requestID, hasBody: hasBody)
-        case .forbidden(let requirement):
-            respondLocally(LocalResponse.json(status: .forbidden, body: LocalResponse.errorBody(error: "insufficient_claims", reason: requirement.description, requestID: requestID),
-                                              requestID: requestID, close: hasBody), head: head, outcome: "insufficient_claims", requestID: requestID, hasBody: hasBody)
         case .forward(let path, let identity, let dropped, let outcome, _):
             forward(head, path: path, identity: identity, dropped: dropped, outcome: outcome, requestID: requestID, context: context)
+        case .unauthorized, .forbidden, .badRequest:
+            deny(decision, head: head, requestID: requestID, hasBody: hasBody)
         }
     }
 
@@ -245,7 +238,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let uri = head.headers["x-forwarded-uri"].first ?? head.headers["x-original-uri"].first ?? "/"
         let decision = shared.policy.decide(method: method, target: uri, cookie: cookie, authorization: authorization,
                                             now: Date().timeIntervalSince1970, cache: &loop.cache)
-        let config = shared.config
         switch decision {
         case .forward(_, let identity, _, let outcome, _):
             var headers = HTTPHeaders()
@@ -255,16 +247,31 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             for (n, v) in identity { headers.add(name: n, value: v) }
             respondLocally((HTTPResponseHead(version: .http1_1, status: .ok, headers: headers), ByteBuffer()), head: head,
                            outcome: outcome, requestID: requestID, hasBody: hasBody)
-        case .unauthorized(let failure):
-            respondLocally(LocalResponse.unauthorized(failure, realm: config.realm, requestID: requestID, close: hasBody),
-                           head: head, outcome: failure.code.rawValue, requestID: requestID, hasBody: hasBody)
-        case .forbidden(let requirement):
-            respondLocally(LocalResponse.json(status: .forbidden, body: LocalResponse.errorBody(error: "insufficient_claims", reason: requirement.description, requestID: requestID),
-                                              requestID: requestID, close: hasBody), head: head, outcome: "insufficient_claims", requestID: requestID, hasBody: hasBody)
-        case .badRequest(let reason):
-            respondLocally(LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: reason, requestID: requestID),
-                                              requestID: requestID, close: hasBody), head: head, outcome: "bad_request", requestID: requestID, hasBody: hasBody)
+        case .unauthorized, .forbidden, .badRequest:
+            deny(decision, head: head, requestID: requestID, hasBody: hasBody)
         }
+    }
+
+    /// The 401/403/400 answers of a decision, with their stable codes as the logged outcome.
+    private func deny(_ decision: AccessDecision, head: HTTPRequestHead, requestID: String, hasBody: Bool) {
+        let response: (HTTPResponseHead, ByteBuffer)
+        let outcome: String
+        switch decision {
+        case .unauthorized(let failure):
+            response = LocalResponse.unauthorized(failure, realm: shared.config.realm, requestID: requestID, close: hasBody)
+            outcome = failure.code.rawValue
+        case .forbidden(let requirement):
+            response = LocalResponse.json(status: .forbidden, body: LocalResponse.errorBody(error: "insufficient_claims", reason: requirement.description, requestID: requestID),
+                                          requestID: requestID, close: hasBody)
+            outcome = "insufficient_claims"
+        case .badRequest(let reason):
+            response = LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: reason, requestID: requestID),
+                                          requestID: requestID, close: hasBody)
+            outcome = "bad_request"
+        case .forward:
+            return
+        }
+        respondLocally(response, head: head, outcome: outcome, requestID: requestID, hasBody: hasBody)
     }
 
     /// After `101 Switching Protocols`: both pipelines drop their HTTP handlers and a glued pair relays raw bytes.

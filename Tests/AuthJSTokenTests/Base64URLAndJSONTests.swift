@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AuthJSToken
+import VectorFixtures
 
 @Suite("Base64URL")
 struct Base64URLTests {

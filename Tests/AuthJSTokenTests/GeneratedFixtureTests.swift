@@ -1,5 +1,6 @@
 import Testing
 @testable import AuthJSToken
+import VectorFixtures
 
 /// fixtures/generated.json (fixtures/generate.py): every case with a token (stored or rebuilt from its recipe),
 /// asserting the stable failure code exactly. Request-level cases run in SidecarCoreTests.

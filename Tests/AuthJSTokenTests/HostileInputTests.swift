@@ -1,5 +1,6 @@
 import Testing
 @testable import AuthJSToken
+import VectorFixtures
 
 /// Hostile tokens: every one must come back as a failure with a known code — never a crash, never a success.
 @Suite("Hostile inputs")

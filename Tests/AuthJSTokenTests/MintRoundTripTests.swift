@@ -1,5 +1,6 @@
 import Testing
 @testable import AuthJSToken
+import VectorFixtures
 
 @Suite("Mint → verify round trips")
 struct MintRoundTripTests {

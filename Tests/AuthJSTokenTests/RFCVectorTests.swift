@@ -1,5 +1,6 @@
 import Testing
 @testable import AuthJSToken
+import VectorFixtures
 
 /// fixtures/vectors/external/rfc_vectors.json: RFC 7518 B.3, RFC 7520 compact examples, Auth.js HKDF/kid vectors.
 @Suite("RFC 7518 / RFC 7520 / Auth.js KDF vectors")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AuthJSToken
+import VectorFixtures
 
 /// Token-level verification of the shared vectors (fixtures/vectors: real @auth/core, next-auth v4 and jose output,
 /// plus tokens captured from public deployments).

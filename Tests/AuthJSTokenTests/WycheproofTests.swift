@@ -1,5 +1,6 @@
 import Testing
 @testable import AuthJSToken
+import VectorFixtures
 
 /// C2SP/wycheproof testvectors_v1 against the Crypto wrappers: every vector, valid and invalid.
 /// Counts (asserted below): aes_cbc_pkcs5 216, aes_gcm 316, hmac_sha256/384/512 174 each, hkdf_sha256 86,

@@ -1,5 +1,6 @@
 import Testing
 @testable import SidecarCore
+import VectorFixtures
 
 @Suite("CORS policy")
 struct CORSPolicyTests {

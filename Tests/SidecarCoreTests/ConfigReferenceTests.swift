@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SidecarCore
+import VectorFixtures
 
 /// The README's configuration reference must list every setting the code reads, with the same flag, env name, file
 /// key and default — so the documentation cannot drift from `Settings.all`.

@@ -2,6 +2,7 @@ import AuthJSToken
 import Foundation
 @testable import SidecarCore
 import Testing
+import VectorFixtures
 
 /// ConfigLoader: defaults, precedence, validation (every problem at once), YAML routes, addresses.
 /// Every suite is nested in `ConfigTests` so `--filter ConfigTests` selects them all.

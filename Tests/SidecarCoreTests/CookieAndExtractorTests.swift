@@ -1,6 +1,7 @@
 import AuthJSToken
 import SidecarCore
 import Testing
+import VectorFixtures
 
 @Suite("CookieParser")
 struct CookieParserTests {

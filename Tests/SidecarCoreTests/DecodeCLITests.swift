@@ -1,6 +1,7 @@
 import AuthJSToken
 import Foundation
 import Testing
+import VectorFixtures
 
 /// The `authjs-sidecar decode` contract (fixtures/vectors/README.md), driven through the built binary:
 /// exit 0 + claims JSON on stdout, exit 1 + `code: reason` on stderr, exit 2 on usage errors.

@@ -2,6 +2,7 @@ import AuthJSToken
 import Foundation
 @testable import SidecarCore
 import Testing
+import VectorFixtures
 
 /// Pure request policy: path normalisation, route matching, claim requirements, identity headers and the combined
 /// AccessPolicy decision. Every suite is nested in `PolicyTests` so `--filter PolicyTests` selects them all.

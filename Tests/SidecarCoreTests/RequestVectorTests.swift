@@ -1,6 +1,7 @@
 import AuthJSToken
 import SidecarCore
 import Testing
+import VectorFixtures
 
 /// Request-level cases (`request` present) through TokenAuthenticator, as the sidecar runs them.
 @Suite("Request-level vectors")

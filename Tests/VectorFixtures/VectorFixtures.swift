@@ -1,21 +1,22 @@
 import Foundation
 import Testing
 import AuthJSToken
-import SidecarCore
+
+/// Test support shared by the test targets: the repository's fixtures and the vector-case schema.
 
 /// Locates the repository from this file (three levels up) and loads the committed fixtures.
-enum Fixtures {
-    static let root: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent()   // Tests/SidecarCoreTests
+public enum Fixtures {
+    public static let root: URL = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent()   // Tests/VectorFixtures
         .deletingLastPathComponent()   // Tests
         .deletingLastPathComponent()   // repo root
 
-    static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
+    public static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
 
-    static func exists(_ relative: String) -> Bool { FileManager.default.fileExists(atPath: url(relative).path) }
+    public static func exists(_ relative: String) -> Bool { FileManager.default.fileExists(atPath: url(relative).path) }
 
     /// Loads a JSON fixture with the project's own parser under generous caps (the fixture files are trusted input).
-    static func load(_ relative: String) -> JSONValue? {
+    public static func load(_ relative: String) -> JSONValue? {
         guard let data = FileManager.default.contents(atPath: url(relative).path) else { return nil }
         let text = String(decoding: data, as: UTF8.self)
         switch JSONParser.parseValue(text, limits: JSONLimits(maxBytes: 64 << 20, maxDepth: 256)) {
@@ -26,52 +27,55 @@ enum Fixtures {
         }
     }
 
-    static let generatedPath = "fixtures/generated.json"
-    static var generatedExists: Bool { exists(generatedPath) }
+    public static let generatedPath = "fixtures/generated.json"
+    public static var generatedExists: Bool { exists(generatedPath) }
 }
 
 extension JSONValue {
-    var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
-    var intValue: Int? {
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
+    public var intValue: Int? {
         switch self {
         case .integer(let i): return Int(i)
         case .number(let d): return Int(exactly: d)
         default: return nil
         }
     }
-    var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
-    var isNull: Bool { if case .null = self { return true }; return false }
+    public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
+    public var isNull: Bool { if case .null = self { return true }; return false }
 }
 
 /// One case of the shared vector schema (fixtures/vectors/*.json, fixtures/generated.json).
-struct VectorCase: Sendable, CustomTestStringConvertible {
-    struct Cookie: Sendable { let name: String; let value: String }
+public struct VectorCase: Sendable, CustomTestStringConvertible {
+    public struct Cookie: Sendable {
+        public let name: String
+        public let value: String
+    }
 
-    let file: String
-    let id: String
-    let mode: String
-    let secrets: [String]
-    let salt: String?
-    let cookieName: String?
-    let now: Double?
-    let token: String?
-    let recipe: JSONObject?
-    let hasRequest: Bool
-    let cookieHeader: String?
-    let authorization: String?
-    let cookies: [Cookie]
-    let expect: String
+    public let file: String
+    public let id: String
+    public let mode: String
+    public let secrets: [String]
+    public let salt: String?
+    public let cookieName: String?
+    public let now: Double?
+    public let token: String?
+    public let recipe: JSONObject?
+    public let hasRequest: Bool
+    public let cookieHeader: String?
+    public let authorization: String?
+    public let cookies: [Cookie]
+    public let expect: String
     /// The stable failure code (generated.json only); nil for valid cases and for the shared vectors.
-    let expectCode: String?
-    let hasExpectCode: Bool
-    let reason: String?
-    let expectedClaims: JSONValue?
+    public let expectCode: String?
+    public let hasExpectCode: Bool
+    public let reason: String?
+    public let expectedClaims: JSONValue?
 
-    var testDescription: String { "\(file.split(separator: "/").last ?? ""):\(id)" }
-    var isValid: Bool { expect == "valid" }
-    var hasToken: Bool { token != nil || recipe != nil }
+    public var testDescription: String { "\(file.split(separator: "/").last ?? ""):\(id)" }
+    public var isValid: Bool { expect == "valid" }
+    public var hasToken: Bool { token != nil || recipe != nil }
 
-    var formats: Set<TokenFormat> {
+    public var formats: Set<TokenFormat> {
         switch mode {
         case "authjs-v5": return [.authjsV5]
         case "nextauth-v4": return [.nextauthV4]
@@ -80,9 +84,9 @@ struct VectorCase: Sendable, CustomTestStringConvertible {
         }
     }
 
-    var v5Salt: String { salt ?? cookieName ?? "authjs.session-token" }
+    public var v5Salt: String { salt ?? cookieName ?? "authjs.session-token" }
 
-    init?(file: String, _ v: JSONValue) {
+    public init?(file: String, _ v: JSONValue) {
         guard let o = v.objectValue, let id = o["id"]?.stringValue, let mode = o["mode"]?.stringValue,
               let secrets = o["secrets"]?.arrayValue?.compactMap(\.stringValue), let expect = o["expect"]?.stringValue
         else { return nil }
@@ -117,7 +121,7 @@ struct VectorCase: Sendable, CustomTestStringConvertible {
 
     /// The compact token: stored, or rebuilt from `token_recipe` (fixtures/README.md) and checked against its length
     /// and SHA-256.
-    func resolvedToken() -> String? {
+    public func resolvedToken() -> String? {
         if let token { return token }
         guard let r = recipe, let kind = r["kind"]?.stringValue, let rest = r["rest"]?.stringValue else { return nil }
         var header: [UInt8]
@@ -151,7 +155,7 @@ struct VectorCase: Sendable, CustomTestStringConvertible {
         return token
     }
 
-    static func load(_ relative: String) -> [VectorCase] {
+    public static func load(_ relative: String) -> [VectorCase] {
         guard let root = Fixtures.load(relative), let cases = root["cases"]?.arrayValue else { return [] }
         return cases.compactMap { v in
             let c = VectorCase(file: relative, v)
@@ -161,8 +165,8 @@ struct VectorCase: Sendable, CustomTestStringConvertible {
     }
 }
 
-enum Hex {
-    static func decode(_ s: String) -> [UInt8] {
+public enum Hex {
+    public static func decode(_ s: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(s.utf8.count / 2)
         var hi: UInt8?
@@ -179,7 +183,7 @@ enum Hex {
         return out
     }
 
-    static func encode(_ b: some Sequence<UInt8>) -> String {
+    public static func encode(_ b: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for x in b { out.append(digits[Int(x >> 4)]); out.append(digits[Int(x & 15)]) }
@@ -188,10 +192,10 @@ enum Hex {
 }
 
 /// A small deterministic PRNG (SplitMix64) so hostile-input tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+public struct SplitMix64: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -200,13 +204,13 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
-let allCodes = Set(VerificationCode.allCases.map(\.rawValue))
+public let allCodes = Set(VerificationCode.allCases.map(\.rawValue))
 
 /// A decoded protected header, for tests that need to know whether a token carries a `kid`.
-func protectedHeader(of token: String) -> JSONObject? {
+public func protectedHeader(of token: String) -> JSONObject? {
     guard let first = token.split(separator: ".", omittingEmptySubsequences: false).first,
           let bytes = Base64URL.decode(first), case .success(let o) = JSONParser.parseObject(bytes) else { return nil }
     return o
 }
 
-func currentTime() -> Double { Date().timeIntervalSince1970 }
+public func currentTime() -> Double { Date().timeIntervalSince1970 }
