@@ -2,7 +2,8 @@
 ///
 /// RFC 3986 §6.2.2: percent-encoded unreserved characters are decoded and other escapes upper-cased, `;parameters`
 /// are dropped from each segment, empty segments collapse, and dot segments are resolved (never above the root).
-/// `%2E%2E` is resolved like `..` (RFC 3986 decodes unreserved characters first). Escapes that would change the
+/// `%2E%2E` is resolved like `..` (RFC 3986 decodes unreserved characters first). Raw non-ASCII bytes are refused,
+/// so a normalised path is ASCII and every later comparison is byte-exact. Escapes that would change the
 /// path's structure — `%2F`, `%5C`, `%00` — and raw control characters or backslashes are refused (nil → 400),
 /// because upstreams disagree on what they mean.
 public enum PathNormalizer {
@@ -11,9 +12,10 @@ public enum PathNormalizer {
     /// Splits an origin-form request target into (normalised path, raw query or nil). nil: refuse with 400.
     public static func normalize(target: String) -> (path: String, query: Substring?)? {
         guard target.utf8.first == UInt8(ascii: "/"), target.utf8.count <= maxPathBytes else { return nil }
-        let q = target.firstIndex(of: "?")
+        // Bytes, not Characters: a combining mark after `?` or `/` would otherwise fuse into one grapheme and hide it.
+        let q = target.utf8.firstIndex(of: UInt8(ascii: "?"))
         let rawPath = q.map { target[..<$0] } ?? target[...]
-        let query = q.map { target[target.index(after: $0)...] }
+        let query = q.map { target[target.utf8.index(after: $0)...] }
         guard let path = normalize(path: rawPath) else { return nil }
         return (path, query)
     }
@@ -47,7 +49,7 @@ public enum PathNormalizer {
         var segmentStart = true
         var dots = 0
         for b in path.utf8 {
-            if b < 0x21 || b == 0x7F || b == UInt8(ascii: "%") || b == UInt8(ascii: ";") || b == UInt8(ascii: "\\") { return false }
+            if b < 0x21 || b >= 0x7F || b == UInt8(ascii: "%") || b == UInt8(ascii: ";") || b == UInt8(ascii: "\\") { return false }
             if b == UInt8(ascii: "/") {
                 if previous == UInt8(ascii: "/") || (segmentStart && dots > 0 && dots <= 2) { return false }
                 segmentStart = true
@@ -73,7 +75,8 @@ public enum PathNormalizer {
         var i = raw.startIndex
         while i < raw.endIndex {
             let b = raw[i]
-            if b < 0x21 || b == 0x7F || b == UInt8(ascii: "\\") { return nil }
+            // Raw non-ASCII is not a valid request-target byte (RFC 3986); clients percent-encode it.
+            if b < 0x21 || b >= 0x7F || b == UInt8(ascii: "\\") { return nil }
             if b == UInt8(ascii: "%") {
                 let h1 = raw.index(after: i)
                 guard h1 < raw.endIndex, raw.index(after: h1) < raw.endIndex,

@@ -18,13 +18,17 @@ public enum PathMatch: Sendable, Equatable {
     /// `*` matches within one segment, `**` across segments.
     case glob(String)
 
+    /// Compares UTF-8 bytes, never Characters (grapheme clustering would let a combining mark hide a `/`).
     public func matches(_ path: String) -> Bool {
         switch self {
-        case .exact(let p): return path == p
+        case .exact(let p): return path.utf8.elementsEqual(p.utf8)
         case .prefix(let p):
-            if p == "/" { return true }
-            let base = p.hasSuffix("/") ? String(p.dropLast()) : p
-            return path == base || path.hasPrefix(base + "/")
+            var base = Array(p.utf8)
+            if base.last == UInt8(ascii: "/") { base.removeLast() }
+            if base.isEmpty { return true }
+            let bytes = path.utf8
+            guard bytes.starts(with: base) else { return false }
+            return bytes.count == base.count || bytes.dropFirst(base.count).first == UInt8(ascii: "/")
         case .glob(let g): return PathMatch.glob(Array(g.utf8)[...], Array(path.utf8)[...])
         }
     }

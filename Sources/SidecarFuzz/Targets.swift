@@ -67,8 +67,18 @@ enum Fixed {
     }()
     static let configEnvironment: [String: String] = ["AUTH_SECRET": "x", "SIDECAR_CONFIG": configPath]
 
-    /// `FUZZ_STRICT=1`: also require failure reasons to be single printable lines (log-injection check).
-    static let strict: Bool = getenv("FUZZ_STRICT").map { String(cString: $0) == "1" } ?? false
+    /// Failure reasons must be single printable lines (they reach logs and `decode`'s one-line stderr contract, and
+    /// JSONParser promises never to quote input). `FUZZ_STRICT=0` turns this check off.
+    /// `FUZZ_VERBOSE=1`: print what each input turned into (for reading reproducers; slow).
+    static let verbose: Bool = getenv("FUZZ_VERBOSE").map { String(cString: $0) == "1" } ?? false
+    /// A typical small policy, only for `FUZZ_VERBOSE` output of the `path` target.
+    static let demoPolicy = RoutePolicy(rules: [
+        RouteRule(match: .prefix("/admin"), mode: .required),
+        RouteRule(match: .glob("/**/*.css"), mode: .public),
+        RouteRule(match: .prefix("/"), mode: .public),
+    ])
+    static let ignored: Set<String> = Set((getenv("FUZZ_IGNORE").map { String(cString: $0) } ?? "").split(separator: ",").map(String.init))
+    static let strict: Bool = getenv("FUZZ_STRICT").map { String(cString: $0) != "0" } ?? true
 }
 
 enum FuzzTargets {
@@ -121,6 +131,17 @@ enum FuzzTargets {
 
     static func check(_ condition: Bool, _ target: FuzzTarget, _ message: @autoclosure () -> String) {
         if !condition { fail(target, message()) }
+    }
+
+    /// A check with a name that `FUZZ_IGNORE=name,…` turns into a counted outcome (`ignored-<name>`), so a long run
+    /// can keep looking for other problems once one is known.
+    static func check(_ name: String, _ condition: Bool, _ target: FuzzTarget, _ message: @autoclosure () -> String) {
+        if condition { return }
+        if Fixed.ignored.contains(name) {
+            note("ignored-\(name)")
+            return
+        }
+        fail(target, "[\(name)] " + message())
     }
 
     /// A JSON value as a short, printable excerpt for invariant messages.
@@ -271,20 +292,42 @@ enum FuzzTargets {
     static func path(_ bytes: UnsafeBufferPointer<UInt8>) {
         let target = "/" + String(decoding: bytes, as: UTF8.self)
         guard let (path, query) = PathNormalizer.normalize(target: target) else {
+            if Fixed.verbose { print("path: \(excerpt(Array(target.utf8))) -> refused (400)") }
             note("refused")
             return
         }
+        if Fixed.verbose {
+            let upstreamPath = path.utf8.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first.map(Array.init) ?? []
+            print("path: \(excerpt(Array(target.utf8))) -> path \(excerpt(Array(path.utf8))) query \(query.map { excerpt(Array($0.utf8)) } ?? "nil")"
+                  + "; demo policy (/admin required, /**/*.css public, / public) picks mode \(Fixed.demoPolicy.rule(method: "GET", path: path).mode)"
+                  + " for it; an upstream splitting the forwarded path at the first '?' byte sees path \(excerpt(upstreamPath))")
+        }
         note("normalised")
+        // Byte-level checks on purpose: String.contains/hasPrefix compare grapheme clusters, so "?\u{301}" is not "?".
         let u = Array(path.utf8)
         let show = excerpt(Array(target.utf8))
-        check(u.first == UInt8(ascii: "/"), .path, "result does not start with '/': \(show)")
-        check(!path.contains("//"), .path, "result contains '//': \(show) -> \(excerpt(u))")
-        check(!path.contains("/./") && !path.hasSuffix("/."), .path, "result has a '.' segment: \(show) -> \(excerpt(u))")
-        check(!path.contains("/../") && !path.hasSuffix("/.."), .path, "result has a '..' segment: \(show) -> \(excerpt(u))")
-        check(!path.contains("?"), .path, "result contains '?': \(show) -> \(excerpt(u))")
+        let slash = UInt8(ascii: "/")
+        func has(_ needle: String) -> Bool { let n = Array(needle.utf8); return u.count >= n.count && (0...(u.count - n.count)).contains { Array(u[$0..<($0 + n.count)]) == n } }
+        func ends(_ suffix: String) -> Bool { u.count >= suffix.utf8.count && Array(u.suffix(suffix.utf8.count)) == Array(suffix.utf8) }
+        check(u.first == slash, .path, "result does not start with '/': \(show)")
+        check(!has("//"), .path, "result contains '//': \(show) -> \(excerpt(u))")
+        check(!has("/./") && !ends("/."), .path, "result has a '.' segment: \(show) -> \(excerpt(u))")
+        check(!has("/../") && !ends("/.."), .path, "result has a '..' segment: \(show) -> \(excerpt(u))")
+        check("path-query", !u.contains(UInt8(ascii: "?")), .path, "result contains a '?' byte (the query was not split off): \(show) -> \(excerpt(u))")
         check(u.allSatisfy { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ";") }, .path,
               "result has a control, space, backslash or ';': \(show) -> \(excerpt(u))")
-        if let q = query { check(target.utf8.elementsEqual(Array(target.utf8.prefix(target.utf8.count - q.utf8.count - 1)) + [UInt8(ascii: "?")] + Array(q.utf8)), .path, "query is not the target's tail") }
+        // The query is the target's bytes after its first '?' byte.
+        let t = Array(target.utf8)
+        let qByte = t.firstIndex(of: UInt8(ascii: "?"))
+        check("path-query", (query == nil) == (qByte == nil), .path, "query \(query == nil ? "missing" : "present") but the target has \(qByte == nil ? "no" : "a") '?' byte: \(show)")
+        if let q = query, let qb = qByte { check("path-query", Array(q.utf8) == Array(t[(qb + 1)...]), .path, "query is not the bytes after the first '?': \(show)") }
+        // Route prefixes must match the bytes the upstream will see (PathMatch.prefix documents `/docs` covering `/docs/…`).
+        for base in ["/admin", "/api/v1"] {
+            let b = Array(base.utf8)
+            let bytewise = u == b || (u.count > b.count && Array(u[0..<b.count]) == b && u[b.count] == slash)
+            check("path-prefix", PathMatch.prefix(base).matches(path) == bytewise, .path,
+                  "prefix rule \(base) \(bytewise ? "misses" : "matches") \(excerpt(u)) although its bytes \(bytewise ? "are" : "are not") under \(base)/ (from \(show))")
+        }
         guard let (again, againQuery) = PathNormalizer.normalize(target: path) else {
             fail(.path, "normalised path is refused when normalised again: \(show) -> \(excerpt(u))")
         }

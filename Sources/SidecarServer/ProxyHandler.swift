@@ -137,16 +137,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
 
         // Health endpoints, without auth.
-        let ownPath = head.uri.hasPrefix(config.healthPrefix) || (!config.forwardAuthPath.isEmpty && head.uri.hasPrefix(config.forwardAuthPath))
-        let pathOnly = ownPath ? (head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? head.uri) : ""
-        if ownPath, pathOnly.hasPrefix(config.healthPrefix + "/"), head.method == .GET || head.method == .HEAD {
-            let tail = pathOnly.dropFirst(config.healthPrefix.count)
-            if tail == "/healthz" {
+        // The sidecar's own paths, compared on bytes (never Characters: a combining mark could fuse with `/` or `?`).
+        let uri = head.uri.utf8
+        let ownPath = uri.starts(with: config.healthPrefix.utf8) || (!config.forwardAuthPath.isEmpty && uri.starts(with: config.forwardAuthPath.utf8))
+        let pathOnly = ownPath ? String(head.uri[..<(uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex)]) : ""
+        if ownPath, pathOnly.utf8.starts(with: (config.healthPrefix + "/").utf8), head.method == .GET || head.method == .HEAD {
+            let tail = String(decoding: pathOnly.utf8.dropFirst(config.healthPrefix.utf8.count), as: UTF8.self)
+            if tail.utf8.elementsEqual("/healthz".utf8) {
                 respondLocally(LocalResponse.json(status: .ok, body: #"{"status":"ok"}"#, requestID: requestID, close: false),
                                head: head, outcome: "health", requestID: requestID, hasBody: hasBody)
                 return
             }
-            if tail == "/readyz" {
+            if tail.utf8.elementsEqual("/readyz".utf8) {
                 readiness(head: head, requestID: requestID, hasBody: hasBody, context: context)
                 return
             }
@@ -156,7 +158,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         for value in head.headers["cookie"] { cookie = cookie.map { $0 + "; " + value } ?? value }
         let authorization = head.headers["authorization"].first
 
-        if ownPath, !config.forwardAuthPath.isEmpty, pathOnly == config.forwardAuthPath {
+        if ownPath, !config.forwardAuthPath.isEmpty, pathOnly.utf8.elementsEqual(config.forwardAuthPath.utf8) {
             forwardAuth(head: head, cookie: cookie, authorization: authorization, requestID: requestID, hasBody: hasBody)
             return
         }
