@@ -131,6 +131,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                                               requestID: requestID, close: true), head: head, outcome: "header_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
+        if !Self.hasValidHost(head) {
+            respondLocally(LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: "an HTTP/1.1 request needs exactly one valid Host header", requestID: requestID),
+                                              requestID: requestID, close: true), head: head, outcome: "bad_request", requestID: requestID, hasBody: hasBody)
+            return
+        }
+        // A reverse proxy never tunnels (CONNECT: the bytes after it would be a second, unchecked stream) and never
+        // reflects requests (TRACE would echo cookies and Authorization back to a script).
+        if head.method == .CONNECT || head.method == .TRACE {
+            var response = LocalResponse.json(status: .methodNotAllowed,
+                                              body: LocalResponse.errorBody(error: "method_not_allowed", reason: "\(head.method.rawValue) is not proxied", requestID: requestID),
+                                              requestID: requestID, close: true)
+            response.0.headers.add(name: "allow", value: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+            respondLocally(response, head: head, outcome: "method_not_allowed", requestID: requestID, hasBody: true, drainBody: false)
+            return
+        }
         if let declared = head.headers["content-length"].first.flatMap(Int.init), config.maxBodyBytes > 0, declared > config.maxBodyBytes {
             respondLocally(payloadTooLarge(requestID, close: true), head: head, outcome: "body_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
@@ -293,7 +308,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             try remove(up, HTTPRequestEncoder.self)
             try remove(up, ByteToMessageHandler<HTTPResponseDecoder>.self)
             try? remove(down, IdleStateHandler.self)
-            try remove(down, HTTPServerProtocolErrorHandler.self)
             try remove(down, PipeliningHandler.self)
             try remove(down, NIOHTTPResponseHeadersValidator.self)
             try remove(down, HTTPResponseEncoder.self)
@@ -303,6 +317,33 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             shared.logger.warning("websocket splice failed", metadata: ["request_id": "\(exchange.requestID)", "error": "\(error)"])
             upstream.channel.close(promise: nil)
             context.close(promise: nil)
+        }
+    }
+
+    /// Request trailers pass through only when they cannot carry identity or routing: the same names the head loses
+    /// (identity, forwarding, request id, hop-by-hop, framing) are dropped here too, so a chunked trailer is never a
+    /// back door for `X-Auth-*`.
+    private func sanitizedTrailers(_ trailers: HTTPHeaders) -> HTTPHeaders? {
+        var kept = HTTPHeaders()
+        for (name, value) in trailers {
+            switch HeaderClass.of(name) {
+            case .other:
+                if shared.customOwnedNames.isEmpty || !shared.customOwnedNames.contains(HeaderName.normalized(name)) {
+                    kept.add(name: name, value: value)
+                }
+            default: continue
+            }
+        }
+        return kept.isEmpty ? nil : kept
+    }
+
+    /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host, and a valid one.
+    static func hasValidHost(_ head: HTTPRequestHead) -> Bool {
+        let hosts = head.headers["host"]
+        if head.version.major == 1 && head.version.minor == 0 && hosts.isEmpty { return true }
+        guard hosts.count == 1, let host = hosts.first else { return false }
+        return host.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-._~:[]%!$&'()*+,;=".utf8.contains(b)
         }
     }
 
@@ -448,10 +489,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if closeAfter { context.close(promise: nil) }
         case .proxying(let exchange):
             exchange.requestEnded = true
+            let end = HTTPClientRequestPart.end(trailers.flatMap(sanitizedTrailers))
             if let upstream = exchange.upstream {
-                upstream.channel.write(HTTPClientRequestPart.end(trailers), promise: nil)
+                upstream.channel.write(end, promise: nil)
             } else {
-                exchange.buffered.append(.end(trailers))
+                exchange.buffered.append(end)
             }
         }
     }
@@ -679,15 +721,34 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.fireChannelInactive()
     }
 
-    /// `HTTPServerProtocolErrorHandler` has answered 400 to an unparsable request; the byte stream cannot be trusted
-    /// past that point, so the connection ends here.
+    /// An unparsable request (NIO's decoder refused the bytes): answered with JSON — 431 for a header block past the
+    /// decoder's own limit, 400 otherwise — when no response is under way, then the connection ends, because the byte
+    /// stream cannot be trusted past that point.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if case .proxying(let exchange) = state, let upstream = exchange.upstream {
-            upstream.handler.delegate = nil
-            upstream.channel.close(promise: nil)
+        var answerable = true
+        if case .proxying(let exchange) = state {
+            answerable = !exchange.responseStarted
+            exchange.timeout?.cancel()
+            if let upstream = exchange.upstream {
+                upstream.handler.delegate = nil
+                upstream.channel.close(promise: nil)
+            }
         }
         state = .idle
-        context.close(promise: nil)
+        guard answerable, let parseError = error as? HTTPParserError else {
+            context.close(promise: nil)
+            return
+        }
+        let requestID = loop.requestIDs.next()
+        let tooLarge = parseError == .headerOverflow
+        let (head, body) = tooLarge
+            ? LocalResponse.json(status: .requestHeaderFieldsTooLarge, body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over the parser's limit", requestID: requestID), requestID: requestID, close: true)
+            : LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: "unparsable HTTP request", requestID: requestID), requestID: requestID, close: true)
+        finish(requestID: requestID, method: "-", path: "-", status: head.status.code, outcome: tooLarge ? "header_too_large" : "bad_request",
+               start: .now(), upstreamStart: nil)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -62,7 +62,7 @@ public final class SidecarServer: @unchecked Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // The HTTP/1 server pipeline, assembled by hand so the decoder forwards leftover bytes after a
-                    // WebSocket upgrade: limit → header timeout → idle → codec → header validation → pipelining → 400 on parse errors → proxy.
+                    // WebSocket upgrade: limit → header timeout → idle → codec → header validation → pipelining → proxy (which answers parse errors).
                     let sync = channel.pipeline.syncOperations
                     let watch = HeadWatch()
                     try sync.addHandler(ConnectionLimitHandler(limit: limit))
@@ -72,7 +72,6 @@ public final class SidecarServer: @unchecked Sendable {
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
                     try sync.addHandler(NIOHTTPResponseHeadersValidator())
                     try sync.addHandler(PipeliningHandler())
-                    try sync.addHandler(HTTPServerProtocolErrorHandler())
                     try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
                 }
             }

@@ -32,7 +32,6 @@ final class RawHarness {
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(NIOHTTPResponseHeadersValidator())
         try sync.addHandler(PipeliningHandler())
-        try sync.addHandler(HTTPServerProtocolErrorHandler())
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
         try channel.connect(to: ServerFixtures.dummyClient).wait()
     }
@@ -80,11 +79,8 @@ struct FullPipelineTests {
         #expect(h.channel.isActive)
     }
 
-    /// `HTTPServerProtocolErrorHandler` writes `400` + `Connection: close` and passes the `HTTPParserError` on,
-    /// expecting a later handler to close (`ByteToMessageHandler` does not). Nothing in the sidecar's pipeline
-    /// does: `ProxyHandler` has no `errorCaught`, the error reaches the pipeline's tail, and the connection stays
-    /// open — until the header timeout if no head was parsed, otherwise until the idle timeout — although the 400
-    /// promised `Connection: close` (Tests/e2e/test_smuggling.py `assert_rejected` expects the close within 1.5 s).
+    /// An unparsable request gets a JSON 400 with `Connection: close` from `ProxyHandler.errorCaught`, and the
+    /// connection closes at once (Tests/e2e/test_smuggling.py `assert_rejected` expects the close within 1.5 s).
     @Test(arguments: [
         "GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\nBad Header Without Colon\r\n\r\n",
         "GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
