@@ -6,7 +6,8 @@ import NIOHTTP1
 ///
 /// Unlike NIO's `HTTPServerPipelineHandler`, it keeps reading while a response is pending — that handler's read
 /// deferral costs two `epoll_ctl` calls per request on a proxy — and only stops reading when `maxQueued` events wait.
-/// It also handles `ChannelShouldQuiesceEvent`: idle connections close at once, busy ones after their response.
+/// It also handles `ChannelShouldQuiesceEvent` (shutdown): every response from then on says `Connection: close`, busy
+/// connections close after their response, idle ones after a short grace for a request already in flight.
 final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -25,12 +26,13 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var quiescing = false
     private var draining = false
     private let maxQueued: Int
+    /// How long an idle connection stays open after shutdown starts, for a request already on its way.
+    static let idleGrace = TimeAmount.milliseconds(250)
 
     init(maxQueued: Int = 64) { self.maxQueued = maxQueued }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if quiescing && current == nil { return }
         if !queue.isEmpty || (current != nil && isHead(part)) {
             queue.append(part)
             return
@@ -62,7 +64,6 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
         defer { draining = false }
         while let next = queue.first {
             if case .head = next, current != nil { break }
-            if quiescing && current == nil { queue.removeAll(); break }
             queue.removeFirst()
             deliver(next, context: context)
         }
@@ -73,7 +74,14 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        guard case .end = unwrapOutboundIn(data) else {
+        let part = unwrapOutboundIn(data)
+        if quiescing, case .head(var head) = part, head.status.code >= 200 {
+            // Shutting down: tell the client this is the connection's last response, so it does not send another.
+            head.headers.replaceOrAdd(name: "connection", value: "close")
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+            return
+        }
+        guard case .end = part else {
             context.write(data, promise: promise)
             return
         }
@@ -98,7 +106,13 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             quiescing = true
-            if current == nil { context.close(promise: nil) }
+            if current == nil {
+                // An idle keep-alive connection may have a request in flight from the client: give it a moment to
+                // arrive (it is then answered with `Connection: close`) instead of resetting it.
+                context.eventLoop.assumeIsolated().scheduleTask(in: Self.idleGrace) {
+                    if self.current == nil { context.close(promise: nil) }
+                }
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)

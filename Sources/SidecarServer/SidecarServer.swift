@@ -126,7 +126,7 @@ public final class SidecarServer: @unchecked Sendable {
         }
         done.wait()
         for s in sources { s.cancel() }
-        for state in loops.values { state.pool.eventLoop.execute { state.pool.closeAll() } }
+        for state in loops.values { try? state.pool.eventLoop.submit { state.pool.closeAll() }.wait() }
         try? echoChannel?.close().wait()
         try? metricsChannel?.close().wait()
         logger.notice("stopped")

@@ -78,7 +78,7 @@ class Proc:
 def start_upstream(port: int | None = None) -> tuple[Proc, int]:
     port = port or free_port()
     proc = Proc([sys.executable, "-m", "uvicorn", "upstream_app:app", "--host", "127.0.0.1", "--port", str(port),
-                 "--log-level", "warning", "--timeout-keep-alive", "30"], cwd=str(E2E), log_name=f"upstream-{port}")
+                 "--log-level", "warning", "--timeout-keep-alive", "30", "--no-proxy-headers"], cwd=str(E2E), log_name=f"upstream-{port}")
     wait_http(f"http://127.0.0.1:{port}/connections")
     return proc, port
 
