@@ -721,6 +721,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.fireChannelInactive()
     }
 
+    /// llhttp's own cap on a header block (NIO's default); past it the decoder fails before the configured check.
+    static let parserHeaderLimit = 80 * 1024
+
     /// An unparsable request (NIO's decoder refused the bytes): answered with JSON — 431 for a header block past the
     /// decoder's own limit, 400 otherwise — when no response is under way, then the connection ends, because the byte
     /// stream cannot be trusted past that point.
@@ -742,7 +745,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let requestID = loop.requestIDs.next()
         let tooLarge = parseError == .headerOverflow
         let (head, body) = tooLarge
-            ? LocalResponse.json(status: .requestHeaderFieldsTooLarge, body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over the parser's limit", requestID: requestID), requestID: requestID, close: true)
+            ? LocalResponse.json(status: .requestHeaderFieldsTooLarge, body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(min(shared.config.maxHeaderBytes, Self.parserHeaderLimit)) bytes", requestID: requestID), requestID: requestID, close: true)
             : LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: "unparsable HTTP request", requestID: requestID), requestID: requestID, close: true)
         finish(requestID: requestID, method: "-", path: "-", status: head.status.code, outcome: tooLarge ? "header_too_large" : "bad_request",
                start: .now(), upstreamStart: nil)
