@@ -58,6 +58,8 @@ enum Fixed {
         ],
         claimsHeader: "X-Auth-Claims", maxValueBytes: 8192)
 
+    static let mapperHeaderNames = Set(mapper.mappings.map(\.header) + [mapper.claimsHeader!])
+
     /// Per-process YAML file the `config` target rewrites for every input.
     static let configPath: String = {
         let dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
@@ -246,7 +248,7 @@ enum FuzzTargets {
         note("object")
         let token = VerifiedToken(claims: claims, payload: Array(bytes), format: .jws, secretIndex: 0, salt: nil)
         let (headers, dropped) = Fixed.mapper.headers(for: token)
-        let names = Set(Fixed.mapper.mappings.map(\.header) + [Fixed.mapper.claimsHeader!])
+        let names = Fixed.mapperHeaderNames
         for (name, value) in headers {
             check(names.contains(name), .headers, "unexpected header \(name)")
             check(value.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F }, .headers,
@@ -305,33 +307,44 @@ enum FuzzTargets {
         note("normalised")
         // Byte-level checks on purpose: String.contains/hasPrefix compare grapheme clusters, so "?\u{301}" is not "?".
         let u = Array(path.utf8)
-        let show = excerpt(Array(target.utf8))
+        func show() -> String { excerpt(Array(target.utf8)) }
         let slash = UInt8(ascii: "/")
-        func has(_ needle: String) -> Bool { let n = Array(needle.utf8); return u.count >= n.count && (0...(u.count - n.count)).contains { Array(u[$0..<($0 + n.count)]) == n } }
-        func ends(_ suffix: String) -> Bool { u.count >= suffix.utf8.count && Array(u.suffix(suffix.utf8.count)) == Array(suffix.utf8) }
-        check(u.first == slash, .path, "result does not start with '/': \(show)")
-        check(!has("//"), .path, "result contains '//': \(show) -> \(excerpt(u))")
-        check(!has("/./") && !ends("/."), .path, "result has a '.' segment: \(show) -> \(excerpt(u))")
-        check(!has("/../") && !ends("/.."), .path, "result has a '..' segment: \(show) -> \(excerpt(u))")
-        check("path-query", !u.contains(UInt8(ascii: "?")), .path, "result contains a '?' byte (the query was not split off): \(show) -> \(excerpt(u))")
+        func has(_ needle: StaticString) -> Bool {
+            let n = UnsafeBufferPointer(start: needle.utf8Start, count: needle.utf8CodeUnitCount)
+            var i = 0
+            while i + n.count <= u.count {
+                if u[i] == n[0], u[i..<(i + n.count)].elementsEqual(n) { return true }
+                i += 1
+            }
+            return false
+        }
+        func ends(_ suffix: StaticString) -> Bool {
+            let n = UnsafeBufferPointer(start: suffix.utf8Start, count: suffix.utf8CodeUnitCount)
+            return u.count >= n.count && u[(u.count - n.count)...].elementsEqual(n)
+        }
+        check(u.first == slash, .path, "result does not start with '/': \(show())")
+        check(!has("//"), .path, "result contains '//': \(show()) -> \(excerpt(u))")
+        check(!has("/./") && !ends("/."), .path, "result has a '.' segment: \(show()) -> \(excerpt(u))")
+        check(!has("/../") && !ends("/.."), .path, "result has a '..' segment: \(show()) -> \(excerpt(u))")
+        check("path-query", !u.contains(UInt8(ascii: "?")), .path, "result contains a '?' byte (the query was not split off): \(show()) -> \(excerpt(u))")
         check(u.allSatisfy { $0 > 0x20 && $0 != 0x7F && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: ";") }, .path,
-              "result has a control, space, backslash or ';': \(show) -> \(excerpt(u))")
+              "result has a control, space, backslash or ';': \(show()) -> \(excerpt(u))")
         // The query is the target's bytes after its first '?' byte.
         let t = Array(target.utf8)
         let qByte = t.firstIndex(of: UInt8(ascii: "?"))
-        check("path-query", (query == nil) == (qByte == nil), .path, "query \(query == nil ? "missing" : "present") but the target has \(qByte == nil ? "no" : "a") '?' byte: \(show)")
-        if let q = query, let qb = qByte { check("path-query", Array(q.utf8) == Array(t[(qb + 1)...]), .path, "query is not the bytes after the first '?': \(show)") }
+        check("path-query", (query == nil) == (qByte == nil), .path, "query \(query == nil ? "missing" : "present") but the target has \(qByte == nil ? "no" : "a") '?' byte: \(show())")
+        if let q = query, let qb = qByte { check("path-query", Array(q.utf8) == Array(t[(qb + 1)...]), .path, "query is not the bytes after the first '?': \(show())") }
         // Route prefixes must match the bytes the upstream will see (PathMatch.prefix documents `/docs` covering `/docs/…`).
         for base in ["/admin", "/api/v1"] {
             let b = Array(base.utf8)
-            let bytewise = u == b || (u.count > b.count && Array(u[0..<b.count]) == b && u[b.count] == slash)
+            let bytewise = u == b || (u.count > b.count && u[0..<b.count].elementsEqual(b) && u[b.count] == slash)
             check("path-prefix", PathMatch.prefix(base).matches(path) == bytewise, .path,
-                  "prefix rule \(base) \(bytewise ? "misses" : "matches") \(excerpt(u)) although its bytes \(bytewise ? "are" : "are not") under \(base)/ (from \(show))")
+                  "prefix rule \(base) \(bytewise ? "misses" : "matches") \(excerpt(u)) although its bytes \(bytewise ? "are" : "are not") under \(base)/ (from \(show()))")
         }
         guard let (again, againQuery) = PathNormalizer.normalize(target: path) else {
-            fail(.path, "normalised path is refused when normalised again: \(show) -> \(excerpt(u))")
+            fail(.path, "normalised path is refused when normalised again: \(show()) -> \(excerpt(u))")
         }
-        check(Array(again.utf8) == u, .path, "not idempotent: \(show) -> \(excerpt(u)) -> \(excerpt(Array(again.utf8)))")
+        check(Array(again.utf8) == u, .path, "not idempotent: \(show()) -> \(excerpt(u)) -> \(excerpt(Array(again.utf8)))")
         check(againQuery == nil, .path, "normalised path grew a query")
     }
 
