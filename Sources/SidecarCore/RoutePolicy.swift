@@ -23,12 +23,13 @@ public enum PathMatch: Sendable, Equatable {
         switch self {
         case .exact(let p): return path.utf8.elementsEqual(p.utf8)
         case .prefix(let p):
-            var base = Array(p.utf8)
-            if base.last == UInt8(ascii: "/") { base.removeLast() }
-            if base.isEmpty { return true }
+            // No allocation: this runs for every request and every rule.
+            let rule = p.utf8
+            let baseCount = rule.last == UInt8(ascii: "/") ? rule.count - 1 : rule.count
+            if baseCount == 0 { return true }
             let bytes = path.utf8
-            guard bytes.starts(with: base) else { return false }
-            return bytes.count == base.count || bytes.dropFirst(base.count).first == UInt8(ascii: "/")
+            guard bytes.count >= baseCount, bytes.prefix(baseCount).elementsEqual(rule.prefix(baseCount)) else { return false }
+            return bytes.count == baseCount || bytes.dropFirst(baseCount).first == UInt8(ascii: "/")
         case .glob(let g): return PathMatch.glob(Array(g.utf8)[...], Array(path.utf8)[...])
         }
     }
