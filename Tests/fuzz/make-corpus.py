@@ -10,7 +10,8 @@ Writes DIR/<target>/<sha1 of the seed> (default DIR: .build-fuzz/corpus) for eac
   * tokens minted here with the harness's own keys (secrets "fuzz-secret-1"/"fuzz-secret-0", the four default cookie
     names as v5 salts), so the fuzzer starts from inputs that pass the cryptography and reaches the claims checks.
     Minting needs the `cryptography` package (as fixtures/generate.py does); without it only fixture tokens are used;
-  * hand-written seeds for paths, YAML configs (plus deploy/sidecar.yaml when present), JSON edge cases and headers.
+  * hand-written seeds for paths, YAML configs (plus deploy/sidecar.yaml when present), JSON edge cases and headers;
+  * the reproducers in Tests/fuzz/crashes/<target>-<n> (regression inputs).
 
 Deterministic: the same fixtures give the same files. Existing files in the target directories are kept (libFuzzer adds
 its own finds there), so the corpus grows across runs; delete DIR to start over.
@@ -348,6 +349,14 @@ def main() -> int:
     for yaml in [ROOT / "deploy" / "sidecar.yaml", *sorted((ROOT / "deploy").rglob("*.yaml")), *sorted((ROOT / "deploy").rglob("*.yml"))]:
         if yaml.is_file():
             add("config", yaml.read_bytes())
+
+    # Reproducers of past finds stay in every corpus as regression inputs.
+    crashes = ROOT / "Tests" / "fuzz" / "crashes"
+    if crashes.is_dir():
+        for f in sorted(crashes.iterdir()):
+            target = f.name.rsplit("-", 1)[0]
+            if f.is_file() and target in seeds:
+                add(target, f.read_bytes())
 
     out = Path(args.out)
     for target in args.targets:
