@@ -11,6 +11,8 @@
 #   FUZZ_BUILD=release  fuzz an optimised build (.build-fuzz/release/SidecarFuzz, ~3-8x more execs/s, slower to
 #                     build, less precise stacks); default debug
 #   SKIP_BUILD=1      reuse the existing binary;  SKIP_CORPUS=1  do not run make-corpus.py
+#   FUZZ_IGNORE=a,b   count named invariants (e.g. path-query) instead of stopping on them; FUZZ_STRICT=0 skips
+#                     the failure-reason check; FUZZ_OUTCOMES=1 prints outcome counts at exit (see README.md)
 #
 # Corpora grow in .build-fuzz/corpus/<target>/, crash/timeout/leak artefacts land in .build-fuzz/artifacts/,
 # full libFuzzer logs in .build-fuzz/logs/<target>.log. Exit status: 0 when no target found anything, 1 otherwise,
