@@ -70,10 +70,30 @@ public struct RawConfig {
 public enum ConfigLoader {
     /// Loads and validates. Every problem is reported at once; secrets are never part of a message.
     public static func load(environment env: [String: String], flags: [String: String], configPath: String?, coreCount: Int) -> Result<SidecarConfig, ConfigIssues> {
+        var file: (name: String, text: String?)?
+        if let path = configPath ?? env[Settings.configFileVariable], !path.isEmpty {
+            file = (path, try? String(contentsOfFile: path, encoding: .utf8))
+        }
+        return load(environment: env, flags: flags, file: file, coreCount: coreCount)
+    }
+
+    /// The same, with the YAML file's bytes already in hand (`name` is what messages call it; invalid UTF-8 is
+    /// reported like an unreadable file). The fuzz target uses this to skip the file system.
+    public static func load(environment env: [String: String], flags: [String: String], yaml bytes: some Collection<UInt8>,
+                            named name: String, coreCount: Int) -> Result<SidecarConfig, ConfigIssues> {
+        load(environment: env, flags: flags, file: (name, String(validating: bytes, as: UTF8.self)), coreCount: coreCount)
+    }
+
+    static func load(environment env: [String: String], flags: [String: String], file: (name: String, text: String?)?,
+                     coreCount: Int) -> Result<SidecarConfig, ConfigIssues> {
         var issues: [ConfigIssue] = []
         var raw = RawConfig()
-        if let path = configPath ?? env[Settings.configFileVariable], !path.isEmpty {
-            readFile(path, into: &raw, issues: &issues)
+        if let file {
+            if let text = file.text {
+                readYAML(text, path: file.name, into: &raw, issues: &issues)
+            } else {
+                issues.append(ConfigIssue(key: "SIDECAR_CONFIG", problem: "cannot read \(file.name)", hint: "check the path and permissions (and that the file is UTF-8)"))
+            }
         }
         for s in Settings.all {
             if let v = env[s.env] { raw.values[s.file] = v; raw.origins[s.file] = s.env }
@@ -87,14 +107,7 @@ public enum ConfigLoader {
         return validate(raw, secrets: secrets, issues: issues, coreCount: coreCount)
     }
 
-    static func readFile(_ path: String, into raw: inout RawConfig, issues: inout [ConfigIssue]) {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            issues.append(ConfigIssue(key: "SIDECAR_CONFIG", problem: "cannot read \(path)", hint: "check the path and permissions"))
-            return
-        }
+    static func readYAML(_ text: String, path: String, into raw: inout RawConfig, issues: inout [ConfigIssue]) {
         let node: Yams.Node?
         do { node = try Yams.compose(yaml: text) } catch {
             issues.append(ConfigIssue(key: path, problem: "is not valid YAML (\(String(describing: error).prefix(200)))", hint: "fix the syntax"))

@@ -60,14 +60,7 @@ enum Fixed {
 
     static let mapperHeaderNames = Set(mapper.mappings.map(\.header) + [mapper.claimsHeader!])
 
-    /// Per-process YAML file the `config` target rewrites for every input.
-    static let configPath: String = {
-        let dir = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
-        let path = "\(dir)/sidecar-fuzz-config-\(getpid()).yaml"
-        atexit { _ = Fixed.configPath.withCString { unlink($0) } }
-        return path
-    }()
-    static let configEnvironment: [String: String] = ["AUTH_SECRET": "x", "SIDECAR_CONFIG": configPath]
+    static let configEnvironment: [String: String] = ["AUTH_SECRET": "x"]
 
     /// Failure reasons must be single printable lines (they reach logs and `decode`'s one-line stderr contract, and
     /// JSONParser promises never to quote input). `FUZZ_STRICT=0` turns this check off.
@@ -105,8 +98,7 @@ enum FuzzTargets {
         case .tokenV5, .tokenV4, .tokenJWS, .tokenAuto: _ = Fixed.verifier
         case .cookie: _ = Fixed.authenticator
         case .headers: _ = Fixed.mapper
-        case .config: _ = Fixed.configPath
-        case .path, .json: break
+        case .path, .json, .config: break
         }
     }
 
@@ -349,16 +341,7 @@ enum FuzzTargets {
     }
 
     static func config(_ bytes: UnsafeBufferPointer<UInt8>) {
-        let fd = open(Fixed.configPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { fail(.config, "cannot write \(Fixed.configPath)") }
-        var written = 0
-        while written < bytes.count {
-            let n = write(fd, bytes.baseAddress! + written, bytes.count - written)
-            guard n > 0 else { close(fd); fail(.config, "short write to \(Fixed.configPath)") }
-            written += n
-        }
-        close(fd)
-        switch ConfigLoader.load(environment: Fixed.configEnvironment, flags: [:], configPath: nil, coreCount: 1) {
+        switch ConfigLoader.load(environment: Fixed.configEnvironment, flags: [:], yaml: bytes, named: "fuzz.yaml", coreCount: 1) {
         case .success(let config):
             note("valid")
             check(config.threads >= 1 && config.threads <= 256, .config, "threads \(config.threads)")

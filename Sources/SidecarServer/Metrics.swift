@@ -1,90 +1,125 @@
+import CoreMetrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Prometheus
 import SidecarCore
 
-/// Request metrics of one event loop: plain integers owned by that loop, so recording takes no lock and no atomic.
-/// The metrics endpoint gathers every loop's snapshot (hopping onto each loop) and renders the Prometheus text format.
-struct LoopMetrics {
-    /// Upper bounds in seconds; latencies of a sidecar on loopback sit well under a millisecond.
-    static let buckets: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+/// The sidecar's metrics: swift-metrics handles over one swift-prometheus registry, all made at start-up.
+///
+/// On the request path a finished exchange costs one atomic add (the request counter) and one or two histogram
+/// observations (swift-prometheus guards each histogram with a lock; with one event-loop thread it is never
+/// contended). Request counters are registered once per (outcome, status class) and then kept by each event loop,
+/// so the registry's own lock is not taken per request. Pool and cache figures live on their event loops and are
+/// read into the registry when `/metrics` is scraped.
+public final class SidecarMetrics: Sendable {
+    let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
 
-    struct Histogram {
-        var counts = [Int](repeating: 0, count: LoopMetrics.buckets.count + 1)
-        var sum = 0.0
+    let requestDuration: CoreMetrics.Timer
+    let upstreamDuration: CoreMetrics.Timer
+    let openConnections: Meter
+    let upstreamPoolIdle: Meter
+    let upstreamConnectionsOpened: CoreMetrics.Counter
+    let tokenCacheHits: CoreMetrics.Counter
+    let tokenCacheMisses: CoreMetrics.Counter
+    let tokenCacheEntries: Meter
 
-        mutating func observe(_ seconds: Double) {
-            var i = 0
-            while i < LoopMetrics.buckets.count, seconds > LoopMetrics.buckets[i] { i += 1 }
-            counts[i] += 1
-            sum += seconds
+    /// Upper bounds; latencies of a sidecar on loopback sit well under a millisecond.
+    static let buckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .microseconds(2500),
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+    static let requestsName = "authjs_sidecar_requests_total"
+    static let requestsHelp = "Requests by auth outcome code and status class."
+    /// Status class label by `status / 100` (0 = the response was aborted).
+    static let statusClasses = ["aborted", "1xx", "2xx", "3xx", "4xx", "5xx"]
+
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        let factory = PrometheusMetricsFactory(registry: registry)
+        self.registry = registry
+        self.factory = factory
+        func timer(_ name: String, _ help: String) -> CoreMetrics.Timer {
+            CoreMetrics.Timer(label: name, dimensions: [], handler: registry.makeDurationHistogram(name: name, buckets: Self.buckets, help: help),
+                              factory: factory)
         }
-
-        mutating func merge(_ other: Histogram) {
-            for i in counts.indices { counts[i] += other.counts[i] }
-            sum += other.sum
+        func counter(_ name: String, _ help: String) -> CoreMetrics.Counter {
+            CoreMetrics.Counter(label: name, dimensions: [], handler: registry.makeCounter(name: name, help: help), factory: factory)
         }
+        func gauge(_ name: String, _ help: String) -> Meter {
+            Meter(label: name, dimensions: [], handler: registry.makeGauge(name: name, help: help), factory: factory)
+        }
+        requestDuration = timer("authjs_sidecar_request_duration_seconds", "Time from request head to the end of the response.")
+        upstreamDuration = timer("authjs_sidecar_upstream_duration_seconds",
+                                 "Time from upstream connect/reuse to the end of the upstream response.")
+        openConnections = gauge("authjs_sidecar_open_connections", "Open client connections.")
+        upstreamPoolIdle = gauge("authjs_sidecar_upstream_pool_idle", "Idle keep-alive upstream connections.")
+        upstreamConnectionsOpened = counter("authjs_sidecar_upstream_connections_opened_total", "Upstream connections opened.")
+        tokenCacheHits = counter("authjs_sidecar_token_cache_hits_total", "Verified-token cache hits.")
+        tokenCacheMisses = counter("authjs_sidecar_token_cache_misses_total", "Verified-token cache misses.")
+        tokenCacheEntries = gauge("authjs_sidecar_token_cache_entries", "Verified tokens cached.")
     }
 
+    /// The request counter of one (outcome, status class). Takes the registry's lock: event loops keep the result.
+    func requestCounter(outcome: String, statusClass: Int) -> CoreMetrics.Counter {
+        let labels = [("outcome", outcome), ("status_class", Self.statusClasses[statusClass])]
+        return CoreMetrics.Counter(label: Self.requestsName, dimensions: labels,
+                                   handler: registry.makeCounter(name: Self.requestsName, labels: labels, help: Self.requestsHelp),
+                                   factory: factory)
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of everything registered.
+    func render() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(8192)
+        registry.emit(into: &out)
+        return out
+    }
+}
+
+/// One event loop's side of the metrics: the request-counter handles it has used, and what it last reported of its
+/// pool and cache counters (added to the registry's counters as differences at scrape time). Touched only on its loop.
+struct LoopMetrics {
     struct RequestKey: Hashable {
         let outcome: String
         /// 1–5 for 1xx–5xx, 0 for an aborted response.
         let statusClass: Int
     }
 
-    /// Keyed by (outcome, status class); outcomes are the bounded set of verification codes and fixed words.
-    var requests: [RequestKey: Int] = [:]
-    var total = Histogram()
-    var upstream = Histogram()
-    var cacheHits = 0
-    var cacheMisses = 0
-    var cacheEntries = 0
-    var poolIdle = 0
-    var poolOpened = 0
+    let shared: SidecarMetrics
+    private var requestCounters: [RequestKey: CoreMetrics.Counter] = [:]
+    private var reportedCacheHits = 0
+    private var reportedCacheMisses = 0
+    private var reportedConnectionsOpened = 0
 
-    mutating func record(status: UInt, outcome: String, seconds: Double, upstreamSeconds: Double?) {
-        requests[RequestKey(outcome: outcome, statusClass: Int(min(status / 100, 5))), default: 0] += 1
-        total.observe(seconds)
-        if let upstreamSeconds { upstream.observe(upstreamSeconds) }
+    init(shared: SidecarMetrics) {
+        self.shared = shared
     }
 
-    mutating func merge(_ other: LoopMetrics) {
-        for (k, v) in other.requests { requests[k, default: 0] += v }
-        total.merge(other.total)
-        upstream.merge(other.upstream)
-        cacheHits += other.cacheHits
-        cacheMisses += other.cacheMisses
-        cacheEntries += other.cacheEntries
-        poolIdle += other.poolIdle
-        poolOpened += other.poolOpened
+    /// Counts one finished exchange; `upstreamNanoseconds` is nil when it never reached the upstream.
+    mutating func record(status: UInt, outcome: String, nanoseconds: Int64, upstreamNanoseconds: Int64?) {
+        let key = RequestKey(outcome: outcome, statusClass: Int(min(status / 100, 5)))
+        if let counter = requestCounters[key] {
+            counter.increment()
+        } else {
+            let counter = shared.requestCounter(outcome: key.outcome, statusClass: key.statusClass)
+            requestCounters[key] = counter
+            counter.increment()
+        }
+        shared.requestDuration.recordNanoseconds(nanoseconds)
+        if let upstreamNanoseconds { shared.upstreamDuration.recordNanoseconds(upstreamNanoseconds) }
     }
 
-    static func render(_ m: LoopMetrics, openConnections: Int) -> String {
-        var out = ""
-        out += "# HELP authjs_sidecar_requests_total Requests by auth outcome code and status class.\n# TYPE authjs_sidecar_requests_total counter\n"
-        for (key, value) in m.requests.sorted(by: { ($0.key.outcome, $0.key.statusClass) < ($1.key.outcome, $1.key.statusClass) }) {
-            let statusClass = key.statusClass == 0 ? "aborted" : "\(key.statusClass)xx"
-            out += "authjs_sidecar_requests_total{outcome=\"\(key.outcome)\",status_class=\"\(statusClass)\"} \(value)\n"
-        }
-        func histogram(_ name: String, _ help: String, _ h: Histogram) {
-            out += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
-            var cumulative = 0
-            for (i, bound) in buckets.enumerated() {
-                cumulative += h.counts[i]
-                out += "\(name)_bucket{le=\"\(bound)\"} \(cumulative)\n"
-            }
-            cumulative += h.counts[buckets.count]
-            out += "\(name)_bucket{le=\"+Inf\"} \(cumulative)\n\(name)_sum \(h.sum)\n\(name)_count \(cumulative)\n"
-        }
-        histogram("authjs_sidecar_request_duration_seconds", "Time from request head to the end of the response.", m.total)
-        histogram("authjs_sidecar_upstream_duration_seconds", "Time from upstream connect/reuse to the end of the upstream response.", m.upstream)
-        out += "# HELP authjs_sidecar_open_connections Open client connections.\n# TYPE authjs_sidecar_open_connections gauge\nauthjs_sidecar_open_connections \(openConnections)\n"
-        out += "# HELP authjs_sidecar_upstream_pool_idle Idle keep-alive upstream connections.\n# TYPE authjs_sidecar_upstream_pool_idle gauge\nauthjs_sidecar_upstream_pool_idle \(m.poolIdle)\n"
-        out += "# HELP authjs_sidecar_upstream_connections_opened_total Upstream connections opened.\n# TYPE authjs_sidecar_upstream_connections_opened_total counter\nauthjs_sidecar_upstream_connections_opened_total \(m.poolOpened)\n"
-        out += "# HELP authjs_sidecar_token_cache_hits_total Verified-token cache hits.\n# TYPE authjs_sidecar_token_cache_hits_total counter\nauthjs_sidecar_token_cache_hits_total \(m.cacheHits)\n"
-        out += "# HELP authjs_sidecar_token_cache_misses_total Verified-token cache misses.\n# TYPE authjs_sidecar_token_cache_misses_total counter\nauthjs_sidecar_token_cache_misses_total \(m.cacheMisses)\n"
-        out += "# HELP authjs_sidecar_token_cache_entries Verified tokens cached.\n# TYPE authjs_sidecar_token_cache_entries gauge\nauthjs_sidecar_token_cache_entries \(m.cacheEntries)\n"
-        return out
+    /// Adds what happened since the last scrape to the registry's counters; returns the loop's gauges.
+    mutating func report(cacheHits: Int, cacheMisses: Int, connectionsOpened: Int) {
+        shared.tokenCacheHits.increment(by: Int64(cacheHits - reportedCacheHits))
+        shared.tokenCacheMisses.increment(by: Int64(cacheMisses - reportedCacheMisses))
+        shared.upstreamConnectionsOpened.increment(by: Int64(connectionsOpened - reportedConnectionsOpened))
+        reportedCacheHits = cacheHits
+        reportedCacheMisses = cacheMisses
+        reportedConnectionsOpened = connectionsOpened
     }
 }
 
@@ -95,43 +130,43 @@ final class MetricsHandler: ChannelInboundHandler {
 
     let loops: [LoopState]
     let connections: ConnectionLimit
+    let metrics: SidecarMetrics
 
-    init(loops: [LoopState], connections: ConnectionLimit) {
+    init(loops: [LoopState], connections: ConnectionLimit, metrics: SidecarMetrics) {
         self.loops = loops
         self.connections = connections
+        self.metrics = metrics
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let head) = unwrapInboundIn(data) else { return }
         guard head.uri == "/metrics" || head.uri.hasPrefix("/metrics?") else {
-            write(context, .notFound, "not found\n")
+            write(context, .notFound, Array("not found\n".utf8))
             return
         }
-        let snapshots = loops.map { state in
-            state.pool.eventLoop.submit { () -> LoopMetrics in
-                var m = state.metrics
-                m.cacheHits = state.cache.hits
-                m.cacheMisses = state.cache.misses
-                m.cacheEntries = state.cache.count
-                m.poolIdle = state.pool.idleCount
-                m.poolOpened = state.pool.opened
-                return m
+        // Each loop reports its own counters on its own thread; the gauges are summed here.
+        let gauges = loops.map { state in
+            state.pool.eventLoop.submit { () -> (idle: Int, entries: Int) in
+                state.metrics.report(cacheHits: state.cache.hits, cacheMisses: state.cache.misses, connectionsOpened: state.pool.opened)
+                return (state.pool.idleCount, state.cache.count)
             }
         }
         let connections = self.connections
-        EventLoopFuture.whenAllSucceed(snapshots, on: context.eventLoop).assumeIsolated().whenSuccess { all in
-            var merged = LoopMetrics()
-            for m in all { merged.merge(m) }
-            self.write(context, .ok, LoopMetrics.render(merged, openConnections: connections.current))
+        let metrics = self.metrics
+        EventLoopFuture.whenAllSucceed(gauges, on: context.eventLoop).assumeIsolated().whenSuccess { all in
+            metrics.upstreamPoolIdle.set(all.reduce(0) { $0 + $1.idle })
+            metrics.tokenCacheEntries.set(all.reduce(0) { $0 + $1.entries })
+            metrics.openConnections.set(connections.current)
+            self.write(context, .ok, metrics.render())
         }
     }
 
-    private func write(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: String) {
+    private func write(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: [UInt8]) {
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: "text/plain; version=0.0.4")
-        headers.add(name: "content-length", value: String(body.utf8.count))
+        headers.add(name: "content-length", value: String(body.count))
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 }

@@ -236,8 +236,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Accounting for one finished exchange: the access-log line and this loop's metrics.
     private func finish(requestID: String, method: String, path: String, status: UInt, outcome: String, start: NIODeadline, upstreamStart: NIODeadline?) {
         let now = NIODeadline.now()
-        loop.metrics.record(status: status, outcome: outcome, seconds: Double((now - start).nanoseconds) / 1e9,
-                            upstreamSeconds: upstreamStart.map { Double((now - $0).nanoseconds) / 1e9 })
+        loop.metrics.record(status: status, outcome: outcome, nanoseconds: (now - start).nanoseconds,
+                            upstreamNanoseconds: upstreamStart.map { (now - $0).nanoseconds })
         shared.accessLog.record(requestID: requestID, method: method, path: path, status: status, outcome: outcome, start: start,
                                 upstreamStart: upstreamStart, trace: trace)
     }

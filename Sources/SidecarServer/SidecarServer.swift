@@ -39,10 +39,11 @@ public final class SidecarServer: @unchecked Sendable {
             upstreamHost = hostHeader
             basePath = base
         }
+        let sharedMetrics = SidecarMetrics()
         var loops: [ObjectIdentifier: LoopState] = [:]
         for loop in group.makeIterator() {
             let pool = UpstreamPool(eventLoop: loop, address: upstreamAddress, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)))
-            loops[ObjectIdentifier(loop)] = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize)
+            loops[ObjectIdentifier(loop)] = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: sharedMetrics)
         }
         let shared = ProxyContext(config: config, loops: loops, upstreamHost: upstreamHost, upstreamBasePath: basePath, logger: logger)
         let headerTimeout = TimeAmount.milliseconds(Int64(config.headerTimeout * 1000))
@@ -91,7 +92,7 @@ public final class SidecarServer: @unchecked Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                        try channel.pipeline.syncOperations.addHandler(MetricsHandler(loops: states, connections: limit))
+                        try channel.pipeline.syncOperations.addHandler(MetricsHandler(loops: states, connections: limit, metrics: sharedMetrics))
                     }
                 }
             switch metricsAddress {

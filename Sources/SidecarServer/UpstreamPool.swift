@@ -3,16 +3,17 @@ import NIOHTTP1
 import NIOPosix
 import SidecarCore
 
-/// What each event loop owns: its upstream pool and its verified-token cache. Touched only on that loop.
+/// What each event loop owns: its upstream pool, its verified-token cache and its metric handles. Touched only on that loop.
 final class LoopState: @unchecked Sendable {
     let pool: UpstreamPool
     var cache: VerifiedTokenCache
-    var metrics = LoopMetrics()
+    var metrics: LoopMetrics
     var requestIDs = RequestIDGenerator()
 
-    init(pool: UpstreamPool, cacheCapacity: Int) {
+    init(pool: UpstreamPool, cacheCapacity: Int, metrics: SidecarMetrics) {
         self.pool = pool
         self.cache = VerifiedTokenCache(capacity: cacheCapacity)
+        self.metrics = LoopMetrics(shared: metrics)
     }
 }
 

@@ -20,7 +20,7 @@ final class RawHarness {
         self.config = config
         self.limit = limit
         let state = LoopState(pool: UpstreamPool(eventLoop: loop, address: ServerFixtures.dummyUpstream, connectTimeout: .seconds(1)),
-                              cacheCapacity: config.tokenCacheSize)
+                              cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
         let shared = ProxyContext(config: config, loops: [ObjectIdentifier(loop): state], upstreamHost: "127.0.0.1:9",
                                   upstreamBasePath: "", logger: ServerFixtures.silentLogger)
         channel = EmbeddedChannel(loop: loop)

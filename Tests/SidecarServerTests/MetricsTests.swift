@@ -42,160 +42,127 @@ struct PrometheusText {
     }
 }
 
-extension LoopMetrics {
-    /// `authjs_sidecar_requests_total{outcome,status_class}` as rendered (independent of how the counters are keyed).
+extension SidecarMetrics {
+    /// The registry's exposition, parsed.
+    var text: PrometheusText { PrometheusText(String(decoding: render(), as: UTF8.self)) }
+
+    /// `authjs_sidecar_requests_total{outcome,status_class}` as rendered.
     func requestCount(_ outcome: String, _ statusClass: String) -> Int? {
-        PrometheusText(LoopMetrics.render(self, openConnections: 0))
-            .samples["authjs_sidecar_requests_total{outcome=\"\(outcome)\",status_class=\"\(statusClass)\"}"].map { Int($0) }
+        text.samples["authjs_sidecar_requests_total{outcome=\"\(outcome)\",status_class=\"\(statusClass)\"}"].map { Int($0) }
     }
 
     /// How many `authjs_sidecar_requests_total` series are rendered.
-    var requestSeries: Int {
-        PrometheusText(LoopMetrics.render(self, openConnections: 0)).samples.keys.filter { $0.hasPrefix("authjs_sidecar_requests_total{") }.count
-    }
+    var requestSeries: Int { text.samples.keys.filter { $0.hasPrefix("authjs_sidecar_requests_total{") }.count }
+
+    /// `<name>_count` of a histogram.
+    func histogramCount(_ name: String) -> Int? { text.samples["\(name)_count"].map { Int($0) } }
 }
 
-@Suite("LoopMetrics")
-struct LoopMetricsTests {
+extension LoopMetrics {
+    func requestCount(_ outcome: String, _ statusClass: String) -> Int? { shared.requestCount(outcome, statusClass) }
+}
+
+@Suite("SidecarMetrics")
+struct SidecarMetricsTests {
+    static let total = "authjs_sidecar_request_duration_seconds"
+    static let upstream = "authjs_sidecar_upstream_duration_seconds"
+    static func ms(_ x: Double) -> Int64 { Int64(x * 1_000_000) }
+
     @Test func statusClasses() {
-        var m = LoopMetrics()
-        m.record(status: 200, outcome: "ok", seconds: 0.001, upstreamSeconds: 0.0005)
-        m.record(status: 204, outcome: "preflight", seconds: 0.001, upstreamSeconds: nil)
-        m.record(status: 101, outcome: "ok", seconds: 0.001, upstreamSeconds: 0.001)
-        m.record(status: 401, outcome: "expired", seconds: 0.001, upstreamSeconds: nil)
-        m.record(status: 499, outcome: "client_closed", seconds: 0.001, upstreamSeconds: nil)
-        m.record(status: 502, outcome: "upstream_unreachable", seconds: 0.001, upstreamSeconds: 0.001)
-        m.record(status: 0, outcome: "upstream_closed", seconds: 0.001, upstreamSeconds: 0.001)
-        #expect(m.requestCount("ok", "2xx") == 1)
+        var m = LoopMetrics(shared: SidecarMetrics())
+        m.record(status: 200, outcome: "ok", nanoseconds: Self.ms(1), upstreamNanoseconds: Self.ms(0.5))
+        m.record(status: 204, outcome: "preflight", nanoseconds: Self.ms(1), upstreamNanoseconds: nil)
+        m.record(status: 101, outcome: "ok", nanoseconds: Self.ms(1), upstreamNanoseconds: Self.ms(1))
+        m.record(status: 401, outcome: "expired", nanoseconds: Self.ms(1), upstreamNanoseconds: nil)
+        m.record(status: 499, outcome: "client_closed", nanoseconds: Self.ms(1), upstreamNanoseconds: nil)
+        m.record(status: 502, outcome: "upstream_unreachable", nanoseconds: Self.ms(1), upstreamNanoseconds: Self.ms(1))
+        m.record(status: 0, outcome: "upstream_closed", nanoseconds: Self.ms(1), upstreamNanoseconds: Self.ms(1))
+        m.record(status: 200, outcome: "ok", nanoseconds: Self.ms(1), upstreamNanoseconds: Self.ms(0.5))
+        #expect(m.requestCount("ok", "2xx") == 2)
         #expect(m.requestCount("ok", "1xx") == 1)
         #expect(m.requestCount("preflight", "2xx") == 1)
         #expect(m.requestCount("expired", "4xx") == 1)
         #expect(m.requestCount("client_closed", "4xx") == 1)
         #expect(m.requestCount("upstream_unreachable", "5xx") == 1)
         #expect(m.requestCount("upstream_closed", "aborted") == 1)
-        #expect(m.requestSeries == 7)
-        #expect(m.total.counts.reduce(0, +) == 7)
-        #expect(m.upstream.counts.reduce(0, +) == 4, "only exchanges that reached the upstream are timed there")
+        #expect(m.shared.requestSeries == 7)
+        #expect(m.shared.histogramCount(Self.total) == 8)
+        #expect(m.shared.histogramCount(Self.upstream) == 5, "only exchanges that reached the upstream are timed there")
     }
 
-    @Test func bucketBoundariesAreInclusive() {
-        var h = LoopMetrics.Histogram()
-        for (i, bound) in LoopMetrics.buckets.enumerated() {
-            h.observe(bound)
-            #expect(h.counts[i] == 1, "a value equal to le=\(bound) counts in that bucket")
+    @Test func loopsShareOneRegistry() {
+        let shared = SidecarMetrics()
+        var a = LoopMetrics(shared: shared)
+        var b = LoopMetrics(shared: shared)
+        a.record(status: 200, outcome: "ok", nanoseconds: 200_000, upstreamNanoseconds: 100_000)
+        a.record(status: 401, outcome: "missing_token", nanoseconds: 50_000, upstreamNanoseconds: nil)
+        b.record(status: 200, outcome: "ok", nanoseconds: 3_000_000_000, upstreamNanoseconds: 2_900_000_000)
+        b.record(status: 0, outcome: "upstream_timeout", nanoseconds: 60_000_000_000, upstreamNanoseconds: 60_000_000_000)
+        #expect(shared.requestCount("ok", "2xx") == 2)
+        #expect(shared.requestCount("missing_token", "4xx") == 1)
+        #expect(shared.requestCount("upstream_timeout", "aborted") == 1)
+        #expect(shared.histogramCount(Self.total) == 4)
+        #expect(shared.histogramCount(Self.upstream) == 3)
+        let p = shared.text
+        #expect(abs((p.samples["\(Self.total)_sum"] ?? 0) - (0.0002 + 0.00005 + 3 + 60)) < 1e-9)
+        #expect(abs((p.samples["\(Self.upstream)_sum"] ?? 0) - (0.0001 + 2.9 + 60)) < 1e-9)
+    }
+
+    @Test func scrapeReportsAddDifferencesPerLoop() {
+        let shared = SidecarMetrics()
+        var a = LoopMetrics(shared: shared)
+        var b = LoopMetrics(shared: shared)
+        a.report(cacheHits: 3, cacheMisses: 1, connectionsOpened: 4)
+        b.report(cacheHits: 10, cacheMisses: 5, connectionsOpened: 6)
+        var p = shared.text
+        #expect(p.samples["authjs_sidecar_token_cache_hits_total"] == 13)
+        #expect(p.samples["authjs_sidecar_token_cache_misses_total"] == 6)
+        #expect(p.samples["authjs_sidecar_upstream_connections_opened_total"] == 10)
+        // A second scrape adds only what changed since the first.
+        a.report(cacheHits: 5, cacheMisses: 1, connectionsOpened: 4)
+        b.report(cacheHits: 10, cacheMisses: 7, connectionsOpened: 9)
+        p = shared.text
+        #expect(p.samples["authjs_sidecar_token_cache_hits_total"] == 15)
+        #expect(p.samples["authjs_sidecar_token_cache_misses_total"] == 8)
+        #expect(p.samples["authjs_sidecar_upstream_connections_opened_total"] == 13)
+    }
+
+    @Test func bucketBoundariesAreInclusiveAndCumulative() throws {
+        let shared = SidecarMetrics()
+        var m = LoopMetrics(shared: shared)
+        for bound in SidecarMetrics.buckets {
+            let (s, atto) = bound.components
+            m.record(status: 200, outcome: "ok", nanoseconds: s * 1_000_000_000 + atto / 1_000_000_000, upstreamNanoseconds: nil)
         }
-        h.observe(LoopMetrics.buckets.last! * 2)
-        #expect(h.counts.last == 1, "values over the largest bound land in the +Inf overflow")
-        h.observe(0)
-        #expect(h.counts[0] == 2)
-        #expect(h.counts.count == LoopMetrics.buckets.count + 1)
+        m.record(status: 200, outcome: "ok", nanoseconds: 20_000_000_000, upstreamNanoseconds: nil)
+        let buckets = shared.text.buckets(Self.total)
+        try #require(buckets.count == SidecarMetrics.buckets.count + 1)
+        #expect(buckets.last?.le == "+Inf")
+        for (i, bound) in SidecarMetrics.buckets.enumerated() {
+            let (s, atto) = bound.components
+            #expect(Double(buckets[i].le) == Double(s) + Double(atto) / 1e18, "le label \(buckets[i].le) is \(bound) in seconds")
+            #expect(buckets[i].count == Double(i + 1), "a value equal to le=\(buckets[i].le) counts in that bucket (cumulative)")
+        }
+        #expect(buckets.last?.count == Double(SidecarMetrics.buckets.count + 1), "values over the largest bound land only in +Inf")
     }
 
     @Test func bucketsAreSortedAndDistinct() {
-        let b = LoopMetrics.buckets
+        let b = SidecarMetrics.buckets
         #expect(zip(b, b.dropFirst()).allSatisfy { $0 < $1 })
     }
 
-    @Test func mergeAddsEverything() {
-        var a = LoopMetrics()
-        a.record(status: 200, outcome: "ok", seconds: 0.0002, upstreamSeconds: 0.0001)
-        a.record(status: 401, outcome: "missing_token", seconds: 0.00005, upstreamSeconds: nil)
-        a.cacheHits = 3; a.cacheMisses = 1; a.cacheEntries = 2; a.poolIdle = 1; a.poolOpened = 4
-        var b = LoopMetrics()
-        b.record(status: 200, outcome: "ok", seconds: 3, upstreamSeconds: 2.9)
-        b.record(status: 0, outcome: "upstream_timeout", seconds: 60, upstreamSeconds: 60)
-        b.cacheHits = 10; b.cacheMisses = 5; b.cacheEntries = 7; b.poolIdle = 2; b.poolOpened = 6
-
-        var merged = LoopMetrics()
-        merged.merge(a)
-        merged.merge(b)
-        #expect(merged.requestCount("ok", "2xx") == 2)
-        #expect(merged.requestCount("missing_token", "4xx") == 1)
-        #expect(merged.requestCount("upstream_timeout", "aborted") == 1)
-        #expect(merged.total.counts.reduce(0, +) == 4)
-        #expect(merged.upstream.counts.reduce(0, +) == 3)
-        #expect(abs(merged.total.sum - (0.0002 + 0.00005 + 3 + 60)) < 1e-9)
-        #expect(abs(merged.upstream.sum - (0.0001 + 2.9 + 60)) < 1e-9)
-        #expect(merged.cacheHits == 13)
-        #expect(merged.cacheMisses == 6)
-        #expect(merged.cacheEntries == 9)
-        #expect(merged.poolIdle == 3)
-        #expect(merged.poolOpened == 10)
-        for i in merged.total.counts.indices {
-            #expect(merged.total.counts[i] == a.total.counts[i] + b.total.counts[i])
-        }
-    }
-
-    @Test func renderProducesPrometheusTextWithCumulativeBuckets() throws {
-        var m = LoopMetrics()
-        m.record(status: 200, outcome: "ok", seconds: 0.00005, upstreamSeconds: 0.00004)
-        m.record(status: 200, outcome: "ok", seconds: 0.003, upstreamSeconds: 0.002)
-        m.record(status: 401, outcome: "missing_token", seconds: 0.0002, upstreamSeconds: nil)
-        m.record(status: 0, outcome: "upstream_closed", seconds: 20, upstreamSeconds: 19)
-        m.cacheHits = 5; m.cacheMisses = 2; m.cacheEntries = 1; m.poolIdle = 3; m.poolOpened = 8
-
-        let text = LoopMetrics.render(m, openConnections: 17)
-        let p = PrometheusText(text)
-
-        #expect(p.samples[#"authjs_sidecar_requests_total{outcome="ok",status_class="2xx"}"#] == 2)
-        #expect(p.samples[#"authjs_sidecar_requests_total{outcome="missing_token",status_class="4xx"}"#] == 1)
-        #expect(p.samples[#"authjs_sidecar_requests_total{outcome="upstream_closed",status_class="aborted"}"#] == 1)
+    @Test func everyFamilyHasHelpAndTypeAndEmptyHistogramsReadZero() {
+        let shared = SidecarMetrics()
+        var m = LoopMetrics(shared: shared)
+        m.record(status: 401, outcome: "missing_token", nanoseconds: 1000, upstreamNanoseconds: nil)
+        let p = shared.text
         #expect(p.types["authjs_sidecar_requests_total"] == "counter")
-
-        let total = "authjs_sidecar_request_duration_seconds"
-        #expect(p.types[total] == "histogram")
-        let buckets = p.buckets(total)
-        #expect(buckets.count == LoopMetrics.buckets.count + 1)
-        #expect(buckets.last?.le == "+Inf")
-        for (i, bound) in LoopMetrics.buckets.enumerated() {
-            #expect(Double(buckets[i].le) == bound, "le label \(buckets[i].le) parses back to \(bound)")
-        }
-        let counts = buckets.map(\.count)
-        #expect(zip(counts, counts.dropFirst()).allSatisfy { $0 <= $1 }, "buckets are cumulative: \(counts)")
-        // 0.00005 ≤ 0.0001; 0.0002 ≤ 0.00025; 0.003 ≤ 0.005; 20 only in +Inf.
-        func at(_ le: String) -> Double? { buckets.first { $0.le == le }?.count }
-        let index0001 = LoopMetrics.buckets.firstIndex(of: 0.0001)!
-        #expect(counts[index0001] == 1)
-        #expect(counts[LoopMetrics.buckets.firstIndex(of: 0.00025)!] == 2)
-        #expect(counts[LoopMetrics.buckets.firstIndex(of: 0.0025)!] == 2)
-        #expect(counts[LoopMetrics.buckets.firstIndex(of: 0.005)!] == 3)
-        #expect(counts[LoopMetrics.buckets.firstIndex(of: 10)!] == 3)
-        #expect(at("+Inf") == 4)
-        #expect(p.samples["\(total)_count"] == 4)
-        #expect(abs((p.samples["\(total)_sum"] ?? 0) - 20.00325) < 1e-9)
-
-        let upstream = "authjs_sidecar_upstream_duration_seconds"
-        #expect(p.types[upstream] == "histogram")
-        #expect(p.samples["\(upstream)_count"] == 3)
-        #expect(p.buckets(upstream).last?.count == 3)
-
-        #expect(p.samples["authjs_sidecar_open_connections"] == 17)
+        #expect(p.types[Self.total] == "histogram")
         #expect(p.types["authjs_sidecar_open_connections"] == "gauge")
-        #expect(p.samples["authjs_sidecar_upstream_pool_idle"] == 3)
-        #expect(p.samples["authjs_sidecar_upstream_connections_opened_total"] == 8)
-        #expect(p.samples["authjs_sidecar_token_cache_hits_total"] == 5)
-        #expect(p.samples["authjs_sidecar_token_cache_misses_total"] == 2)
-        #expect(p.samples["authjs_sidecar_token_cache_entries"] == 1)
-        // Every metric family has HELP and TYPE.
         for family in p.types.keys { #expect(p.helps.contains(family), "\(family) has no HELP") }
         #expect(p.types.count == 9)
-    }
-
-    @Test func renderOfEmptyMetricsHasZeroHistograms() {
-        let p = PrometheusText(LoopMetrics.render(LoopMetrics(), openConnections: 0))
-        #expect(p.samples["authjs_sidecar_request_duration_seconds_count"] == 0)
-        #expect(p.samples["authjs_sidecar_request_duration_seconds_sum"] == 0)
-        #expect(p.buckets("authjs_sidecar_request_duration_seconds").allSatisfy { $0.count == 0 })
-        #expect(!p.samples.keys.contains { $0.hasPrefix("authjs_sidecar_requests_total{") })
-    }
-
-    @Test func requestLinesAreSortedForStableOutput() {
-        var m = LoopMetrics()
-        for outcome in ["zeta", "alpha", "ok", "expired"] { m.record(status: 401, outcome: outcome, seconds: 0, upstreamSeconds: nil) }
-        let p = PrometheusText(LoopMetrics.render(m, openConnections: 0))
-        let lines = p.order.filter { $0.hasPrefix("authjs_sidecar_requests_total{") }
-        #expect(lines == lines.sorted())
-        #expect(lines.count == 4)
+        #expect(p.samples["\(Self.upstream)_count"] == 0)
+        #expect(p.buckets(Self.upstream).allSatisfy { $0.count == 0 })
     }
 }
 
@@ -205,9 +172,9 @@ struct MetricsHandlerTests {
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
         let state = LoopState(pool: UpstreamPool(eventLoop: loop, address: ServerFixtures.dummyUpstream, connectTimeout: .seconds(1)),
-                              cacheCapacity: 16)
+                              cacheCapacity: 16, metrics: SidecarMetrics())
         let limit = ConnectionLimit(max: 10)
-        try channel.pipeline.syncOperations.addHandler(MetricsHandler(loops: [state], connections: limit))
+        try channel.pipeline.syncOperations.addHandler(MetricsHandler(loops: [state], connections: limit, metrics: state.metrics.shared))
         return (channel, loop, state, limit)
     }
 
@@ -227,8 +194,8 @@ struct MetricsHandlerTests {
     @Test func servesTheMergedSnapshot() throws {
         let (channel, loop, state, limit) = try Self.make()
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        state.metrics.record(status: 200, outcome: "ok", seconds: 0.001, upstreamSeconds: 0.0005)
-        state.metrics.record(status: 0, outcome: "upstream_closed", seconds: 0.001, upstreamSeconds: 0.0005)
+        state.metrics.record(status: 200, outcome: "ok", nanoseconds: 1_000_000, upstreamNanoseconds: 500_000)
+        state.metrics.record(status: 0, outcome: "upstream_closed", nanoseconds: 1_000_000, upstreamNanoseconds: 500_000)
         #expect(limit.admit() && limit.admit())
         let (head, body) = try #require(try Self.get(channel, loop, "/metrics"))
         #expect(head.status == .ok)
@@ -240,6 +207,10 @@ struct MetricsHandlerTests {
         #expect(p.samples["authjs_sidecar_open_connections"] == 2)
         #expect(p.samples["authjs_sidecar_token_cache_entries"] == 0)
         #expect(p.samples["authjs_sidecar_upstream_connections_opened_total"] == 0)
+        #expect(p.samples["authjs_sidecar_request_duration_seconds_count"] == 2)
+        // Scraping again does not count the loop's counters twice.
+        let (_, again) = try #require(try Self.get(channel, loop, "/metrics"))
+        #expect(PrometheusText(again).samples[#"authjs_sidecar_requests_total{outcome="ok",status_class="2xx"}"#] == 1)
     }
 
     @Test func otherPathsAre404() throws {

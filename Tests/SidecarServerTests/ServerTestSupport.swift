@@ -87,7 +87,7 @@ final class ProxyHarness {
         let loop = EmbeddedEventLoop()
         self.loop = loop
         let pool = UpstreamPool(eventLoop: loop, address: ServerFixtures.dummyUpstream, connectTimeout: .seconds(1))
-        let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize)
+        let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
         self.state = state
         self.shared = ProxyContext(config: config, loops: [ObjectIdentifier(loop): state], upstreamHost: "127.0.0.1:9",
                                    upstreamBasePath: "", logger: ServerFixtures.silentLogger)
