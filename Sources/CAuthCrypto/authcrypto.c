@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 #include <openssl/params.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Algorithms are fetched once per process: a fetch per call costs more than the AES work itself. */
@@ -67,26 +68,85 @@ int ac_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size
     return ok;
 }
 
+/* Keyed HMAC contexts, a few per thread, re-initialised per call: `EVP_MAC_init(ctx, NULL, 0, NULL)` restarts from
+   the stored key schedule. A fresh context per call costs a digest fetch by name plus the key schedule (~1.5 µs,
+   more than hashing a whole token). Slots are matched on hash and the full key bytes, so a reused context can only
+   ever carry the same key; keys longer than HMAC_CACHED_KEY_MAX take the uncached path. */
+#define HMAC_SLOTS 8
+#define HMAC_CACHED_KEY_MAX 128
+typedef struct { EVP_MAC_CTX *ctx; int hash; size_t key_len; uint8_t key[HMAC_CACHED_KEY_MAX]; } hmac_slot;
+typedef struct { hmac_slot slot[HMAC_SLOTS]; unsigned next; } hmac_cache;
+static __thread hmac_cache *tls_hmac;
+static pthread_key_t hmac_key;
+static pthread_once_t hmac_key_once = PTHREAD_ONCE_INIT;
+
+static void hmac_cache_free(void *p) {
+    hmac_cache *c = p;
+    for (int i = 0; i < HMAC_SLOTS; i++) EVP_MAC_CTX_free(c->slot[i].ctx);
+    OPENSSL_cleanse(c, sizeof *c);
+    free(c);
+}
+static void hmac_key_make(void) { pthread_key_create(&hmac_key, hmac_cache_free); }
+
+static EVP_MAC_CTX *hmac_new(int hash, const uint8_t *key, size_t key_len) {
+    static const uint8_t empty[1] = {0};
+    const char *name = md_name(hash);
+    if (name == NULL || hmac_alg == NULL) return NULL;
+    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_alg);
+    if (ctx == NULL) return NULL;
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)name, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_init(ctx, key_len ? key : empty, key_len, params) != 1) { EVP_MAC_CTX_free(ctx); return NULL; }
+    return ctx;
+}
+
+/* A context keyed with `key`, ready for updates; *owned = 1 when the caller must free it. */
+static EVP_MAC_CTX *hmac_ctx(int hash, const uint8_t *key, size_t key_len, int *owned) {
+    *owned = 0;
+    if (key_len > HMAC_CACHED_KEY_MAX) { *owned = 1; return hmac_new(hash, key, key_len); }
+    hmac_cache *c = tls_hmac;
+    if (c == NULL) {
+        pthread_once(&hmac_key_once, hmac_key_make);
+        c = calloc(1, sizeof *c);
+        if (c == NULL) { *owned = 1; return hmac_new(hash, key, key_len); }
+        tls_hmac = c;
+        pthread_setspecific(hmac_key, c);
+    }
+    for (int i = 0; i < HMAC_SLOTS; i++) {
+        hmac_slot *s = &c->slot[i];
+        if (s->ctx != NULL && s->hash == hash && s->key_len == key_len && memcmp(s->key, key, key_len) == 0) {
+            if (EVP_MAC_init(s->ctx, NULL, 0, NULL) == 1) return s->ctx;
+            EVP_MAC_CTX_free(s->ctx);
+            s->ctx = NULL;
+        }
+    }
+    EVP_MAC_CTX *ctx = hmac_new(hash, key, key_len);
+    if (ctx == NULL) return NULL;
+    hmac_slot *s = &c->slot[c->next++ % HMAC_SLOTS];
+    EVP_MAC_CTX_free(s->ctx);
+    s->ctx = ctx;
+    s->hash = hash;
+    s->key_len = key_len;
+    if (key_len) memcpy(s->key, key, key_len);
+    return ctx;
+}
+
 int ac_hmac(int hash, const uint8_t *key, size_t key_len,
             const uint8_t *p1, size_t l1, const uint8_t *p2, size_t l2,
             const uint8_t *p3, size_t l3, const uint8_t *p4, size_t l4,
             uint8_t *out, size_t *out_len) {
     pthread_once(&fetch_once, fetch_all);
-    const char *name = md_name(hash);
-    if (name == NULL || hmac_alg == NULL) return 0;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_alg);
+    int owned = 0;
+    EVP_MAC_CTX *ctx = hmac_ctx(hash, key, key_len, &owned);
     if (ctx == NULL) return 0;
-    static const uint8_t empty[1] = {0};
-    OSSL_PARAM params[2];
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)name, 0);
-    params[1] = OSSL_PARAM_construct_end();
-    int ok = EVP_MAC_init(ctx, key_len ? key : empty, key_len, params) == 1;
+    int ok = 1;
     if (ok && l1) ok = EVP_MAC_update(ctx, p1, l1) == 1;
     if (ok && l2) ok = EVP_MAC_update(ctx, p2, l2) == 1;
     if (ok && l3) ok = EVP_MAC_update(ctx, p3, l3) == 1;
     if (ok && l4) ok = EVP_MAC_update(ctx, p4, l4) == 1;
     if (ok) ok = EVP_MAC_final(ctx, out, out_len, 64) == 1;
-    EVP_MAC_CTX_free(ctx);
+    if (owned) EVP_MAC_CTX_free(ctx);
     return ok;
 }
 

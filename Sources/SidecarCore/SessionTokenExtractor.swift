@@ -1,4 +1,9 @@
 import AuthJSToken
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A configured session cookie: its name, and which keys may open a token found in it.
 public struct SessionCookie: Sendable, Equatable {
@@ -42,6 +47,8 @@ public struct ExtractedToken: Sendable, Equatable {
 /// (case-sensitive `Bearer`, one space, percent-decoded), tried against every configured salt.
 public struct SessionTokenExtractor: Sendable {
     public let cookies: [SessionCookie]
+    /// `cookies[i].name` as UTF-8, compared in place against each cookie name in the header.
+    let cookieNames: [[UInt8]]
     let scopes: [KeyScope]
     let bearerScope: KeyScope
     /// Bound on chunks per cookie: Auth.js chunks at ~3.9 KB, so 64 chunks is far beyond any real header.
@@ -50,6 +57,7 @@ public struct SessionTokenExtractor: Sendable {
     /// `cookies[i].salt` must be `ring.v5Salts[i]` (what ``SidecarKeys`` builds).
     public init(cookies: [SessionCookie], ring: KeyRing) {
         self.cookies = cookies
+        self.cookieNames = cookies.map { Array($0.name.utf8) }
         self.scopes = cookies.enumerated().map { i, c in
             KeyScope(v5Salts: ring.formats.contains(.authjsV5) ? 1 << UInt64(ring.v5Salts.firstIndex(of: c.salt) ?? i) : 0,
                      v4: c.acceptsV4 && ring.formats.contains(.nextauthV4),
@@ -68,48 +76,62 @@ public struct SessionTokenExtractor: Sendable {
         if !found.isEmpty { return .success(found) }
         guard let authorization else { return .success([]) }
         // `header.split(" ")[0] === "Bearer"` then `split(" ")[1]`, on bytes (a Character split is slow).
-        let bytes = authorization.utf8
-        guard bytes.starts(with: "Bearer ".utf8) else { return .success([]) }
-        let start = bytes.index(bytes.startIndex, offsetBy: 7)
-        let end = bytes[start...].firstIndex(of: UInt8(ascii: " ")) ?? bytes.endIndex
-        let raw = authorization[start..<end]
-        if raw.isEmpty { return .success([]) }
-        guard let token = PercentDecoding.decodeURIComponent(raw) else {
-            return .failure(VerificationFailure(.malformed, "Bearer token has malformed percent-encoding"))
+        var header = authorization
+        let token: String?? = header.withUTF8 { bytes -> String?? in
+            guard bytes.count > 7, memcmp(bytes.baseAddress!, "Bearer ", 7) == 0 else { return .some(nil) }
+            let rest = UnsafeBufferPointer(rebasing: bytes[7...])
+            let end = memchr(rest.baseAddress!, Int32(UInt8(ascii: " ")), rest.count)
+                .map { rest.baseAddress!.distance(to: $0.assumingMemoryBound(to: UInt8.self)) } ?? rest.count
+            if end == 0 { return .some(nil) }
+            let raw = UnsafeBufferPointer(rebasing: rest[..<end])
+            // Percent-decoding is the identity without a `%` (the input is already valid UTF-8).
+            if memchr(raw.baseAddress!, Int32(UInt8(ascii: "%")), raw.count) == nil { return .some(String(decoding: raw, as: UTF8.self)) }
+            return PercentDecoding.decodeURIComponent(String(decoding: raw, as: UTF8.self)[...]).map { .some($0) } ?? nil
         }
-        return .success([ExtractedToken(value: token, source: .bearer, scope: bearerScope)])
+        switch token {
+        case .none: return .failure(VerificationFailure(.malformed, "Bearer token has malformed percent-encoding"))
+        case .some(.none): return .success([])
+        case .some(.some(let token)): return .success([ExtractedToken(value: token, source: .bearer, scope: bearerScope)])
+        }
     }
 
     func cookieTokens(_ header: String) -> [ExtractedToken] {
-        // Collect first-occurrence values of exact names and `name.<digits>` chunks in one pass.
+        // Collect first-occurrence values of exact names and `name.<digits>` chunks in one pass over the bytes.
         var exact = [String?](repeating: nil, count: cookies.count)
         var chunks = [[(Int, String)]](repeating: [], count: cookies.count)
-        // Names already taken (first occurrence wins), compared by code units like JavaScript strings.
-        var seen: [Substring] = []
-        CookieParser.forEachPair(header) { name, value in
-            let nameBytes = name.utf8
-            for (i, cookie) in cookies.enumerated() {
-                let cookieBytes = cookie.name.utf8
-                guard nameBytes.count >= cookieBytes.count, nameBytes.starts(with: cookieBytes) else { continue }
-                if nameBytes.count == cookieBytes.count {
-                    guard !seen.contains(where: { $0.utf8.elementsEqual(nameBytes) }) else { return true }
+        var header = header
+        header.withUTF8 { bytes in
+            let base = bytes.baseAddress!
+            // Names already taken (first occurrence wins), compared as bytes like JavaScript code units.
+            var seen: [Range<Int>] = []
+            func isSeen(_ name: Range<Int>) -> Bool {
+                seen.contains { $0.count == name.count && memcmp(base + $0.lowerBound, base + name.lowerBound, name.count) == 0 }
+            }
+            CookieParser.forEachPair(bytes) { name, value in
+                for i in cookieNames.indices {
+                    let cookieName = cookieNames[i]
+                    guard name.count >= cookieName.count,
+                          cookieName.withUnsafeBufferPointer({ memcmp(base + name.lowerBound, $0.baseAddress!, $0.count) == 0 }) else { continue }
+                    if name.count == cookieName.count {
+                        guard !isSeen(name) else { return true }
+                        seen.append(name)
+                        exact[i] = CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[value]))
+                        return true
+                    }
+                    // `name.<digits>` chunks only — never any other prefix match.
+                    let suffix = bytes[(name.lowerBound + cookieName.count)..<name.upperBound]
+                    guard suffix.first == UInt8(ascii: "."), suffix.count >= 2, suffix.count <= 5,
+                          suffix.dropFirst().allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                          chunks[i].count < Self.maxChunks else { continue }
+                    guard !isSeen(name) else { return true }
+                    var n = 0
+                    for d in suffix.dropFirst() { n = n * 10 + Int(d - 0x30) }
                     seen.append(name)
-                    exact[i] = CookieParser.decodeValue(value)
+                    chunks[i].append((n, CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[value]))))
                     return true
                 }
-                // `name.<digits>` chunks only — never any other prefix match.
-                let suffix = nameBytes.dropFirst(cookieBytes.count)
-                guard suffix.first == UInt8(ascii: "."), suffix.count >= 2, suffix.count <= 5,
-                      suffix.dropFirst().allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                      chunks[i].count < Self.maxChunks else { continue }
-                guard !seen.contains(where: { $0.utf8.elementsEqual(nameBytes) }) else { return true }
-                var n = 0
-                for d in suffix.dropFirst() { n = n * 10 + Int(d - 0x30) }
-                seen.append(name)
-                chunks[i].append((n, CookieParser.decodeValue(value)))
                 return true
             }
-            return true
         }
         var out: [ExtractedToken] = []
         for i in cookies.indices {

@@ -1,4 +1,9 @@
 import AuthJSToken
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Tokens that verified, with the identity headers made from them, remembered until the token's own expiry.
 ///
@@ -9,6 +14,26 @@ public struct VerifiedTokenCache {
     struct Key: Hashable {
         let token: String
         let scope: KeyScope
+
+        /// Hashes the length and the last 32 bytes (the JWE tag or JWS signature: unpredictable for any token that
+        /// verified, and only verified tokens are ever inserted), not the whole ~600-byte token.
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(scope)
+            var token = token
+            token.withUTF8 { bytes in
+                hasher.combine(bytes.count)
+                let tail = UnsafeBufferPointer(rebasing: bytes[max(0, bytes.count - 32)...])
+                hasher.combine(bytes: UnsafeRawBufferPointer(tail))
+            }
+        }
+
+        /// Byte equality: `String ==` is canonical equivalence, under which a different token (a K replaced by
+        /// U+212A KELVIN SIGN, say) would find the entry of the one that verified.
+        static func == (a: Key, b: Key) -> Bool {
+            guard a.scope == b.scope else { return false }
+            var x = a.token, y = b.token
+            return x.withUTF8 { xb in y.withUTF8 { yb in xb.count == yb.count && (xb.count == 0 || memcmp(xb.baseAddress!, yb.baseAddress!, xb.count) == 0) } }
+        }
     }
 
     public struct Entry {

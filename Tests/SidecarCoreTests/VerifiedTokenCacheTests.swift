@@ -1,0 +1,139 @@
+import AuthJSToken
+import SidecarCore
+import Testing
+
+/// The per-event-loop verified-token cache: keyed by the exact token bytes and key scope, living until the token's
+/// own `exp` + leeway, size-capped, off at capacity 0.
+@Suite("VerifiedTokenCache")
+struct VerifiedTokenCacheTests {
+    static let now = 1_800_000_000.0
+    static let scope = KeyScope.v5(saltIndex: 0)
+
+    /// A verified token whose `exp` is `exp` (nil: no `exp` claim).
+    static func verified(exp: Double?) -> VerifiedToken {
+        var members: [(String, JSONValue)] = [("sub", .string("u1"))]
+        if let exp { members.append(("exp", .number(exp))) }
+        return VerifiedToken(claims: JSONObject(members), payload: [], format: .authjsV5, secretIndex: 0, salt: "authjs.session-token")
+    }
+
+    static func token(_ n: Int) -> String { "eyJhbGciOiJkaXIi.." + String(repeating: "K", count: 40) + ".cipher\(n).tag\(n)K" }
+
+    @Test func hitAfterInsertAndCounters() {
+        var cache = VerifiedTokenCache(capacity: 8)
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now) == nil)
+        cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [("X-Auth-Sub", "u1")],
+                     dropped: [], leeway: 15, now: Self.now)
+        let hit = cache.lookup(Self.token(1), scope: Self.scope, now: Self.now + 1)
+        #expect(hit?.headers.first?.1 == "u1")
+        #expect(cache.hits == 1 && cache.misses == 1 && cache.count == 1)
+    }
+
+    @Test("an entry lives until exp + leeway, the last instant jose still accepts the token")
+    func expiresWithTheToken() {
+        var cache = VerifiedTokenCache(capacity: 8)
+        let exp = Self.now + 60
+        cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: exp), headers: [], dropped: [], leeway: 15, now: Self.now)
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: exp + 14.999) != nil)
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: exp + 15) == nil)
+        #expect(cache.count == 0, "an expired entry is removed when found")
+    }
+
+    @Test func tokenWithoutExpLivesAtMostMaxLifetime() {
+        var cache = VerifiedTokenCache(capacity: 8, maxLifetime: 100)
+        cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: nil), headers: [], dropped: [], leeway: 15, now: Self.now)
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now + 99) != nil)
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now + 100) == nil)
+    }
+
+    @Test func alreadyExpiredTokenIsNotInserted() {
+        var cache = VerifiedTokenCache(capacity: 8)
+        cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: Self.now - 20), headers: [], dropped: [], leeway: 15, now: Self.now)
+        #expect(cache.count == 0)
+    }
+
+    @Test("a token verified under one key scope is not a hit under another")
+    func scopeIsPartOfTheKey() {
+        var cache = VerifiedTokenCache(capacity: 8)
+        cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [], dropped: [], leeway: 15, now: Self.now)
+        #expect(cache.lookup(Self.token(1), scope: KeyScope.v5(saltIndex: 1), now: Self.now) == nil)
+        #expect(cache.lookup(Self.token(1), scope: KeyScope(v5Salts: 0, v4: true, jws: false), now: Self.now) == nil)
+    }
+
+    /// The hash covers only the length and the last 32 bytes; equality must still be the whole token, byte for byte.
+    @Test("tokens sharing the hashed suffix, or canonically equivalent to a cached one, are misses", arguments: [
+        "X" + String(token(1).dropFirst()),                       // same length and suffix, first byte differs
+        String(token(1).dropLast(60)) + String(repeating: "Q", count: 20) + String(token(1).suffix(40)),
+        token(1).replacingFirstK(with: "\u{212A}"),                // KELVIN SIGN: NFC-equal to K, different bytes
+        token(1) + "\u{301}",                                      // a combining mark fusing with the last character
+    ])
+    func exactBytesOnly(_ other: String) {
+        var cache = VerifiedTokenCache(capacity: 8)
+        cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [], dropped: [], leeway: 15, now: Self.now)
+        #expect(Array(other.utf8) != Array(Self.token(1).utf8))
+        #expect(cache.lookup(other, scope: Self.scope, now: Self.now) == nil)
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now) != nil)
+    }
+
+    @Test func capacityIsABoundAndExpiredEntriesGoFirst() {
+        var cache = VerifiedTokenCache(capacity: 4)
+        // Two short-lived entries, two long-lived ones.
+        for i in 0..<2 {
+            cache.insert(Self.token(i), scope: Self.scope, verified: Self.verified(exp: Self.now + 10), headers: [], dropped: [], leeway: 0, now: Self.now)
+        }
+        for i in 2..<4 {
+            cache.insert(Self.token(i), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000), headers: [], dropped: [], leeway: 0, now: Self.now)
+        }
+        #expect(cache.count == 4)
+        // Later, the short-lived ones have expired: inserting evicts them rather than a live entry.
+        let later = Self.now + 20
+        cache.insert(Self.token(4), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000), headers: [], dropped: [], leeway: 0, now: later)
+        #expect(cache.count == 3)
+        for i in 2..<5 { #expect(cache.lookup(Self.token(i), scope: Self.scope, now: later) != nil) }
+        // Full of live entries: one is evicted, the count never exceeds the capacity.
+        for i in 5..<50 {
+            cache.insert(Self.token(i), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000), headers: [], dropped: [], leeway: 0, now: later)
+            #expect(cache.count <= 4)
+        }
+        #expect(cache.lookup(Self.token(49), scope: Self.scope, now: later) != nil, "the newest entry is always kept")
+    }
+
+    @Test func capacityZeroDisablesTheCache() {
+        var cache = VerifiedTokenCache(capacity: 0)
+        cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [], dropped: [], leeway: 15, now: Self.now)
+        #expect(cache.count == 0)
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now) == nil)
+        #expect(cache.hits == 0 && cache.misses == 0)
+    }
+
+    @Test("through the authenticator: a repeated session is a hit, a tampered one is verified (and refused)")
+    func authenticatorUsesTheCache() throws {
+        let secret = "cache-test-secret"
+        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
+        let claims = TokenMinter.stampClaims(JSONObject([("sub", .string("u7"))]), now: Int64(Self.now))
+        let token = try TokenMinter.authjsV5(claims: claims, secret: secret, salt: "authjs.session-token")
+        var cache = VerifiedTokenCache(capacity: 16)
+        let mapper = IdentityHeaderMapper()
+        for _ in 0..<3 {
+            let r = auth.authenticate(cookieHeader: "authjs.session-token=\(token)", authorization: nil, now: Self.now, cache: &cache, identity: mapper)
+            #expect((try? r.get())?.token.registered.subject == "u7")
+        }
+        #expect(cache.misses == 1 && cache.hits == 2 && cache.count == 1)
+        var tampered = Array(token.utf8)
+        tampered[tampered.count - 3] = tampered[tampered.count - 3] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        let r = auth.authenticate(cookieHeader: "authjs.session-token=\(String(decoding: tampered, as: UTF8.self))", authorization: nil,
+                                  now: Self.now, cache: &cache, identity: mapper)
+        #expect(throws: VerificationFailure.self) { try r.get() }
+        #expect(cache.count == 1, "failures are never cached")
+        // Past exp + leeway the entry is gone and the token itself is refused.
+        let expired = auth.authenticate(cookieHeader: "authjs.session-token=\(token)", authorization: nil,
+                                        now: claims["exp"]!.doubleValue! + 15, cache: &cache, identity: mapper)
+        #expect((try? expired.get()) == nil)
+    }
+}
+
+extension String {
+    func replacingFirstK(with replacement: String) -> String {
+        guard let i = firstIndex(of: "K") else { return self }
+        return String(self[..<i]) + replacement + String(self[index(after: i)...])
+    }
+}
