@@ -38,6 +38,7 @@ public struct SidecarConfig: Sendable {
     public var shutdownTimeout: Double
     public var upstreamConnectTimeout: Double
     public var upstreamTimeout: Double
+    public var upstreamMaxIdle: Int
     public var maxBodyBytes: Int
     public var maxHeaderBytes: Int
     public var idleTimeout: Double
@@ -197,6 +198,7 @@ public enum ConfigLoader {
         let shutdown = number("shutdown_timeout", min: 0, max: 3600, hint: "keep it below Kubernetes' terminationGracePeriodSeconds")
         let connectTimeout = number("upstream_connect_timeout", min: 0.01, max: 600, hint: "seconds, e.g. 5")
         let upstreamTimeout = number("upstream_timeout", min: 0.01, max: 86400, hint: "seconds, e.g. 60")
+        let upstreamMaxIdle = number("upstream_max_idle", min: 0, max: 1_000_000, hint: "a count per event-loop thread, e.g. 1024; at least the expected concurrency")
         let maxBody = number("max_body_bytes", min: 0, max: 1e15, hint: "bytes; 0 disables the limit")
         let maxHeader = number("max_header_bytes", min: 1024, max: 1_048_576, hint: "bytes, e.g. 65536")
         let idle = number("idle_timeout", min: 0.1, max: 86400, hint: "seconds, e.g. 60")
@@ -315,7 +317,7 @@ public enum ConfigLoader {
             routes: RoutePolicy(rules: rules),
             identity: IdentityHeaderMapper(mappings: mappings, claimsHeader: claimsHeaderText.isEmpty ? nil : claimsHeaderText, maxValueBytes: Int(maxIdentity)),
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
-            upstreamTimeout: upstreamTimeout, maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
+            upstreamTimeout: upstreamTimeout, upstreamMaxIdle: Int(upstreamMaxIdle), maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
             headerTimeout: headerTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
             stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors, metricsListen: metricsListen,
             logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))

@@ -22,6 +22,7 @@ public enum Settings {
         Setting(file: "health_prefix", env: "SIDECAR_HEALTH_PREFIX", flag: "health-prefix", defaultValue: "/_sidecar", meaning: "Prefix of `healthz` (alive) and `readyz` (upstream reachable), answered without auth."),
         Setting(file: "shutdown_timeout", env: "SIDECAR_SHUTDOWN_TIMEOUT", flag: "shutdown-timeout", defaultValue: "25", meaning: "Seconds in-flight requests get after SIGTERM/SIGINT."),
         Setting(file: "upstream_connect_timeout", env: "SIDECAR_UPSTREAM_CONNECT_TIMEOUT", flag: "upstream-connect-timeout", defaultValue: "5", meaning: "Seconds to connect to the upstream (then 502)."),
+        Setting(file: "upstream_max_idle", env: "SIDECAR_UPSTREAM_MAX_IDLE", flag: "upstream-max-idle", defaultValue: "1024", meaning: "Idle keep-alive upstream connections kept per event-loop thread (as nginx `keepalive`); beyond it, finished connections are closed."),
         Setting(file: "upstream_timeout", env: "SIDECAR_UPSTREAM_TIMEOUT", flag: "upstream-timeout", defaultValue: "60", meaning: "Seconds to wait for the upstream's response head (then 504)."),
         Setting(file: "max_body_bytes", env: "SIDECAR_MAX_BODY_BYTES", flag: "max-body-bytes", defaultValue: "1073741824", meaning: "Largest request body, counted while streaming (413); 0 = no limit."),
         Setting(file: "max_header_bytes", env: "SIDECAR_MAX_HEADER_BYTES", flag: "max-header-bytes", defaultValue: "65536", meaning: "Largest request header block (431)."),

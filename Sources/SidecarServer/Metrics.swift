@@ -21,6 +21,7 @@ public final class SidecarMetrics: Sendable {
     let openConnections: Meter
     let upstreamPoolIdle: Meter
     let upstreamConnectionsOpened: CoreMetrics.Counter
+    let upstreamRetries: CoreMetrics.Counter
     let tokenCacheHits: CoreMetrics.Counter
     let tokenCacheMisses: CoreMetrics.Counter
     let tokenCacheEntries: Meter
@@ -57,6 +58,8 @@ public final class SidecarMetrics: Sendable {
         openConnections = gauge("authjs_sidecar_open_connections", "Open client connections.")
         upstreamPoolIdle = gauge("authjs_sidecar_upstream_pool_idle", "Idle keep-alive upstream connections.")
         upstreamConnectionsOpened = counter("authjs_sidecar_upstream_connections_opened_total", "Upstream connections opened.")
+        upstreamRetries = counter("authjs_sidecar_upstream_retries_total",
+                                  "Idempotent bodiless requests sent again after a reused upstream connection closed before answering.")
         tokenCacheHits = counter("authjs_sidecar_token_cache_hits_total", "Verified-token cache hits.")
         tokenCacheMisses = counter("authjs_sidecar_token_cache_misses_total", "Verified-token cache misses.")
         tokenCacheEntries = gauge("authjs_sidecar_token_cache_entries", "Verified tokens cached.")
@@ -93,6 +96,7 @@ struct LoopMetrics {
     private var reportedCacheHits = 0
     private var reportedCacheMisses = 0
     private var reportedConnectionsOpened = 0
+    private var reportedRetries = 0
 
     init(shared: SidecarMetrics) {
         self.shared = shared
@@ -113,13 +117,15 @@ struct LoopMetrics {
     }
 
     /// Adds what happened since the last scrape to the registry's counters; returns the loop's gauges.
-    mutating func report(cacheHits: Int, cacheMisses: Int, connectionsOpened: Int) {
+    mutating func report(cacheHits: Int, cacheMisses: Int, connectionsOpened: Int, retries: Int = 0) {
         shared.tokenCacheHits.increment(by: Int64(cacheHits - reportedCacheHits))
         shared.tokenCacheMisses.increment(by: Int64(cacheMisses - reportedCacheMisses))
         shared.upstreamConnectionsOpened.increment(by: Int64(connectionsOpened - reportedConnectionsOpened))
         reportedCacheHits = cacheHits
         reportedCacheMisses = cacheMisses
+        shared.upstreamRetries.increment(by: Int64(retries - reportedRetries))
         reportedConnectionsOpened = connectionsOpened
+        reportedRetries = retries
     }
 }
 
@@ -147,7 +153,8 @@ final class MetricsHandler: ChannelInboundHandler {
         // Each loop reports its own counters on its own thread; the gauges are summed here.
         let gauges = loops.map { state in
             state.pool.eventLoop.submit { () -> (idle: Int, entries: Int) in
-                state.metrics.report(cacheHits: state.cache.hits, cacheMisses: state.cache.misses, connectionsOpened: state.pool.opened)
+                state.metrics.report(cacheHits: state.cache.hits, cacheMisses: state.cache.misses, connectionsOpened: state.pool.opened,
+                                    retries: state.upstreamRetries)
                 return (state.pool.idleCount, state.cache.count)
             }
         }

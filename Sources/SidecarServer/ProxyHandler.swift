@@ -58,6 +58,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var keepUpstream = true
         var clientKeepAlive = true
         var isUpgrade = false
+        /// The upstream head, kept for one retry while the request is idempotent and has no body.
+        var replayHead: HTTPRequestHead?
+        /// The upstream connection came from the idle pool (and so may have been closed by the upstream meanwhile).
+        var reusedConnection = false
         var isHead: Bool { method == .HEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
@@ -225,6 +229,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
         exchange.clientKeepAlive = head.isKeepAlive
         exchange.isUpgrade = Self.isUpgrade(head)
+        if !exchange.isUpgrade, Self.isRetryable(head) { exchange.replayHead = upstreamHead }
         exchange.buffered.append(.head(upstreamHead))
         state = .proxying(exchange)
         if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
@@ -240,6 +245,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                             upstreamNanoseconds: upstreamStart.map { (now - $0).nanoseconds })
         shared.accessLog.record(requestID: requestID, method: method, path: path, status: status, outcome: outcome, start: start,
                                 upstreamStart: upstreamStart, trace: trace)
+    }
+
+    /// Idempotent (RFC 9110 §9.2.2) and without a body: safe to send again when a reused connection fails before
+    /// any response byte.
+    static func isRetryable(_ head: HTTPRequestHead) -> Bool {
+        switch head.method {
+        case .GET, .HEAD, .OPTIONS, .DELETE, .PUT: break
+        default: return false
+        }
+        if head.headers.contains(name: "transfer-encoding") { return false }
+        return head.headers["content-length"].allSatisfy { $0 == "0" }
     }
 
     static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
@@ -415,9 +431,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange.upstreamStart = .now()
         let pool = loop.pool
         if let connection = pool.takeIdle() {
+            exchange.reusedConnection = true
             attach(connection, to: exchange, context: context)
             return
         }
+        connectFresh(exchange, context: context)
+    }
+
+    /// A new upstream connection for `exchange`; client reads wait until it is up.
+    private func connectFresh(_ exchange: Exchange, context: ChannelHandlerContext) {
+        let pool = loop.pool
         pauseReads()
         pool.connect().assumeIsolated().whenComplete { result in
             guard case .proxying(let current) = self.state, current === exchange else {
@@ -663,12 +686,33 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func upstreamClosed() {
         guard case .proxying(let exchange) = state, exchange.upstream != nil else { return }
+        if retryOnFreshConnection(exchange) { return }
         failExchange(exchange, status: .badGateway, code: "upstream_closed")
     }
 
     func upstreamError(_ error: Error) {
         guard case .proxying(let exchange) = state, exchange.upstream != nil else { return }
+        if error is IOError, retryOnFreshConnection(exchange) { return }
         failExchange(exchange, status: .badGateway, code: "upstream_protocol_error")
+    }
+
+    /// A pooled connection can be closed by the upstream just as it is reused (keep-alive timeouts race: uvicorn
+    /// closes idle connections after 5 s), failing before any response byte. Like nginx's `proxy_next_upstream
+    /// error`, an idempotent bodiless request is then sent once more, on a new connection; anything else gets the 502.
+    private func retryOnFreshConnection(_ exchange: Exchange) -> Bool {
+        guard exchange.reusedConnection, !exchange.responseStarted, let head = exchange.replayHead, let context else { return false }
+        exchange.replayHead = nil
+        exchange.reusedConnection = false
+        exchange.timeout?.cancel()
+        exchange.timeout = nil
+        exchange.upstream?.handler.delegate = nil
+        exchange.upstream?.channel.close(promise: nil)
+        exchange.upstream = nil
+        exchange.buffered = [.head(head)]
+        if exchange.requestEnded { exchange.buffered.append(.end(nil)) }
+        loop.upstreamRetries += 1
+        connectFresh(exchange, context: context)
+        return true
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {

@@ -42,7 +42,8 @@ public final class SidecarServer: @unchecked Sendable {
         let sharedMetrics = SidecarMetrics()
         var loops: [ObjectIdentifier: LoopState] = [:]
         for loop in group.makeIterator() {
-            let pool = UpstreamPool(eventLoop: loop, address: upstreamAddress, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)))
+            let pool = UpstreamPool(eventLoop: loop, address: upstreamAddress, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)),
+                                    maxIdle: config.upstreamMaxIdle)
             loops[ObjectIdentifier(loop)] = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: sharedMetrics)
         }
         let shared = ProxyContext(config: config, loops: loops, upstreamHost: upstreamHost, upstreamBasePath: basePath, logger: logger)

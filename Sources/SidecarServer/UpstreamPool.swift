@@ -9,6 +9,8 @@ final class LoopState: @unchecked Sendable {
     var cache: VerifiedTokenCache
     var metrics: LoopMetrics
     var requestIDs = RequestIDGenerator()
+    /// Requests sent again after a reused upstream connection failed before answering.
+    var upstreamRetries = 0
 
     init(pool: UpstreamPool, cacheCapacity: Int, metrics: SidecarMetrics) {
         self.pool = pool

@@ -85,6 +85,7 @@ extension ConfigTests {
             #expect(c.shutdownTimeout == 25)
             #expect(c.upstreamConnectTimeout == 5)
             #expect(c.upstreamTimeout == 60)
+            #expect(c.upstreamMaxIdle == 1024)
             #expect(c.maxBodyBytes == 1_073_741_824)
             #expect(c.maxHeaderBytes == 65536)
             #expect(c.idleTimeout == 60)

@@ -160,7 +160,7 @@ struct SidecarMetricsTests {
         #expect(p.types[Self.total] == "histogram")
         #expect(p.types["authjs_sidecar_open_connections"] == "gauge")
         for family in p.types.keys { #expect(p.helps.contains(family), "\(family) has no HELP") }
-        #expect(p.types.count == 9)
+        #expect(p.types.count == 10)
         #expect(p.samples["\(Self.upstream)_count"] == 0)
         #expect(p.buckets(Self.upstream).allSatisfy { $0.count == 0 })
     }

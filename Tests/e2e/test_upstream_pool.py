@@ -1,0 +1,142 @@
+"""The keep-alive upstream pool against the live sidecar: the idle cap (`SIDECAR_UPSTREAM_MAX_IDLE`) keeps high
+concurrency from churning upstream connections, and a pooled connection that the upstream closes just as it is
+reused is retried once for idempotent bodiless requests (never for a request with a body)."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+
+import httpx
+import pytest
+
+from conftest import free_port, start_sidecar
+
+
+def metric(port: int, name: str) -> float:
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+async def waves(base: str, token: str, clients: int, rounds: int) -> list[int]:
+    """`rounds` waves of `clients` concurrent requests over `clients` keep-alive connections; each request waits
+    0.2 s in the upstream, so a whole wave is in flight together and all its upstream connections come back at once."""
+    statuses: list[int] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def one() -> None:
+            r = await client.get(base + "/slow/0.2", headers={"Authorization": f"Bearer {token}"})
+            statuses.append(r.status_code)
+        for _ in range(rounds):
+            await asyncio.gather(*(one() for _ in range(clients)))
+    return statuses
+
+
+@pytest.mark.parametrize("max_idle, bounded", [(None, True), ("4", False)])
+def test_idle_cap_decides_whether_concurrency_churns_connections(upstream, token, max_idle, bounded):
+    mport = free_port()
+    env = {"SIDECAR_METRICS_LISTEN": f"127.0.0.1:{mport}", "SIDECAR_THREADS": "1", "SIDECAR_ACCESS_LOG": "false"}
+    if max_idle:
+        env["SIDECAR_UPSTREAM_MAX_IDLE"] = max_idle
+    sidecar, port = start_sidecar(upstream["url"], env)
+    try:
+        clients, rounds = 64, 5
+        statuses = asyncio.run(waves(f"http://127.0.0.1:{port}", token, clients, rounds))
+        assert statuses.count(200) == clients * rounds
+        opened = metric(mport, "authjs_sidecar_upstream_connections_opened_total")
+        if bounded:
+            # At most one upstream connection per concurrent request (plus the start-up readiness probe).
+            assert opened <= clients + 2, opened
+        else:
+            # With room for 4 idle connections, every wave after the first opens up to 60 new ones.
+            assert opened > clients * 2, opened
+        assert metric(mport, "authjs_sidecar_upstream_pool_idle") <= (int(max_idle) if max_idle else clients)
+    finally:
+        sidecar.stop()
+
+
+class ClosingUpstream:
+    """HTTP/1.1 upstream on raw sockets: answers the first request of every connection, and reads the second
+    one and closes without a word — what a keep-alive timeout racing a reused connection looks like."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[tuple[int, str]] = []  # (connection number, request line)
+        self.connections = 0
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.handle, args=(conn, self.connections), daemon=True).start()
+
+    @staticmethod
+    def read_request(conn: socket.socket, buf: bytes) -> tuple[bytes | None, bytes]:
+        while b"\r\n\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None, buf
+            buf += chunk
+        head, rest = buf.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(rest) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None, rest
+            rest += chunk
+        return head, rest[length:]
+
+    def handle(self, conn: socket.socket, number: int) -> None:
+        buf = b""
+        with conn:
+            for index in range(2):
+                head, buf = self.read_request(conn, buf)
+                if head is None:
+                    return
+                self.seen.append((number, head.split(b"\r\n")[0].decode()))
+                if index == 1:
+                    return  # close without answering
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_reused_connection_closed_by_the_upstream_is_retried_only_when_safe(token):
+    upstream = ClosingUpstream()
+    mport = free_port()
+    sidecar, port = start_sidecar(f"http://127.0.0.1:{upstream.port}",
+                                  {"SIDECAR_THREADS": "1", "SIDECAR_METRICS_LISTEN": f"127.0.0.1:{mport}"})
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=10) as client:
+            upstream.seen.clear()
+            first = client.get("/api/one")
+            assert first.status_code == 200 and first.text == "ok"
+            # The pooled connection is reused, the upstream closes it unanswered: sent again on a new connection.
+            second = client.get("/api/two")
+            assert second.status_code == 200 and second.text == "ok"
+            two = [n for n, line in upstream.seen if line.startswith("GET /api/two ")]
+            assert len(two) == 2 and two[0] != two[1], upstream.seen
+            # A request with a body is never sent twice: the client gets the 502.
+            post = client.post("/api/three", content=b"payload")
+            assert post.status_code == 502 and post.json()["reason"] == "upstream_closed"
+            assert [line for _, line in upstream.seen].count("POST /api/three HTTP/1.1") == 1
+        assert metric(mport, "authjs_sidecar_upstream_retries_total") == 1
+    finally:
+        sidecar.stop()
+        upstream.close()
