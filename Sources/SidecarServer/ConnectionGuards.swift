@@ -1,16 +1,76 @@
 import NIOCore
 import Synchronization
 
+/// A per-connection deadline that moves with every request but rarely fires.
+///
+/// At most one task is scheduled at a time; when it fires before the current deadline it is scheduled again for the
+/// rest, and moving or clearing the deadline costs nothing. Cancelling a NIO scheduled task searches the loop's whole
+/// timer heap, so a schedule + cancel per request made every request cost O(open connections). Event-loop confined.
+final class DeadlineTimer {
+    private(set) var deadline: NIODeadline?
+    private var task: Scheduled<Void>?
+    private var taskDeadline: NIODeadline?
+    private let eventLoop: EventLoop
+    private let expired: () -> Void
+
+    init(eventLoop: EventLoop, expired: @escaping () -> Void) {
+        self.eventLoop = eventLoop
+        self.expired = expired
+    }
+
+    var isArmed: Bool { deadline != nil }
+    var hasPendingTask: Bool { task != nil }
+
+    /// Sets the deadline `amount` from now (the loop's clock, so embedded tests can advance it).
+    func arm(in amount: TimeAmount) {
+        let deadline = eventLoop.now + amount
+        self.deadline = deadline
+        if let taskDeadline, taskDeadline <= deadline { return }
+        task?.cancel()  // only when the new deadline is earlier than the pending task: not the per-request path
+        schedule(deadline)
+    }
+
+    /// Clears the deadline; a pending task finds nothing to do when it fires.
+    func disarm() { deadline = nil }
+
+    /// For the end of the connection.
+    func cancel() {
+        deadline = nil
+        task?.cancel()
+        task = nil
+        taskDeadline = nil
+    }
+
+    private func schedule(_ at: NIODeadline) {
+        taskDeadline = at
+        task = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in self?.fire() }
+    }
+
+    private func fire() {
+        task = nil
+        taskDeadline = nil
+        guard let deadline else { return }
+        if eventLoop.now >= deadline {
+            self.deadline = nil
+            expired()
+        } else {
+            schedule(deadline)
+        }
+    }
+}
+
 /// Shared between ``HeaderTimeoutHandler`` and ``ProxyHandler`` of one connection (same event loop).
 final class HeadWatch {
     /// True between requests: the next bytes start a header block.
     var awaitingHead = true
-    var deadline: Scheduled<Void>?
+    /// The header-block timer (set by ``HeaderTimeoutHandler``).
+    var timer: DeadlineTimer?
+    /// When the current header block must be complete; nil while no block is in progress.
+    var deadline: NIODeadline? { timer?.deadline }
 
     func headArrived() {
         awaitingHead = false
-        deadline?.cancel()
-        deadline = nil
+        timer?.disarm()
     }
 
     func exchangeFinished() { awaitingHead = true }
@@ -32,16 +92,18 @@ final class HeaderTimeoutHandler: ChannelInboundHandler {
         self.timeout = timeout
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        watch.timer = DeadlineTimer(eventLoop: context.eventLoop) { channel.close(promise: nil) }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if watch.awaitingHead, watch.deadline == nil {
-            let channel = context.channel
-            watch.deadline = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
-        }
+        if watch.awaitingHead, let timer = watch.timer, !timer.isArmed { timer.arm(in: timeout) }
         context.fireChannelRead(data)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        watch.deadline?.cancel()
+        watch.timer?.cancel()
         context.fireChannelInactive()
     }
 }

@@ -54,7 +54,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var outcome: String
         var status: UInt = 0
         var upstreamStart: NIODeadline?
-        var timeout: Scheduled<Void>?
         var keepUpstream = true
         var clientKeepAlive = true
         var isUpgrade = false
@@ -92,6 +91,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var corsHeaders: [(String, String)] = []
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
     private var trace: AccessLog.Trace?
+    /// The current exchange's wait for the upstream's response head (`upstream_timeout`), one timer per connection.
+    private var upstreamTimer: DeadlineTimer!
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared
@@ -100,11 +101,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        upstreamTimer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.upstreamTimerExpired() }
         self.loop = shared.loopState(for: context.eventLoop)
         if let ip = context.channel.remoteAddress?.ipAddress { remoteIP = ip }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        upstreamTimer?.cancel()
+    }
+
+    /// Nothing of the upstream's response came within `upstream_timeout`: 504.
+    private func upstreamTimerExpired() {
+        if case .proxying(let exchange) = state, !exchange.responseStarted, exchange.upstream != nil {
+            failExchange(exchange, status: .gatewayTimeout, code: "upstream_timeout")
+        }
+    }
 
     // MARK: inbound from the client
 
@@ -465,11 +477,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         for part in exchange.buffered { connection.channel.write(part, promise: nil) }
         exchange.buffered.removeAll()
         connection.channel.flush()
-        exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: shared.upstreamTimeout) {
-            if case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted {
-                self.failExchange(exchange, status: .gatewayTimeout, code: "upstream_timeout")
-            }
-        }
+        upstreamTimer.arm(in: shared.upstreamTimeout)
     }
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -567,7 +575,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Ends an exchange with a sidecar error (502/504) or closes the connection if the response already started.
     private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus, code: String) {
-        exchange.timeout?.cancel()
+        upstreamTimer.disarm()
         exchange.upstream?.handler.delegate = nil
         exchange.upstream?.channel.close(promise: nil)
         exchange.upstream = nil
@@ -589,7 +597,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func finishLocally(_ exchange: Exchange, head: HTTPResponseHead, body: ByteBuffer, close: Bool) {
         guard let context else { return }
-        exchange.timeout?.cancel()
+        upstreamTimer.disarm()
         var head = head
         for (n, v) in corsHeaders { head.headers.add(name: n, value: v) }
         let close = close || !exchange.clientKeepAlive
@@ -616,7 +624,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .head(let head):
             // 1xx informational responses (103 Early Hints) are not relayed; 100 never comes since Expect is answered here.
             if head.status.code >= 100 && head.status.code < 200 && !(exchange.isUpgrade && head.status == .switchingProtocols) { return }
-            exchange.timeout?.cancel()
+            upstreamTimer.disarm()
             exchange.responseStarted = true
             exchange.status = head.status.code
             if !head.isKeepAlive { exchange.keepUpstream = false }
@@ -644,7 +652,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
         case .end(let trailers):
-            exchange.timeout?.cancel()
+            upstreamTimer.disarm()
             if exchange.isUpgrade, exchange.status == 101, let upstream = exchange.upstream {
                 exchange.upstream = nil
                 finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 101,
@@ -703,8 +711,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard exchange.reusedConnection, !exchange.responseStarted, let head = exchange.replayHead, let context else { return false }
         exchange.replayHead = nil
         exchange.reusedConnection = false
-        exchange.timeout?.cancel()
-        exchange.timeout = nil
+        upstreamTimer.disarm()
         exchange.upstream?.handler.delegate = nil
         exchange.upstream?.channel.close(promise: nil)
         exchange.upstream = nil
@@ -751,7 +758,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .proxying(let exchange) = state {
-            exchange.timeout?.cancel()
+            upstreamTimer.disarm()
             if let upstream = exchange.upstream {
                 upstream.handler.delegate = nil
                 upstream.channel.close(promise: nil)
@@ -775,7 +782,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var answerable = true
         if case .proxying(let exchange) = state {
             answerable = !exchange.responseStarted
-            exchange.timeout?.cancel()
+            upstreamTimer.disarm()
             if let upstream = exchange.upstream {
                 upstream.handler.delegate = nil
                 upstream.channel.close(promise: nil)

@@ -87,10 +87,81 @@ struct HeaderTimeoutTests {
     @Test func closingTheChannelCancelsThePendingTimer() throws {
         let (channel, loop, watch) = try Self.make()
         try channel.writeInbound(ByteBuffer(string: "GET"))
-        let deadline = try #require(watch.deadline)
+        let timer = try #require(watch.timer)
+        #expect(watch.deadline != nil && timer.hasPendingTask)
         try channel.close().wait()
+        #expect(!timer.hasPendingTask && watch.deadline == nil)
         loop.advanceTime(by: .seconds(60))
-        #expect(throws: EventLoopError.cancelled) { try deadline.futureResult.wait() }
+    }
+}
+
+@Suite("DeadlineTimer")
+struct DeadlineTimerTests {
+    final class Box { var fired = 0 }
+
+    @Test func firesOnceAtTheDeadline() {
+        let loop = EmbeddedEventLoop()
+        let box = Box()
+        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        timer.arm(in: .seconds(10))
+        loop.advanceTime(by: .seconds(9))
+        #expect(box.fired == 0)
+        loop.advanceTime(by: .seconds(1))
+        #expect(box.fired == 1 && !timer.isArmed && !timer.hasPendingTask)
+        loop.advanceTime(by: .seconds(60))
+        #expect(box.fired == 1)
+    }
+
+    @Test("moving the deadline later keeps the pending task, which re-arms itself for the rest")
+    func movedDeadlineIsHonoured() {
+        let loop = EmbeddedEventLoop()
+        let box = Box()
+        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        timer.arm(in: .seconds(10))
+        loop.advanceTime(by: .seconds(6))
+        timer.arm(in: .seconds(10))  // now due at 16 s
+        loop.advanceTime(by: .seconds(5))  // 11 s: the first task fired early and re-armed
+        #expect(box.fired == 0 && timer.hasPendingTask)
+        loop.advanceTime(by: .seconds(4))  // 15 s
+        #expect(box.fired == 0)
+        loop.advanceTime(by: .seconds(1))  // 16 s
+        #expect(box.fired == 1)
+    }
+
+    @Test func disarmedTimerNeverFiresAndCanBeArmedAgain() {
+        let loop = EmbeddedEventLoop()
+        let box = Box()
+        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        for _ in 0..<100 {  // a request per second on a keep-alive connection: never more than one pending task
+            timer.arm(in: .seconds(10))
+            loop.advanceTime(by: .seconds(1))
+            timer.disarm()
+        }
+        loop.advanceTime(by: .seconds(30))
+        #expect(box.fired == 0 && !timer.hasPendingTask)
+        timer.arm(in: .seconds(2))
+        loop.advanceTime(by: .seconds(2))
+        #expect(box.fired == 1)
+    }
+
+    @Test func anEarlierDeadlineReplacesALaterPendingTask() {
+        let loop = EmbeddedEventLoop()
+        let box = Box()
+        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        timer.arm(in: .seconds(60))
+        timer.arm(in: .seconds(5))
+        loop.advanceTime(by: .seconds(5))
+        #expect(box.fired == 1)
+    }
+
+    @Test func cancelStopsEverything() {
+        let loop = EmbeddedEventLoop()
+        let box = Box()
+        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        timer.arm(in: .seconds(1))
+        timer.cancel()
+        loop.advanceTime(by: .seconds(10))
+        #expect(box.fired == 0 && !timer.hasPendingTask && !timer.isArmed)
     }
 }
 
