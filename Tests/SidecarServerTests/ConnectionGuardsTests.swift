@@ -215,6 +215,7 @@ struct ConnectionLimitTests {
     @Test func releasingOnCloseFreesTheSlot() throws {
         let limit = ConnectionLimit(max: 1)
         let first = try Self.make(limit)
+        defer { _ = try? first.finish(acceptAlreadyClosed: true) }
         try first.connect(to: ServerFixtures.dummyClient).wait()
         #expect(limit.current == 1)
         try first.close().wait()
