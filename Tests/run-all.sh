@@ -2,7 +2,7 @@
 # Runs every test of authjs-sidecar on a fresh Debian 12 machine: installs what the tests need (apt + a venv),
 # builds, runs the Swift tests, the end-to-end tests against real FastAPI/nginx/Caddy/Chromium, the deploy checks
 # and a libFuzzer smoke run. Exit status is non-zero if any suite failed.
-#   FUZZ_SECONDS=60 (per fuzz target; 0 skips fuzzing), FUZZ_PARALLEL=2
+#   FUZZ_SECONDS=60 (per fuzz target; 0 skips fuzzing), FUZZ_PARALLEL=2, SANITIZERS="address thread" (or none)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,6 +36,8 @@ run swift-test swift test
 run e2e-and-deploy "$VENV/bin/python" -m pytest -q -p no:cacheprovider Tests/e2e Tests/deploy deploy/examples/fastapi
 # The Swift upstream example (Hummingbird 2) builds and passes its own tests: what README shows must compile.
 run swift-upstream-example swift test --package-path deploy/examples/swift-hummingbird --scratch-path "$ROOT/.build-hummingbird"
+# The Swift tests again under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer (own build folders, ~2 min each).
+[ "${SANITIZERS:-address thread}" != "none" ] && run sanitizers Tests/sanitizers/run.sh ${SANITIZERS:-address thread}
 if [ "${FUZZ_SECONDS:-60}" != "0" ] && [ -x Tests/fuzz/run.sh ]; then
   # two targets at a time: libFuzzer uses one core each
   run fuzz-smoke env FUZZ_PARALLEL="${FUZZ_PARALLEL:-2}" Tests/fuzz/run.sh "${FUZZ_SECONDS:-60}"
