@@ -109,8 +109,13 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if current == nil {
                 // An idle keep-alive connection may have a request in flight from the client: give it a moment to
                 // arrive (it is then answered with `Connection: close`) instead of resetting it.
-                context.eventLoop.assumeIsolated().scheduleTask(in: Self.idleGrace) {
-                    if self.current == nil { context.close(promise: nil) }
+                // The close itself waits one more loop iteration: timers run after that iteration's I/O, so bytes
+                // that arrived since are read first (and make the connection busy) rather than reset by the close.
+                let loop = context.eventLoop.assumeIsolated()
+                loop.scheduleTask(in: Self.idleGrace) {
+                    loop.execute {
+                        if self.current == nil, self.queue.isEmpty { context.close(promise: nil) }
+                    }
                 }
             }
             return
