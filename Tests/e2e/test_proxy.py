@@ -242,14 +242,17 @@ def test_upstream_down_502_fast_then_recovers(token):
     proc, sport = start_sidecar(f"http://127.0.0.1:{port}")
     try:
         url = f"http://127.0.0.1:{sport}"
-        with httpx.Client() as c:
-            assert c.get(url + "/public/warm").status_code == 200
+        # One warm keep-alive client, so the measured time is the sidecar's answer, not client set-up.
+        client = httpx.Client()
+        assert client.get(url + "/public/warm").status_code == 200
         fds_before = fd_count(proc.pid)
         upstream_proc.stop()
         t0 = time.monotonic()
-        r = httpx.get(url + "/public/down")
+        r = client.get(url + "/public/down")
+        elapsed = time.monotonic() - t0
+        client.close()
         assert r.status_code == 502 and r.json()["error"] == "bad_gateway"
-        assert time.monotonic() - t0 < 0.1 + 0.4  # 100 ms target plus client overhead on a busy CI box
+        assert elapsed < 0.1, f"502 took {elapsed * 1000:.1f} ms (target < 100 ms)"
         assert httpx.get(url + "/_sidecar/readyz").status_code == 503
         upstream_proc, _ = start_upstream(port)
         assert httpx.get(url + "/public/back").status_code == 200
