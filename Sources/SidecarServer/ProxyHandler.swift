@@ -85,6 +85,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var state: State = .idle
     private var context: ChannelHandlerContext?
     private var readPaused = false
+    /// Output shut after a final answer; remaining input is dropped until the close.
+    private var lingering = false
     private var pendingRead = false
     private var remoteIP = "unknown"
     /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
@@ -121,6 +123,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: inbound from the client
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if lingering { return }  // the answer is out and the output shut: input is only drained
         switch unwrapInboundIn(data) {
         case .head(let head): receiveHead(head, context: context)
         case .body(let buffer): receiveBody(buffer, context: context)
@@ -351,6 +354,31 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Request trailers pass through only when they cannot carry identity or routing: the same names the head loses
     /// (identity, forwarding, request id, hop-by-hop, framing) are dropped here too, so a chunked trailer is never a
     /// back door for `X-Auth-*`.
+    /// How long a refused request's remaining input is read and dropped after the answer (see `writeEndAndClose`).
+    static let lingerTime = TimeAmount.milliseconds(500)
+
+    /// Writes `.end`, then closes. While the client may still be sending (a body the sidecar refused or stopped
+    /// reading), the close lingers as nginx's `lingering_close` does: output is shut first, and input is read and
+    /// dropped until the client closes or `lingerTime` passes. Closing with unread input sends a RST, which can
+    /// destroy the answer in the client's receive buffer before it is read.
+    private func writeEndAndClose(_ context: ChannelHandlerContext, trailers: HTTPHeaders? = nil, linger: Bool) {
+        context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { result in
+            guard let context = self.context else { return }
+            guard linger, case .success = result else {
+                context.close(promise: nil)
+                return
+            }
+            self.lingering = true
+            self.resumeReads(if: true)
+            let halfClosed = context.eventLoop.makePromise(of: Void.self)
+            context.close(mode: .output, promise: halfClosed)
+            halfClosed.futureResult.assumeIsolated().whenComplete { result in
+                guard case .success = result else { self.context?.close(promise: nil); return }
+                context.eventLoop.assumeIsolated().scheduleTask(in: Self.lingerTime) { self.context?.close(promise: nil) }
+            }
+        }
+    }
+
     private func sanitizedTrailers(_ trailers: HTTPHeaders) -> HTTPHeaders? {
         var kept = HTTPHeaders()
         for (name, value) in trailers {
@@ -553,7 +581,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
         if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
         if client == .close {
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
+            writeEndAndClose(context, linger: hasBody)
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
@@ -610,7 +638,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if !exchange.isHead { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         if close {
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
+            writeEndAndClose(context, linger: !exchange.requestEnded)
         } else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
@@ -682,7 +710,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if exchange.requestEnded { watch.exchangeFinished() }
             resumeReads(if: true)
             if ending.client == .close {
-                context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in self.context?.close(promise: nil) }
+                writeEndAndClose(context, trailers: trailers, linger: !exchange.requestEnded)
             } else {
                 context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
             }
@@ -779,6 +807,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// decoder's own limit, 400 otherwise — when no response is under way, then the connection ends, because the byte
     /// stream cannot be trusted past that point.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if lingering {  // input that was only being drained did not parse: nothing more to say
+            context.close(promise: nil)
+            return
+        }
         var answerable = true
         if case .proxying(let exchange) = state {
             answerable = !exchange.responseStarted
