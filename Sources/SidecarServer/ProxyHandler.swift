@@ -351,9 +351,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    /// Request trailers pass through only when they cannot carry identity or routing: the same names the head loses
-    /// (identity, forwarding, request id, hop-by-hop, framing) are dropped here too, so a chunked trailer is never a
-    /// back door for `X-Auth-*`.
     /// How long a refused request's remaining input is read and dropped after the answer (see `writeEndAndClose`).
     static let lingerTime = TimeAmount.milliseconds(500)
 
@@ -379,6 +376,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
+    /// Request trailers pass through only when they cannot carry identity or routing: the same names the head loses
+    /// (identity, forwarding, request id, hop-by-hop, framing) are dropped here too, so a chunked trailer is never a
+    /// back door for `X-Auth-*`.
     private func sanitizedTrailers(_ trailers: HTTPHeaders) -> HTTPHeaders? {
         var kept = HTTPHeaders()
         for (name, value) in trailers {
