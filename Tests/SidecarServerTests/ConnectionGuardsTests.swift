@@ -99,10 +99,15 @@ struct HeaderTimeoutTests {
 struct DeadlineTimerTests {
     final class Box { var fired = 0 }
 
-    @Test func firesOnceAtTheDeadline() {
+    /// A timer on an embedded loop that counts how often it expired.
+    static func make() -> (EmbeddedEventLoop, Box, DeadlineTimer) {
         let loop = EmbeddedEventLoop()
         let box = Box()
-        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        return (loop, box, DeadlineTimer(eventLoop: loop) { box.fired += 1 })
+    }
+
+    @Test func firesOnceAtTheDeadline() {
+        let (loop, box, timer) = Self.make()
         timer.arm(in: .seconds(10))
         loop.advanceTime(by: .seconds(9))
         #expect(box.fired == 0)
@@ -114,9 +119,7 @@ struct DeadlineTimerTests {
 
     @Test("moving the deadline later keeps the pending task, which re-arms itself for the rest")
     func movedDeadlineIsHonoured() {
-        let loop = EmbeddedEventLoop()
-        let box = Box()
-        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        let (loop, box, timer) = Self.make()
         timer.arm(in: .seconds(10))
         loop.advanceTime(by: .seconds(6))
         timer.arm(in: .seconds(10))  // now due at 16 s
@@ -129,9 +132,7 @@ struct DeadlineTimerTests {
     }
 
     @Test func disarmedTimerNeverFiresAndCanBeArmedAgain() {
-        let loop = EmbeddedEventLoop()
-        let box = Box()
-        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        let (loop, box, timer) = Self.make()
         for _ in 0..<100 {  // a request per second on a keep-alive connection: never more than one pending task
             timer.arm(in: .seconds(10))
             loop.advanceTime(by: .seconds(1))
@@ -145,9 +146,7 @@ struct DeadlineTimerTests {
     }
 
     @Test func anEarlierDeadlineReplacesALaterPendingTask() {
-        let loop = EmbeddedEventLoop()
-        let box = Box()
-        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        let (loop, box, timer) = Self.make()
         timer.arm(in: .seconds(60))
         timer.arm(in: .seconds(5))
         loop.advanceTime(by: .seconds(5))
@@ -155,9 +154,7 @@ struct DeadlineTimerTests {
     }
 
     @Test func cancelStopsEverything() {
-        let loop = EmbeddedEventLoop()
-        let box = Box()
-        let timer = DeadlineTimer(eventLoop: loop) { box.fired += 1 }
+        let (loop, box, timer) = Self.make()
         timer.arm(in: .seconds(1))
         timer.cancel()
         loop.advanceTime(by: .seconds(10))
