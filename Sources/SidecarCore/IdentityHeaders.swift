@@ -18,6 +18,50 @@ public enum HeaderName {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "!#$%&'*+-.^_`|~".utf8.contains(b)
         }
     }
+
+    /// ASCII case-insensitive equality (header names and `Connection` tokens; no other folding).
+    public static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
+        let x = a.utf8, y = b.utf8
+        guard x.count == y.count else { return false }
+        for (p, q) in zip(x, y) where p != q {
+            let fp = (p >= 0x41 && p <= 0x5A) ? p | 0x20 : p
+            let fq = (q >= 0x41 && q <= 0x5A) ? q | 0x20 : q
+            if fp != fq { return false }
+        }
+        return true
+    }
+
+    /// The tokens of `Connection` field values (RFC 9110 §7.6.1: comma-separated, optional whitespace), lower-cased,
+    /// without `keep-alive` and `close` (hop-by-hop framing, handled on their own) and empty list elements. Each
+    /// remaining token names a hop-by-hop header, or is `upgrade`. On bytes: this runs for every request and response.
+    public static func connectionTokens<Values: Sequence<String>>(_ values: Values) -> [String] {
+        var tokens: [String] = []
+        for value in values {
+            var utf8 = value
+            utf8.withUTF8 { bytes in
+                var start = 0
+                while start <= bytes.count {
+                    var end = start
+                    while end < bytes.count, bytes[end] != UInt8(ascii: ",") { end += 1 }
+                    var lo = start, hi = end
+                    while lo < hi, bytes[lo] == 0x20 || bytes[lo] == 0x09 { lo += 1 }
+                    while hi > lo, bytes[hi - 1] == 0x20 || bytes[hi - 1] == 0x09 { hi -= 1 }
+                    if hi > lo {
+                        let token = String(unsafeUninitializedCapacity: hi - lo) { out in
+                            for i in lo..<hi {
+                                let b = bytes[i]
+                                out[i - lo] = (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
+                            }
+                            return hi - lo
+                        }
+                        if token != "keep-alive" && token != "close" { tokens.append(token) }
+                    }
+                    start = end + 1
+                }
+            }
+        }
+        return tokens
+    }
 }
 
 /// Turns verified claims into upstream headers, and decides which incoming headers are identity spoofs.

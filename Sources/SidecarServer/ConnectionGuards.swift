@@ -43,7 +43,9 @@ final class DeadlineTimer {
 
     private func schedule(_ at: NIODeadline) {
         taskDeadline = at
-        task = eventLoop.assumeIsolated().scheduleTask(deadline: at) { [weak self] in self?.fire() }
+        // Strong: the task lives until it fires or `cancel()`; a weak capture would move the timer's retains to the
+        // slow side-table path.
+        task = eventLoop.assumeIsolated().scheduleTask(deadline: at) { self.fire() }
     }
 
     private func fire() {

@@ -17,6 +17,8 @@ final class ProxyContext: @unchecked Sendable {
     /// Normalised identity header names that do not start with `x-auth-` (those are always stripped); usually empty.
     let customOwnedNames: Set<String>
     let upstreamTimeout: TimeAmount
+    /// The session cookie names (chunks are `name.N`), for `strip_cookie`.
+    let sessionCookieNames: [String]
 
     init(config: SidecarConfig, loops: [ObjectIdentifier: LoopState], upstreamHost: String, upstreamBasePath: String, logger: Logger) {
         self.config = config
@@ -28,6 +30,7 @@ final class ProxyContext: @unchecked Sendable {
         self.accessLog = AccessLog(logger: logger, format: config.logFormat, enabled: config.accessLog)
         self.customOwnedNames = config.identity.ownedNames.filter { !$0.hasPrefix("x-auth-") }
         self.upstreamTimeout = .milliseconds(Int64(config.upstreamTimeout * 1000))
+        self.sessionCookieNames = config.authenticator.extractor.cookies.map(\.name)
     }
 
     func loopState(for loop: EventLoop) -> LoopState { loops[ObjectIdentifier(loop)]! }
@@ -94,7 +97,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
     private var trace: AccessLog.Trace?
     /// The current exchange's wait for the upstream's response head (`upstream_timeout`), one timer per connection.
-    private var upstreamTimer: DeadlineTimer!
+    /// Holds this handler strongly (a weak reference would move every retain of the handler to the slow side-table
+    /// path); `handlerRemoved` breaks the cycle.
+    private var upstreamTimer: DeadlineTimer?
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared
@@ -103,7 +108,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        upstreamTimer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.upstreamTimerExpired() }
+        upstreamTimer = DeadlineTimer(eventLoop: context.eventLoop) { self.upstreamTimerExpired() }
         self.loop = shared.loopState(for: context.eventLoop)
         if let ip = context.channel.remoteAddress?.ipAddress { remoteIP = ip }
     }
@@ -111,6 +116,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         upstreamTimer?.cancel()
+        upstreamTimer = nil
     }
 
     /// Nothing of the upstream's response came within `upstream_timeout`: 504.
@@ -275,7 +281,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
         guard head.method == .GET, head.headers.contains(name: "upgrade") else { return false }
-        return head.headers["connection"].contains { $0.lowercased().split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == "upgrade" } }
+        return HeaderName.connectionTokens(head.headers["connection"]).contains("upgrade")
     }
 
     /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
@@ -336,7 +342,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 ops.removeHandler(context: try ops.context(handlerType: type), promise: nil)
             }
             try remove(up, UpstreamHandler.self)
-            try remove(up, HTTPRequestEncoder.self)
+            try remove(up, UpstreamRequestEncoder.self)
             try remove(up, ByteToMessageHandler<HTTPResponseDecoder>.self)
             try? remove(down, IdleStateHandler.self)
             try remove(down, PipeliningHandler.self)
@@ -413,15 +419,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func forwardedHead(_ head: HTTPRequestHead, path: String, identity: [(String, String)], requestID: String) -> HTTPRequestHead {
         let config = shared.config
         // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
-        var connectionTokens: Set<String> = []
-        for value in head.headers["connection"] {
-            for token in value.split(separator: ",") {
-                let t = token.trimmingCharacters(in: .whitespaces).lowercased()
-                if t != "keep-alive" && t != "close" && t != "upgrade" { connectionTokens.insert(t) }
-            }
-        }
+        let connectionTokens = HeaderName.connectionTokens(head.headers["connection"]).filter { $0 != "upgrade" }
         let customOwned = shared.customOwnedNames
-        var headers = HTTPHeaders()
+        // Collected as an array: `HTTPHeaders.add` scans every name for non-ASCII bytes, and these names are llhttp
+        // tokens or validated at start-up.
+        var headers: [(String, String)] = []
         headers.reserveCapacity(head.headers.count + identity.count + 5)
         var host: String?
         var chunked = false
@@ -433,36 +435,60 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 continue
             case .host: host = value; continue
             case .cookie where config.stripCookie:
-                if let kept = stripSessionCookies(value) { headers.add(name: "cookie", value: kept) }
+                if let kept = stripSessionCookies(value) { headers.append(("cookie", kept)) }
                 continue
             case .authorization where config.stripAuthorization && value.hasPrefix("Bearer "): continue
             default:
                 if !customOwned.isEmpty, customOwned.contains(HeaderName.normalized(name)) { continue }
-                if !connectionTokens.isEmpty, connectionTokens.contains(name.lowercased()) { continue }
-                headers.add(name: name, value: value)
+                if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, name) }) { continue }
+                headers.append((name, value))
             }
         }
-        if chunked { headers.add(name: "transfer-encoding", value: "chunked") }
+        if chunked { headers.append(("transfer-encoding", "chunked")) }
         if Self.isUpgrade(head), let upgrade = head.headers["upgrade"].first {
-            headers.add(name: "connection", value: "upgrade")
-            headers.add(name: "upgrade", value: upgrade)
+            headers.append(("connection", "upgrade"))
+            headers.append(("upgrade", upgrade))
         }
-        headers.add(name: "host", value: shared.upstreamHost)
-        headers.add(name: "x-forwarded-for", value: remoteIP)
-        headers.add(name: "x-forwarded-proto", value: "http")
-        if let host { headers.add(name: "x-forwarded-host", value: host) }
-        headers.add(name: "x-request-id", value: requestID)
-        for (n, v) in identity { headers.add(name: n, value: v) }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: shared.upstreamBasePath + path, headers: headers)
+        headers.append(("host", shared.upstreamHost))
+        headers.append(("x-forwarded-for", remoteIP))
+        headers.append(("x-forwarded-proto", "http"))
+        if let host { headers.append(("x-forwarded-host", host)) }
+        headers.append(("x-request-id", requestID))
+        for (n, v) in identity { headers.append((n, v)) }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: shared.upstreamBasePath + path, headers: HTTPHeaders(headers))
     }
 
+    /// The `Cookie` value without the session cookie and its chunks (`name`, `name.N`), split and compared on bytes
+    /// like ``SessionTokenExtractor`` (never Characters: `;` followed by a combining mark is one Character).
     private func stripSessionCookies(_ header: String) -> String? {
-        let names = shared.policy.authenticator.extractor.cookies.map(\.name)
-        let kept = header.split(separator: ";").filter { pair in
-            let name = pair.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-            return !names.contains { name == $0 || (name.hasPrefix($0 + ".") && name.dropFirst($0.count + 1).allSatisfy(\.isNumber)) }
+        let names = shared.sessionCookieNames
+        var kept: [Substring] = []
+        let utf8 = header.utf8
+        var start = utf8.startIndex
+        while true {
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: ";")) ?? utf8.endIndex
+            let pair = header[start..<end]
+            if !Self.isSessionCookie(pair, names: names) { kept.append(pair) }
+            if end == utf8.endIndex { break }
+            start = utf8.index(after: end)
         }
         return kept.isEmpty ? nil : kept.joined(separator: ";")
+    }
+
+    /// The pair's name (before `=`, OWS trimmed) is one of `names` or one of their chunks `name.<digits>`.
+    static func isSessionCookie(_ pair: Substring, names: [String]) -> Bool {
+        var name = pair.utf8[...]
+        if let eq = name.firstIndex(of: UInt8(ascii: "=")) { name = name[..<eq] }
+        while let b = name.first, b == 0x20 || b == 0x09 { name = name.dropFirst() }
+        while let b = name.last, b == 0x20 || b == 0x09 { name = name.dropLast() }
+        for cookie in names {
+            let c = cookie.utf8
+            guard name.starts(with: c) else { continue }
+            let rest = name.dropFirst(c.count)
+            if rest.isEmpty { return true }
+            if rest.first == UInt8(ascii: "."), rest.dropFirst().allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) { return true }
+        }
+        return false
     }
 
     /// Takes an idle keep-alive connection synchronously when there is one (no read pause, no epoll change);
@@ -505,7 +531,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         for part in exchange.buffered { connection.channel.write(part, promise: nil) }
         exchange.buffered.removeAll()
         connection.channel.flush()
-        upstreamTimer.arm(in: shared.upstreamTimeout)
+        upstreamTimer?.arm(in: shared.upstreamTimeout)
     }
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -603,7 +629,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Ends an exchange with a sidecar error (502/504) or closes the connection if the response already started.
     private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus, code: String) {
-        upstreamTimer.disarm()
+        upstreamTimer?.disarm()
         exchange.upstream?.handler.delegate = nil
         exchange.upstream?.channel.close(promise: nil)
         exchange.upstream = nil
@@ -625,7 +651,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func finishLocally(_ exchange: Exchange, head: HTTPResponseHead, body: ByteBuffer, close: Bool) {
         guard let context else { return }
-        upstreamTimer.disarm()
+        upstreamTimer?.disarm()
         var head = head
         for (n, v) in corsHeaders { head.headers.add(name: n, value: v) }
         let close = close || !exchange.clientKeepAlive
@@ -652,35 +678,36 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .head(let head):
             // 1xx informational responses (103 Early Hints) are not relayed; 100 never comes since Expect is answered here.
             if head.status.code >= 100 && head.status.code < 200 && !(exchange.isUpgrade && head.status == .switchingProtocols) { return }
-            upstreamTimer.disarm()
+            upstreamTimer?.disarm()
             exchange.responseStarted = true
             exchange.status = head.status.code
             if !head.isKeepAlive { exchange.keepUpstream = false }
-            var headers = HTTPHeaders()
+            // An array, then one `HTTPHeaders`: `add` would scan each name for non-ASCII bytes (llhttp admitted
+            // only token characters).
+            var headers: [(String, String)] = []
             headers.reserveCapacity(head.headers.count + 2 + corsHeaders.count)
-            var connectionTokens: Set<String> = []
-            for value in head.headers["connection"] {
-                for token in value.split(separator: ",") { connectionTokens.insert(token.trimmingCharacters(in: .whitespaces).lowercased()) }
-            }
+            let connectionTokens = HeaderName.connectionTokens(head.headers["connection"])
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
             let replaceCORS = !corsHeaders.isEmpty && shared.config.cors.config.replaceUpstreamHeaders
+            var hasRequestID = false
             for (name, value) in head.headers {
                 if replaceCORS && CORSPolicy.isOwnedResponseHeader(name) { continue }
                 let kind = HeaderClass.of(name)
-                if switching && kind == .hopByHop { headers.add(name: name, value: value); continue }
+                if switching && kind == .hopByHop { headers.append((name, value)); continue }
                 if kind == .hopByHop { continue }
-                if !connectionTokens.isEmpty, connectionTokens.contains(name.lowercased()) { continue }
-                headers.add(name: name, value: value)
+                if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, name) }) { continue }
+                if kind == .requestID { hasRequestID = true }
+                headers.append((name, value))
             }
-            if !headers.contains(name: "x-request-id") { headers.add(name: "x-request-id", value: exchange.requestID) }
-            if !exchange.clientKeepAlive { headers.add(name: "connection", value: "close") }
-            for (n, v) in corsHeaders { headers.add(name: n, value: v) }
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: headers))), promise: nil)
+            if !hasRequestID { headers.append(("x-request-id", exchange.requestID)) }
+            if !exchange.clientKeepAlive { headers.append(("connection", "close")) }
+            headers.append(contentsOf: corsHeaders)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(headers)))), promise: nil)
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
         case .end(let trailers):
-            upstreamTimer.disarm()
+            upstreamTimer?.disarm()
             if exchange.isUpgrade, exchange.status == 101, let upstream = exchange.upstream {
                 exchange.upstream = nil
                 finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 101,
@@ -739,7 +766,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard exchange.reusedConnection, !exchange.responseStarted, let head = exchange.replayHead, let context else { return false }
         exchange.replayHead = nil
         exchange.reusedConnection = false
-        upstreamTimer.disarm()
+        upstreamTimer?.disarm()
         exchange.upstream?.handler.delegate = nil
         exchange.upstream?.channel.close(promise: nil)
         exchange.upstream = nil
@@ -786,7 +813,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .proxying(let exchange) = state {
-            upstreamTimer.disarm()
+            upstreamTimer?.disarm()
             if let upstream = exchange.upstream {
                 upstream.handler.delegate = nil
                 upstream.channel.close(promise: nil)
@@ -814,7 +841,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var answerable = true
         if case .proxying(let exchange) = state {
             answerable = !exchange.responseStarted
-            upstreamTimer.disarm()
+            upstreamTimer?.disarm()
             if let upstream = exchange.upstream {
                 upstream.handler.delegate = nil
                 upstream.channel.close(promise: nil)

@@ -70,7 +70,7 @@ final class UpstreamPool: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     // Built by hand (not addHTTPClientHandlers) so a WebSocket upgrade can splice the raw bytes after 101.
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(UpstreamRequestEncoder())
                     try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
                     try sync.addHandler(handler)
                 }
@@ -121,7 +121,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
-    weak var delegate: UpstreamDelegate?
+    /// The proxy handler of the exchange using this connection. Strong, and cleared on every detach (release to the
+    /// pool, failure, close): a weak reference would put every retain of the proxy handler on the slow side-table path.
+    var delegate: UpstreamDelegate?
     weak var pool: UpstreamPool?
     private var paused = false
     private var pendingRead = false

@@ -350,6 +350,41 @@ extension PolicyTests {
         func isValid(name: String, expected: Bool) {
             #expect(HeaderName.isValid(name) == expected, "\(name.debugDescription)")
         }
+
+        static let connectionCases: [([String], [String])] = [
+            ([], []),
+            (["keep-alive"], []),
+            (["Keep-Alive"], []),
+            (["close"], []),
+            (["Upgrade"], ["upgrade"]),
+            (["keep-alive, Upgrade"], ["upgrade"]),
+            (["X-Secret ,\tTE"], ["x-secret", "te"]),
+            (["a,,b", " , "], ["a", "b"]),
+            (["x-auth-sub", "close, X-Other"], ["x-auth-sub", "x-other"]),
+            ([",,"], []),
+            (["\u{301}x"], ["\u{301}x"]),
+        ]
+
+        @Test("connectionTokens: comma lists across field lines, OWS trimmed, lower-cased, without keep-alive/close",
+              arguments: connectionCases)
+        func connectionTokens(values: [String], expected: [String]) {
+            #expect(HeaderName.connectionTokens(values) == expected)
+        }
+
+        static let caseCases: [(String, String, Bool)] = [
+            ("X-Secret", "x-secret", true),
+            ("x-secret", "X-SECRET", true),
+            ("x-secret", "x-secre", false),
+            ("x_secret", "x-secret", false),
+            ("Ä", "ä", false),
+            ("", "", true),
+            ("[", "{", false),
+        ]
+
+        @Test("equalsIgnoringCase: ASCII letters only", arguments: caseCases)
+        func equalsIgnoringCase(a: String, b: String, expected: Bool) {
+            #expect(HeaderName.equalsIgnoringCase(a, b) == expected)
+        }
     }
 
     @Suite("IdentityHeaderMapper")

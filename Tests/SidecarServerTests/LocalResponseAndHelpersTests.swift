@@ -80,6 +80,29 @@ struct HeaderClassTests {
         #expect(!ProxyHandler.isUpgrade(head(.POST, [("upgrade", "websocket"), ("connection", "upgrade")])))
         #expect(!ProxyHandler.isUpgrade(head(.GET, [("upgrade", "websocket")])))
         #expect(!ProxyHandler.isUpgrade(head(.GET, [("connection", "upgrade")])))
+        #expect(ProxyHandler.isUpgrade(head(.GET, [("upgrade", "websocket"), ("connection", "keep-alive"), ("connection", " UPGRADE\t")])))
+    }
+
+    static let sessionCookieCases: [(String, Bool)] = [
+        ("authjs.session-token=abc", true),
+        (" authjs.session-token=abc", true),
+        ("\tauthjs.session-token \t=abc", true),
+        ("authjs.session-token.0=abc", true),
+        ("authjs.session-token.12=abc", true),
+        ("__Secure-authjs.session-token.1=abc", true),
+        ("authjs.session-token", true),
+        ("authjs.session-token.x=abc", false),
+        ("authjs.session-token.\u{663}=abc", false),  // ARABIC-INDIC DIGIT THREE: not a chunk index on bytes
+        ("authjs.session-token\u{301}=abc", false),   // a combining mark makes another name, as for the extractor
+        ("authjs.session-tokens=abc", false),
+        ("theme=dark", false),
+        ("", false),
+    ]
+
+    @Test("strip_cookie recognises the session cookie and its chunks on bytes, like the extractor", arguments: sessionCookieCases)
+    func sessionCookieNames(pair: String, expected: Bool) {
+        let names = ["authjs.session-token", "__Secure-authjs.session-token"]
+        #expect(ProxyHandler.isSessionCookie(pair[...], names: names) == expected, "\(pair.debugDescription)")
     }
 }
 

@@ -1,0 +1,129 @@
+import NIOCore
+import NIOHTTP1
+import SidecarCore
+
+/// Serialises requests to the upstream: HTTP/1.1 wire format with NIO's framing rules, the head in one write.
+///
+/// Takes the place of NIO's `HTTPRequestEncoder` (same input type, so the response decoder behind it still sees each
+/// request head and knows which responses answer a HEAD). The framing is NIO's: a request that must not have a body
+/// (TRACE) loses `Content-Length`/`Transfer-Encoding`; one that may (POST, PUT, PATCH) and has no `Content-Length` is
+/// sent chunked; for the others `Content-Length` wins over `Transfer-Encoding`, and the body is chunked only when the
+/// first `Transfer-Encoding` is `chunked`. What differs is the cost: NIO writes the start line and every header name,
+/// separator, value and CRLF separately (four bounds-checked buffer writes per header); here the block is measured,
+/// then copied into one buffer of that size.
+final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = IOData
+
+    private var isChunked = false
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch Self.unwrapOutboundIn(data) {
+        case .head(let head):
+            let (buffer, chunked) = Self.serialize(head, allocator: context.channel.allocator)
+            isChunked = chunked
+            context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        case .body(let chunk):
+            let size = chunk.readableBytes
+            guard isChunked, size > 0 else {
+                // An empty chunk would end a chunked body: written as nothing, only to keep promises in order.
+                context.write(Self.wrapOutboundOut(chunk), promise: promise)
+                return
+            }
+            var prefix = context.channel.allocator.buffer(capacity: 18)
+            prefix.writeString(String(size, radix: 16))
+            prefix.writeStaticString("\r\n")
+            context.write(Self.wrapOutboundOut(.byteBuffer(prefix)), promise: nil)
+            context.write(Self.wrapOutboundOut(chunk), promise: nil)
+            context.write(Self.wrapOutboundOut(.byteBuffer(Self.crlf)), promise: promise)
+        case .end(let trailers):
+            if isChunked {
+                var buffer = context.channel.allocator.buffer(capacity: 64)
+                buffer.writeStaticString("0\r\n")
+                for (name, value) in trailers ?? HTTPHeaders() {
+                    buffer.writeString(name)
+                    buffer.writeStaticString(": ")
+                    buffer.writeString(value)
+                    buffer.writeStaticString("\r\n")
+                }
+                buffer.writeStaticString("\r\n")
+                context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+            } else if let promise {
+                context.write(Self.wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: promise)
+            }
+            isChunked = false
+        }
+    }
+
+    private static let crlf = ByteBuffer(staticString: "\r\n")
+
+    /// The head's wire bytes and whether its body is chunked.
+    static func serialize(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool) {
+        var hasLength = false
+        var firstEncoding: String?
+        for (name, value) in head.headers {
+            if HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true }
+            else if firstEncoding == nil, HeaderName.equalsIgnoringCase(name, "transfer-encoding") { firstEncoding = value }
+        }
+        let http11 = head.version.major == 1 && head.version.minor >= 1
+        let keepLength: Bool, keepEncoding: Bool, addChunked: Bool, chunked: Bool
+        switch head.method {
+        case .TRACE:
+            (keepLength, keepEncoding, addChunked, chunked) = (false, false, false, false)
+        case .POST, .PUT, .PATCH:
+            if hasLength {
+                (keepLength, keepEncoding, addChunked, chunked) = (true, false, false, false)
+            } else {
+                (keepLength, keepEncoding, addChunked, chunked) = (true, !http11, http11, http11)
+            }
+        default:
+            if hasLength {
+                (keepLength, keepEncoding, addChunked, chunked) = (true, false, false, false)
+            } else {
+                (keepLength, keepEncoding, addChunked, chunked) = (true, true, false, http11 && firstEncoding == "chunked")
+            }
+        }
+        func kept(_ name: String) -> Bool {
+            switch name.utf8.count {
+            case 14: return keepLength || !HeaderName.equalsIgnoringCase(name, "content-length")
+            case 17: return keepEncoding || !HeaderName.equalsIgnoringCase(name, "transfer-encoding")
+            default: return true
+            }
+        }
+        let method = head.method.rawValue
+        let version = head.version == .http1_1 ? "HTTP/1.1" : "HTTP/\(head.version.major).\(head.version.minor)"
+        var size = method.utf8.count + 1 + head.uri.utf8.count + 1 + version.utf8.count + 2 + 2
+        for (name, value) in head.headers where kept(name) { size += name.utf8.count + 2 + value.utf8.count + 2 }
+        if addChunked { size += chunkedField.count }
+        var buffer = allocator.buffer(capacity: size)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+            var out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            func put(_ s: String) {
+                var s = s
+                s.withUTF8 { bytes in
+                    if let base = bytes.baseAddress { out.update(from: base, count: bytes.count) }
+                    out += bytes.count
+                }
+            }
+            func put(_ a: UInt8, _ b: UInt8) {
+                out[0] = a
+                out[1] = b
+                out += 2
+            }
+            put(method); out.pointee = 0x20; out += 1
+            put(head.uri); out.pointee = 0x20; out += 1
+            put(version); put(0x0D, 0x0A)
+            for (name, value) in head.headers where kept(name) {
+                put(name); put(0x3A, 0x20); put(value); put(0x0D, 0x0A)
+            }
+            if addChunked {
+                for b in chunkedField { out.pointee = b; out += 1 }
+            }
+            put(0x0D, 0x0A)
+            return size
+        }
+        return (buffer, chunked)
+    }
+
+    private static let chunkedField = Array("transfer-encoding: chunked\r\n".utf8)
+}

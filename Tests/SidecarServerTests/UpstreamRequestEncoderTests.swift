@@ -1,0 +1,97 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+@testable import SidecarServer
+
+/// The sidecar's upstream encoder must put exactly the bytes on the wire that NIO's `HTTPRequestEncoder` would: same
+/// start line, same headers in the same order, same framing decisions, same chunking and trailers.
+@Suite("UpstreamRequestEncoder")
+struct UpstreamRequestEncoderTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        let name: String
+        let method: HTTPMethod
+        let version: HTTPVersion
+        let headers: [(String, String)]
+        let body: [String]
+        let trailers: [(String, String)]?
+        var testDescription: String { name }
+
+        init(_ name: String, _ method: HTTPMethod, _ headers: [(String, String)], body: [String] = [], trailers: [(String, String)]? = nil,
+             version: HTTPVersion = .http1_1) {
+            self.name = name
+            self.method = method
+            self.headers = headers
+            self.body = body
+            self.trailers = trailers
+            self.version = version
+        }
+    }
+
+    static let cases: [Case] = [
+        Case("GET, no framing", .GET, [("host", "up"), ("x-auth-sub", "u1"), ("accept", "*/*")]),
+        Case("GET with Content-Length and Transfer-Encoding: length wins", .GET,
+             [("host", "up"), ("Content-Length", "3"), ("Transfer-Encoding", "chunked")], body: ["abc"]),
+        Case("GET chunked", .GET, [("host", "up"), ("transfer-encoding", "chunked")], body: ["hello", "", "world"]),
+        Case("DELETE with a non-chunked Transfer-Encoding", .DELETE, [("host", "up"), ("transfer-encoding", "gzip")]),
+        Case("POST with Content-Length", .POST, [("host", "up"), ("content-length", "4")], body: ["ab", "cd"]),
+        Case("POST without framing becomes chunked", .POST, [("host", "up")], body: ["0123456789abcdef0"]),
+        Case("POST without framing, no body", .POST, [("host", "up")]),
+        Case("PUT replacing a Transfer-Encoding", .PUT, [("host", "up"), ("Transfer-Encoding", "gzip, chunked")], body: ["x"]),
+        Case("PATCH chunked with trailers", .PATCH, [("host", "up"), ("transfer-encoding", "chunked")], body: ["x"],
+             trailers: [("x-checksum", "abc"), ("x-other", "1")]),
+        Case("PATCH chunked with empty trailers", .PATCH, [("host", "up"), ("transfer-encoding", "chunked")], body: ["x"], trailers: []),
+        Case("TRACE loses both framing headers", .TRACE, [("host", "up"), ("content-length", "0"), ("transfer-encoding", "chunked")]),
+        Case("custom method", .RAW(value: "PROPFIND"), [("host", "up"), ("depth", "1")]),
+        Case("HTTP/1.0 POST is not chunked", .POST, [("host", "up")], body: ["abc"], version: .http1_0),
+        Case("a long header block", .GET, (0..<40).map { ("x-h\($0)", String(repeating: "v", count: $0 * 7)) }),
+        Case("empty value, non-ASCII value bytes", .GET, [("host", "up"), ("x-empty", ""), ("x-auth-name", "utf-8''J%C3%BCrgen"), ("x-raw", "é")]),
+    ]
+
+    /// Everything one encoder writes for the case's head, body parts and end, as one byte string.
+    static func wire(_ c: Case, encoder: some ChannelHandler) throws -> [UInt8] {
+        let channel = EmbeddedChannel(handler: encoder)
+        defer { _ = try? channel.finish() }
+        let uri = "/api/items?q=1&r=%20"
+        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: c.version, method: c.method, uri: uri, headers: HTTPHeaders(c.headers))))
+        for part in c.body { try channel.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: part)))) }
+        try channel.writeOutbound(HTTPClientRequestPart.end(c.trailers.map(HTTPHeaders.init)))
+        var bytes: [UInt8] = []
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = data else { Issue.record("file region"); continue }
+            bytes += buffer.readableBytesView
+        }
+        return bytes
+    }
+
+    @Test("same bytes as NIO's HTTPRequestEncoder", arguments: cases)
+    func sameBytesAsNIO(_ c: Case) throws {
+        let ours = try Self.wire(c, encoder: UpstreamRequestEncoder())
+        let nio = try Self.wire(c, encoder: HTTPRequestEncoder())
+        #expect(String(decoding: ours, as: UTF8.self) == String(decoding: nio, as: UTF8.self))
+        #expect(ours == nio)
+    }
+
+    @Test func chunkedFramingIsWhatTheUpstreamParses() throws {
+        let c = Case("POST", .POST, [("host", "up")], body: ["hello", "world!"])
+        let text = String(decoding: try Self.wire(c, encoder: UpstreamRequestEncoder()), as: UTF8.self)
+        #expect(text == "POST /api/items?q=1&r=%20 HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n")
+    }
+
+    @Test func promisesCompleteInOrder() throws {
+        let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+        defer { _ = try? channel.finish() }
+        var done: [String] = []
+        let head = channel.eventLoop.makePromise(of: Void.self)
+        let body = channel.eventLoop.makePromise(of: Void.self)
+        let end = channel.eventLoop.makePromise(of: Void.self)
+        head.futureResult.whenSuccess { done.append("head") }
+        body.futureResult.whenSuccess { done.append("body") }
+        end.futureResult.whenSuccess { done.append("end") }
+        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/", headers: ["content-length": "1"])), promise: head)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "x"))), promise: body)
+        channel.write(HTTPClientRequestPart.end(nil), promise: end)
+        channel.flush()
+        #expect(done == ["head", "body", "end"])
+    }
+}
