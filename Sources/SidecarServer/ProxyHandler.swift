@@ -17,6 +17,7 @@ final class ProxyContext: @unchecked Sendable {
     /// Normalised identity header names that do not start with `x-auth-` (those are always stripped); usually empty.
     let customOwnedNames: Set<String>
     let upstreamTimeout: TimeAmount
+    let corsEnabled: Bool
     /// The session cookie names (chunks are `name.N`), for `strip_cookie`.
     let sessionCookieNames: [String]
 
@@ -31,6 +32,7 @@ final class ProxyContext: @unchecked Sendable {
         self.customOwnedNames = config.identity.ownedNames.filter { !$0.hasPrefix("x-auth-") }
         self.upstreamTimeout = .milliseconds(Int64(config.upstreamTimeout * 1000))
         self.sessionCookieNames = config.authenticator.extractor.cookies.map(\.name)
+        self.corsEnabled = config.cors.isEnabled
     }
 
     func loopState(for loop: EventLoop) -> LoopState { loops[ObjectIdentifier(loop)]! }
@@ -204,8 +206,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
 
         // CORS before authentication: browsers send preflights without credentials.
-        let cors = config.cors
-        if cors.isEnabled {
+        if shared.corsEnabled {
+            let cors = config.cors
             switch cors.evaluate(method: head.method.rawValue, origin: head.headers["origin"].first,
                                  requestMethod: head.headers["access-control-request-method"].first,
                                  requestHeaders: head.headers.contains(name: "access-control-request-headers") ? head.headers["access-control-request-headers"].joined(separator: ",") : nil,
@@ -404,9 +406,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let hosts = head.headers["host"]
         if head.version.major == 1 && head.version.minor == 0 && hosts.isEmpty { return true }
         guard hosts.count == 1, let host = hosts.first else { return false }
-        return host.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-._~:[]%!$&'()*+,;=".utf8.contains(b)
-        }
+        return host.utf8.allSatisfy { hostBytes[Int($0)] }
+    }
+
+    /// The bytes of RFC 3986 `host [":" port]`: unreserved, sub-delims, `:`, `[`, `]` and `%` (a table: this runs
+    /// for every request).
+    private static let hostBytes: [Bool] = (0..<256).map { i in
+        let b = UInt8(i)
+        return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-._~:[]%!$&'()*+,;=".utf8.contains(b)
     }
 
     private func payloadTooLarge(_ requestID: String, close: Bool) -> (HTTPResponseHead, ByteBuffer) {

@@ -62,8 +62,11 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         var hasLength = false
         var firstEncoding: String?
         for (name, value) in head.headers {
-            if HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true }
-            else if firstEncoding == nil, HeaderName.equalsIgnoringCase(name, "transfer-encoding") { firstEncoding = value }
+            switch name.utf8.count {
+            case 14: if HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true }
+            case 17: if firstEncoding == nil, HeaderName.equalsIgnoringCase(name, "transfer-encoding") { firstEncoding = value }
+            default: break
+            }
         }
         let http11 = head.version.major == 1 && head.version.minor >= 1
         let keepLength: Bool, keepEncoding: Bool, addChunked: Bool, chunked: Bool
@@ -94,36 +97,36 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         let version = head.version == .http1_1 ? "HTTP/1.1" : "HTTP/\(head.version.major).\(head.version.minor)"
         var size = method.utf8.count + 1 + head.uri.utf8.count + 1 + version.utf8.count + 2 + 2
         for (name, value) in head.headers where kept(name) { size += name.utf8.count + 2 + value.utf8.count + 2 }
-        if addChunked { size += chunkedField.count }
+        if addChunked { size += chunkedField.utf8.count }
         var buffer = allocator.buffer(capacity: size)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-            var out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            func put(_ s: String) {
-                var s = s
-                s.withUTF8 { bytes in
-                    if let base = bytes.baseAddress { out.update(from: base, count: bytes.count) }
-                    out += bytes.count
-                }
-            }
-            func put(_ a: UInt8, _ b: UInt8) {
-                out[0] = a
-                out[1] = b
-                out += 2
-            }
-            put(method); out.pointee = 0x20; out += 1
-            put(head.uri); out.pointee = 0x20; out += 1
-            put(version); put(0x0D, 0x0A)
+            let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var at = 0
+            copy(method, to: out, at: &at); out[at] = 0x20; at += 1
+            copy(head.uri, to: out, at: &at); out[at] = 0x20; at += 1
+            copy(version, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
             for (name, value) in head.headers where kept(name) {
-                put(name); put(0x3A, 0x20); put(value); put(0x0D, 0x0A)
+                copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
             }
-            if addChunked {
-                for b in chunkedField { out.pointee = b; out += 1 }
-            }
-            put(0x0D, 0x0A)
-            return size
+            if addChunked { copy(chunkedField, to: out, at: &at) }
+            out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+            assert(at == size)
+            return at
         }
         return (buffer, chunked)
     }
 
-    private static let chunkedField = Array("transfer-encoding: chunked\r\n".utf8)
+    private static let chunkedField = "transfer-encoding: chunked\r\n"
+
+    /// Copies `s`'s UTF-8 bytes to `out + at` and advances `at` (an `inout` index, not a captured variable: a
+    /// closure's captured `var` is checked for exclusive access at run time on every use).
+    @inline(__always)
+    private static func copy(_ s: String, to out: UnsafeMutablePointer<UInt8>, at: inout Int) {
+        var s = s
+        s.withUTF8 { bytes in
+            if let base = bytes.baseAddress { (out + at).update(from: base, count: bytes.count) }
+            at += bytes.count
+        }
+    }
 }

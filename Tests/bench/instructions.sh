@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind (callgrind): repeatable on a noisy box where rps and CPU time
+# drift by ±20 %. Builds release, starts a one-worker nginx upstream (the bench kit's config) and the sidecar under
+# callgrind with one event-loop thread, sends N1 and then N2 keep-alive requests (v5 JWE session cookie, the kit's
+# token; 8 connections, one request at a time) and prints (I(N2) − I(N1)) / (N2 − N1): start-up cancels out.
+#   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
+# Counts user-space instructions only (no kernel, no waiting); one request per event-loop turn, so per-turn costs
+# are included in full (a loaded server spreads them over several requests).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+KIT=${BENCH_KIT:-$ROOT/../shared/bench}
+N1=${1:-200}; N2=${2:-1200}
+[ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
+need=()
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v nginx >/dev/null || need+=(nginx)
+[ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
+[ -s "$KIT/tokens/jwe.txt" ] || "$KIT/setup.sh" >/dev/null
+if [ -z "${BIN:-}" ]; then
+    swift build -c release --product authjs-sidecar >&2
+    BIN=$ROOT/.build/release/authjs-sidecar
+fi
+RUN=$(mktemp -d /tmp/sidecar-instr.XXXXXX)
+UP_PORT=18381; PORT=18391
+cleanup() {
+    [ -f "$RUN/nginx.pid" ] && kill "$(cat "$RUN/nginx.pid")" 2>/dev/null || true
+    pkill -f "callgrind-out-file=$RUN" 2>/dev/null || true
+    rm -rf "$RUN"
+}
+trap cleanup EXIT
+# valgrind cannot read the Swift toolchain's DWARF; symbols (the symbol table) are kept.
+strip --strip-debug -o "$RUN/sidecar" "$BIN"
+mkdir -p "$RUN/tmp"
+sed -e "s#@RUN@#$RUN#g" -e "s#@PORT@#$UP_PORT#g" -e "s#nginx-upstream.tmp#tmp#g" "$KIT/conf/nginx-upstream.conf.in" \
+    | sed -e "s#pid .*;#pid $RUN/nginx.pid;#" > "$RUN/nginx.conf"
+nginx -c "$RUN/nginx.conf"
+
+count() {  # count N -> total instructions of a sidecar process that served N requests
+    local n=$1
+    AUTH_SECRET=$(cat "$KIT/tokens/secret.txt") SIDECAR_LISTEN=127.0.0.1:$PORT SIDECAR_UPSTREAM=http://127.0.0.1:$UP_PORT \
+        SIDECAR_THREADS=1 SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning SIDECAR_TOKEN_FORMATS=authjs-v5,nextauth-v4 \
+        valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.$n" "$RUN/sidecar" serve >"$RUN/vg.$n.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 240); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break
+        sleep 0.5
+    done
+    python3 - "$PORT" "$n" "$KIT/tokens/jwe.txt" <<'EOF'
+import socket, sys
+port, n, token = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3]).read().strip()
+req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: authjs.session-token={token}\r\n\r\n".encode()
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+for i in range(n):
+    s = conns[i % 8]
+    s.sendall(req)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        sys.exit(f"request {i}: {head.splitlines()[0]!r}")
+    length = next(int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length"))
+    while len(rest) < length:
+        rest += s.recv(65536)
+EOF
+    kill -INT "$pid"; wait "$pid" || true
+    awk '/^summary:/ {print $2}' "$RUN/cg.$n"
+}
+a=$(count "$N1"); b=$(count "$N2")
+echo "instructions per request: $(( (b - a) / (N2 - N1) ))  ($N1 requests: $a, $N2 requests: $b)"
