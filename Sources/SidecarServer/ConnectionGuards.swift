@@ -61,10 +61,14 @@ final class DeadlineTimer {
     }
 }
 
-/// Shared between ``HeaderTimeoutHandler`` and ``ProxyHandler`` of one connection (same event loop).
+/// Shared between ``HeaderTimeoutHandler``, ``ClientResponseEncoder`` and ``ProxyHandler`` of one connection (same
+/// event loop).
 final class HeadWatch {
     /// True between requests: the next bytes start a header block.
     var awaitingHead = true
+    /// The request being answered is a HEAD (set by ``ProxyHandler`` per request head, cleared by
+    /// ``ClientResponseEncoder`` after each answer): its response carries no body.
+    var answeringHead = false
     /// The header-block timer (set by ``HeaderTimeoutHandler``).
     var timer: DeadlineTimer?
     /// When the current header block must be complete; nil while no block is in progress.

@@ -141,6 +141,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         watch.headArrived()
+        watch.answeringHead = head.method == .HEAD
         corsHeaders = []
         trace = shared.config.accessLog && head.headers.contains(name: "traceparent")
             ? AccessLog.Trace(traceparent: head.headers["traceparent"].first, tracestate: head.headers["tracestate"].first) : nil
@@ -348,8 +349,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             try remove(up, ByteToMessageHandler<HTTPResponseDecoder>.self)
             try? remove(down, IdleStateHandler.self)
             try remove(down, PipeliningHandler.self)
-            try remove(down, NIOHTTPResponseHeadersValidator.self)
-            try remove(down, HTTPResponseEncoder.self)
+            try remove(down, ClientResponseEncoder.self)
             down.removeHandler(context: context, promise: nil)
             try remove(down, ByteToMessageHandler<HTTPRequestDecoder>.self)
         } catch {

@@ -63,18 +63,8 @@ public final class SidecarServer: @unchecked Sendable {
             .childChannelOption(.autoRead, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // The HTTP/1 server pipeline, assembled by hand so the decoder forwards leftover bytes after a
-                    // WebSocket upgrade: limit → header timeout → idle → codec → header validation → pipelining → proxy (which answers parse errors).
-                    let sync = channel.pipeline.syncOperations
-                    let watch = HeadWatch()
-                    try sync.addHandler(ConnectionLimitHandler(limit: limit))
-                    try sync.addHandler(HeaderTimeoutHandler(watch: watch, timeout: headerTimeout))
-                    try sync.addHandler(IdleStateHandler(readTimeout: idle))
-                    try sync.addHandler(HTTPResponseEncoder(configuration: .init()))
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-                    try sync.addHandler(NIOHTTPResponseHeadersValidator())
-                    try sync.addHandler(PipeliningHandler())
-                    try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
+                    try Self.addClientHandlers(to: channel.pipeline.syncOperations, limit: limit, headerTimeout: headerTimeout,
+                                               idleTimeout: idle, shared: shared)
                 }
             }
         let channel: Channel
@@ -140,5 +130,19 @@ public final class SidecarServer: @unchecked Sendable {
         case .tcp(let host, let port): return try SocketAddress.makeAddressResolvingHost(host, port: port)
         case .unix(let path): return try SocketAddress(unixDomainSocketPath: path)
         }
+    }
+
+    /// The HTTP/1 server pipeline of one client connection, assembled by hand so the decoder forwards leftover bytes
+    /// after a WebSocket upgrade: limit → header timeout → idle → response encoder (which also validates response
+    /// heads) → request decoder → pipelining → proxy (which also answers parse errors).
+    static func addClientHandlers(to sync: ChannelPipeline.SynchronousOperations, limit: ConnectionLimit, headerTimeout: TimeAmount,
+                                  idleTimeout: TimeAmount, shared: ProxyContext, watch: HeadWatch = HeadWatch()) throws {
+        try sync.addHandler(ConnectionLimitHandler(limit: limit))
+        try sync.addHandler(HeaderTimeoutHandler(watch: watch, timeout: headerTimeout))
+        try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+        try sync.addHandler(ClientResponseEncoder(watch: watch))
+        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try sync.addHandler(PipeliningHandler())
+        try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
     }
 }

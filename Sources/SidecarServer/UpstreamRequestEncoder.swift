@@ -102,14 +102,14 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
             let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
             var at = 0
-            copy(method, to: out, at: &at); out[at] = 0x20; at += 1
-            copy(head.uri, to: out, at: &at); out[at] = 0x20; at += 1
-            copy(version, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+            HTTPWire.copy(method, to: out, at: &at); out[at] = 0x20; at += 1
+            HTTPWire.copy(head.uri, to: out, at: &at); out[at] = 0x20; at += 1
+            HTTPWire.copy(version, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
             for (name, value) in head.headers where kept(name) {
-                copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
-                copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
             }
-            if addChunked { copy(chunkedField, to: out, at: &at) }
+            if addChunked { HTTPWire.copy(chunkedField, to: out, at: &at) }
             out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
             assert(at == size)
             return at
@@ -118,15 +118,4 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     }
 
     private static let chunkedField = "transfer-encoding: chunked\r\n"
-
-    /// Copies `s`'s UTF-8 bytes to `out + at` and advances `at` (an `inout` index, not a captured variable: a
-    /// closure's captured `var` is checked for exclusive access at run time on every use).
-    @inline(__always)
-    private static func copy(_ s: String, to out: UnsafeMutablePointer<UInt8>, at: inout Int) {
-        var s = s
-        s.withUTF8 { bytes in
-            if let base = bytes.baseAddress { (out + at).update(from: base, count: bytes.count) }
-            at += bytes.count
-        }
-    }
 }

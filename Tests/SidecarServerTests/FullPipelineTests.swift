@@ -24,15 +24,9 @@ final class RawHarness {
         let shared = ProxyContext(config: config, loops: [ObjectIdentifier(loop): state], upstreamHost: "127.0.0.1:9",
                                   upstreamBasePath: "", logger: ServerFixtures.silentLogger)
         channel = EmbeddedChannel(loop: loop)
-        let sync = channel.pipeline.syncOperations
-        try sync.addHandler(ConnectionLimitHandler(limit: limit))
-        try sync.addHandler(HeaderTimeoutHandler(watch: watch, timeout: .milliseconds(Int64(config.headerTimeout * 1000))))
-        try sync.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(config.idleTimeout * 1000))))
-        try sync.addHandler(HTTPResponseEncoder(configuration: .init()))
-        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-        try sync.addHandler(NIOHTTPResponseHeadersValidator())
-        try sync.addHandler(PipeliningHandler())
-        try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
+        try SidecarServer.addClientHandlers(to: channel.pipeline.syncOperations, limit: limit,
+                                            headerTimeout: .milliseconds(Int64(config.headerTimeout * 1000)),
+                                            idleTimeout: .milliseconds(Int64(config.idleTimeout * 1000)), shared: shared, watch: watch)
         try channel.connect(to: ServerFixtures.dummyClient).wait()
     }
 

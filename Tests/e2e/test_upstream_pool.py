@@ -140,3 +140,59 @@ def test_reused_connection_closed_by_the_upstream_is_retried_only_when_safe(toke
     finally:
         sidecar.stop()
         upstream.close()
+
+
+class HeadChunkedUpstream(ClosingUpstream):
+    """Answers HEAD the way a streaming endpoint does — `Transfer-Encoding: chunked` and, correctly, no body — and
+    every other request with a 5-byte body; keeps every connection open."""
+
+    def handle(self, conn: socket.socket, number: int) -> None:
+        buf = b""
+        with conn:
+            while True:
+                head, buf = self.read_request(conn, buf)
+                if head is None:
+                    return
+                line = head.split(b"\r\n")[0].decode()
+                self.seen.append((number, line))
+                if line.startswith("HEAD "):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n")
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+
+
+def test_head_answered_chunked_is_relayed_without_a_body(token):
+    """A chunked answer to HEAD has no body and no terminator: relaying one (`0\\r\\n\\r\\n`) would be read by the
+    client as the start of the next response on the connection."""
+    upstream = HeadChunkedUpstream()
+    sidecar, port = start_sidecar(f"http://127.0.0.1:{upstream.port}", {"SIDECAR_THREADS": "1"})
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            auth = f"Authorization: Bearer {token}\r\n".encode()
+            # Pipelined on one connection: HEAD, then GET; then HEAD and GET again one at a time.
+            s.sendall(b"HEAD /a HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\nGET /b HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+            data = b""
+            while data.count(b"hello") < 1:
+                chunk = s.recv(65536)
+                assert chunk, data
+                data += chunk
+            head_answer, _, rest = data.partition(b"\r\n\r\n")
+            assert head_answer.startswith(b"HTTP/1.1 200 OK") and b"transfer-encoding: chunked" in head_answer.lower()
+            # The next bytes are the GET's response — not a chunked terminator.
+            assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest[:40]
+            assert rest.endswith(b"\r\n\r\nhello")
+            s.sendall(b"HEAD /c HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(65536)
+            s.sendall(b"GET /d HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+            while not data.endswith(b"hello"):
+                chunk = s.recv(65536)
+                assert chunk, data
+                data += chunk
+            first, _, second = data.partition(b"\r\n\r\n")
+            assert second.startswith(b"HTTP/1.1 200 OK\r\n"), second[:40]
+        assert [line.split()[0] for _, line in upstream.seen] == ["HEAD", "GET", "HEAD", "GET"], upstream.seen
+    finally:
+        sidecar.stop()
+        upstream.close()

@@ -1,0 +1,227 @@
+import NIOCore
+import NIOHTTP1
+import SidecarCore
+
+/// Serialises responses to the client: HTTP/1.1 wire format with NIO's framing rules, the head in one write, and no
+/// body bytes after an answer to HEAD.
+///
+/// The proxy handler records in the connection's ``HeadWatch`` whether the request being answered is a HEAD (requests
+/// reach it one at a time; the pipelining handler holds the next until this answer's `.end`). NIO's
+/// `HTTPResponseEncoder` learns that only when `configureHTTPServerPipeline` wires it to its decoder; added by hand, it
+/// framed a HEAD response from its status alone, and an upstream's HEAD answer with `Transfer-Encoding: chunked` got a
+/// `0\r\n\r\n` after it — bytes the client reads as the start of the next response. Framing otherwise as NIO: 1xx,
+/// 204 and 304 lose `Content-Length`/`Transfer-Encoding`; a response with `Content-Length` loses `Transfer-Encoding`;
+/// an HTTP/1.1 response with neither is sent chunked. A HEAD response keeps its framing headers (they describe what a
+/// GET would return) and never carries a body. Outbound only: observing request heads here would cost a handler hop
+/// and a dynamic cast per request part.
+///
+/// It also validates what it writes, in the same pass over the bytes (in place of NIO's
+/// `NIOHTTPResponseHeadersValidator`, one handler hop less): header names are RFC 9110 tokens, values and the reason
+/// phrase have no control bytes but HTAB (so never CR, LF or NUL). A response that fails is not written — its promise
+/// fails and the connection closes, as nothing after a refused head could be framed.
+final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = IOData
+
+    private let watch: HeadWatch
+    private var isChunked = false
+    private var suppressBody = false
+
+    init(watch: HeadWatch) {
+        self.watch = watch
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch Self.unwrapOutboundIn(data) {
+        case .head(let head):
+            let code = head.status.code
+            // A non-final 1xx (100 Continue, 103 Early Hints) is followed by the real answer to the same request.
+            if !(code >= 100 && code < 200 && code != 101) {
+                suppressBody = watch.answeringHead
+            }
+            guard !refused, let (buffer, chunked) = Self.serialize(head, allocator: context.channel.allocator) else {
+                refuse(context: context, promise: promise)
+                return
+            }
+            isChunked = chunked && !suppressBody
+            context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        case .body(let chunk):
+            if refused {
+                promise?.fail(InvalidResponseHead())
+                return
+            }
+            if suppressBody {
+                promise?.fail(BodyAfterHEAD())
+                return
+            }
+            let size = chunk.readableBytes
+            guard isChunked, size > 0 else {
+                context.write(Self.wrapOutboundOut(chunk), promise: promise)
+                return
+            }
+            var prefix = context.channel.allocator.buffer(capacity: 18)
+            prefix.writeString(String(size, radix: 16))
+            prefix.writeStaticString("\r\n")
+            context.write(Self.wrapOutboundOut(.byteBuffer(prefix)), promise: nil)
+            context.write(Self.wrapOutboundOut(chunk), promise: nil)
+            context.write(Self.wrapOutboundOut(.byteBuffer(Self.crlf)), promise: promise)
+        case .end(let trailers):
+            if refused || !(trailers.map(Self.isValid) ?? true) {
+                refuse(context: context, promise: promise)
+                return
+            }
+            if isChunked {
+                var buffer = context.channel.allocator.buffer(capacity: 64)
+                buffer.writeStaticString("0\r\n")
+                for (name, value) in trailers ?? HTTPHeaders() {
+                    buffer.writeString(name)
+                    buffer.writeStaticString(": ")
+                    buffer.writeString(value)
+                    buffer.writeStaticString("\r\n")
+                }
+                buffer.writeStaticString("\r\n")
+                context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+            } else if let promise {
+                context.write(Self.wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: promise)
+            }
+            isChunked = false
+            suppressBody = false
+            // Until the proxy handler sees the next request head (an answer to a request it never saw, such as a
+            // parse error's 400, is not a HEAD answer).
+            watch.answeringHead = false
+        }
+    }
+
+    /// A body part written for a response to HEAD: dropped, and its promise fails with this.
+    struct BodyAfterHEAD: Error {}
+
+    /// A response head or trailer block with a byte that must not be sent (see the type's doc comment).
+    struct InvalidResponseHead: Error {}
+
+    /// Set once a response was refused: nothing more is written on this connection.
+    private var refused = false
+
+    private func refuse(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        refused = true
+        promise?.fail(InvalidResponseHead())
+        context.close(promise: nil)
+    }
+
+    private static let crlf = ByteBuffer(staticString: "\r\n")
+    private static let chunkedField = "transfer-encoding: chunked\r\n"
+
+    /// RFC 9110 `tchar` as a bitmap of the bytes 0–127 (low word 0–63, high word 64–127), read once per head.
+    private static let tokenMask: (UInt64, UInt64) = {
+        var lo: UInt64 = 0, hi: UInt64 = 0
+        for b in UInt8(0)..<128 where (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+            || "!#$%&'*+-.^_`|~".utf8.contains(b) {
+            if b < 64 { lo |= 1 << UInt64(b) } else { hi |= 1 << UInt64(b - 64) }
+        }
+        return (lo, hi)
+    }()
+
+    @inline(__always)
+    static func isTokenByte(_ b: UInt8, _ mask: (UInt64, UInt64)) -> Bool {
+        b < 64 ? (mask.0 >> UInt64(b)) & 1 == 1 : b < 128 && (mask.1 >> UInt64(b - 64)) & 1 == 1
+    }
+
+    /// Field-value bytes (VCHAR, obs-text, SP, HTAB): no control byte but HTAB, no DEL.
+    @inline(__always)
+    static func isValueByte(_ b: UInt8) -> Bool { b == 0x09 || (b >= 0x20 && b != 0x7F) }
+
+    static func isValidName(_ name: String) -> Bool {
+        let mask = tokenMask
+        return !name.isEmpty && name.utf8.allSatisfy { isTokenByte($0, mask) }
+    }
+
+    static func isValidValue(_ value: String) -> Bool { value.utf8.allSatisfy(isValueByte) }
+
+    static func isValid(_ fields: HTTPHeaders) -> Bool {
+        fields.allSatisfy { isValidName($0.name) && isValidValue($0.value) }
+    }
+
+    /// The head's wire bytes and whether a body after it is chunked; nil when a name, value or the reason phrase has a
+    /// byte that must not be sent.
+    static func serialize(_ head: HTTPResponseHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
+        let code = head.status.code
+        let mayHaveBody = !(code >= 100 && code < 200) && code != 204 && code != 304
+        var hasLength = false
+        if mayHaveBody {
+            for (name, _) in head.headers where name.utf8.count == 14 && HeaderName.equalsIgnoringCase(name, "content-length") {
+                hasLength = true
+                break
+            }
+        }
+        let http11 = head.version.major == 1 && head.version.minor >= 1
+        // Which framing fields pass, and whether `transfer-encoding: chunked` is appended.
+        let keepLength = mayHaveBody
+        let keepEncoding = mayHaveBody && !hasLength && !http11
+        let chunked = mayHaveBody && !hasLength && http11
+        func kept(_ name: String) -> Bool {
+            switch name.utf8.count {
+            case 14: return keepLength || !HeaderName.equalsIgnoringCase(name, "content-length")
+            case 17: return keepEncoding || !HeaderName.equalsIgnoringCase(name, "transfer-encoding")
+            default: return true
+            }
+        }
+        let statusLine: String
+        if head.version == .http1_1, case .ok = head.status {
+            statusLine = "HTTP/1.1 200 OK"
+        } else {
+            let reason = head.status.reasonPhrase
+            guard isValidValue(reason) else { return nil }
+            statusLine = "HTTP/\(head.version.major).\(head.version.minor) \(code) \(reason)"
+        }
+        var size = statusLine.utf8.count + 2 + 2
+        for (name, value) in head.headers where kept(name) { size += name.utf8.count + 2 + value.utf8.count + 2 }
+        if chunked { size += chunkedField.utf8.count }
+        let mask = tokenMask
+        var valid = true
+        var buffer = allocator.buffer(capacity: size)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+            let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            var at = 0
+            HTTPWire.copy(statusLine, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+            // Validated while copied: one pass over each byte.
+            for (name, value) in head.headers where kept(name) {
+                let nameStart = at
+                HTTPWire.copy(name, to: out, at: &at)
+                var ok = at > nameStart
+                for i in nameStart..<at { ok = ok && isTokenByte(out[i], mask) }
+                out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                let valueStart = at
+                HTTPWire.copy(value, to: out, at: &at)
+                for i in valueStart..<at { ok = ok && isValueByte(out[i]) }
+                out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                if !ok {
+                    valid = false
+                    return 0
+                }
+            }
+            if chunked { HTTPWire.copy(chunkedField, to: out, at: &at) }
+            out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+            assert(at == size)
+            return at
+        }
+        return valid ? (buffer, chunked) : nil
+    }
+}
+
+/// Byte copying shared by the two HTTP/1 encoders.
+enum HTTPWire {
+    /// Copies `s`'s UTF-8 bytes to `out + at` and advances `at` (an `inout` index, not a captured variable: a
+    /// closure's captured `var` is checked for exclusive access at run time on every use).
+    @inline(__always)
+    static func copy(_ s: String, to out: UnsafeMutablePointer<UInt8>, at: inout Int) {
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { bytes in
+            if let base = bytes.baseAddress { (out + at).update(from: base, count: bytes.count) }
+            at += bytes.count
+        }
+        if done == nil {
+            for b in s.utf8 {
+                out[at] = b
+                at += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+@testable import SidecarServer
+
+/// The client-side encoder writes what NIO's `HTTPResponseEncoder` writes for every response that does not answer a
+/// HEAD, and after a HEAD writes the head only — never a body or a chunked terminator.
+@Suite("ClientResponseEncoder")
+struct ClientResponseEncoderTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        let name: String
+        let status: HTTPResponseStatus
+        let headers: [(String, String)]
+        let body: [String]
+        let trailers: [(String, String)]?
+        let version: HTTPVersion
+        var testDescription: String { name }
+
+        init(_ name: String, _ status: HTTPResponseStatus, _ headers: [(String, String)], body: [String] = [],
+             trailers: [(String, String)]? = nil, version: HTTPVersion = .http1_1) {
+            self.name = name
+            self.status = status
+            self.headers = headers
+            self.body = body
+            self.trailers = trailers
+            self.version = version
+        }
+    }
+
+    static let cases: [Case] = [
+        Case("200 with Content-Length", .ok, [("content-type", "application/json"), ("Content-Length", "11")], body: [#"{"ok":true}"#]),
+        Case("200 without framing becomes chunked", .ok, [("content-type", "text/plain")], body: ["hello", "", "world"]),
+        Case("200 chunked with trailers", .ok, [("Transfer-Encoding", "chunked")], body: ["x"], trailers: [("x-digest", "abc")]),
+        Case("Content-Length wins over Transfer-Encoding", .ok, [("transfer-encoding", "chunked"), ("content-length", "3")], body: ["abc"]),
+        Case("204 loses framing headers", .noContent, [("content-length", "0"), ("x-request-id", "r1")]),
+        Case("304 loses framing headers", .notModified, [("etag", "\"v1\""), ("transfer-encoding", "chunked")]),
+        Case("101 Switching Protocols", .switchingProtocols, [("connection", "upgrade"), ("upgrade", "websocket")]),
+        Case("100 Continue", .continue, []),
+        Case("custom status and reason", .custom(code: 299, reasonPhrase: "Custom Thing"), [("content-length", "0")]),
+        Case("unknown code", HTTPResponseStatus(statusCode: 599), [("content-length", "0")]),
+        Case("HTTP/1.0 response without framing is not chunked", .ok, [("x-a", "1")], body: ["abc"], version: .http1_0),
+        Case("502 local JSON", .badGateway, [("content-type", "application/json"), ("content-length", "2"), ("connection", "close")], body: ["{}"]),
+        Case("many headers", .ok, (0..<30).map { ("x-h\($0)", String(repeating: "w", count: $0 * 5)) } + [("content-length", "0")]),
+    ]
+
+    /// Everything our encoder writes for a sequence of answers, each to a HEAD request or not, as bytes.
+    static func ours(_ answers: [(head: Bool, parts: [HTTPServerResponsePart])]) throws -> [UInt8] {
+        let watch = HeadWatch()
+        let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: watch))
+        defer { _ = try? channel.finish() }
+        for answer in answers {
+            watch.answeringHead = answer.head  // what ProxyHandler.receiveHead records
+            for part in answer.parts { try channel.writeOutbound(part) }
+        }
+        return try drain(channel)
+    }
+
+    /// What NIO's `HTTPResponseEncoder` (added by hand, as the sidecar did) writes for the parts.
+    static func nio(_ parts: [HTTPServerResponsePart]) throws -> [UInt8] {
+        let channel = EmbeddedChannel(handler: HTTPResponseEncoder())
+        defer { _ = try? channel.finish() }
+        for part in parts { try channel.writeOutbound(part) }
+        return try drain(channel)
+    }
+
+    static func drain(_ channel: EmbeddedChannel) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = data else { Issue.record("file region"); continue }
+            bytes += buffer.readableBytesView
+        }
+        return bytes
+    }
+
+    static func parts(_ c: Case) -> [HTTPServerResponsePart] {
+        [.head(HTTPResponseHead(version: c.version, status: c.status, headers: HTTPHeaders(c.headers)))]
+            + c.body.map { .body(.byteBuffer(ByteBuffer(string: $0))) }
+            + (c.status.code >= 100 && c.status.code < 200 ? [] : [.end(c.trailers.map(HTTPHeaders.init))])
+    }
+
+    @Test("same bytes as NIO's HTTPResponseEncoder when the request was not HEAD", arguments: cases)
+    func sameBytesAsNIO(_ c: Case) throws {
+        let ours = try Self.ours([(false, Self.parts(c))])
+        let nio = try Self.nio(Self.parts(c))
+        #expect(String(decoding: ours, as: UTF8.self) == String(decoding: nio, as: UTF8.self))
+        #expect(ours == nio)
+    }
+
+    @Test func headAnswerKeepsFramingHeadersButHasNoBodyOrTerminator() throws {
+        // The upstream's answer to HEAD: chunked, no body (RFC 9110 §9.3.2); then a GET on the same connection.
+        let headAnswer: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["transfer-encoding": "chunked"])), .end(nil)]
+        let getAnswer: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-a": "1"])),
+                                                   .body(.byteBuffer(ByteBuffer(string: "hi"))), .end(nil)]
+        let text = String(decoding: try Self.ours([(true, headAnswer), (false, getAnswer)]), as: UTF8.self)
+        #expect(text == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                     + "HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        // What NIO's encoder does when nothing tells it about the HEAD: a terminator the client reads as a response.
+        let nio = String(decoding: try Self.nio(headAnswer), as: UTF8.self)
+        #expect(nio.hasSuffix("\r\n\r\n0\r\n\r\n"))
+    }
+
+    @Test func headAnswerWithContentLengthWritesNoBody() throws {
+        let parts: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "5"])),
+                                               .body(.byteBuffer(ByteBuffer(string: "hello"))), .end(nil)]
+        let watch = HeadWatch()
+        watch.answeringHead = true
+        let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: watch))
+        defer { _ = try? channel.finish() }
+        var bodyFailed = false
+        for part in parts {
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            if case .body = part { promise.futureResult.whenFailure { _ in bodyFailed = true } }
+            channel.writeAndFlush(part, promise: promise)
+        }
+        var text = ""
+        while let data = try channel.readOutbound(as: IOData.self) {
+            if case .byteBuffer(let b) = data { text += String(buffer: b) }
+        }
+        #expect(text == "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+        #expect(bodyFailed, "a body part after HEAD is refused, not written")
+        #expect(!watch.answeringHead, "cleared at the answer's end: a later answer to an unseen request is not a HEAD answer")
+    }
+
+    @Test func informationalResponsesLeaveTheHeadFlagForTheFinalAnswer() throws {
+        // 100 Continue, then the final answer to the same HEAD request, then a GET's answer.
+        let text = String(decoding: try Self.ours([
+            (true, [.head(HTTPResponseHead(version: .http1_1, status: .continue)),
+                    .head(HTTPResponseHead(version: .http1_1, status: .ok, headers: [:])), .end(nil)]),
+            (false, [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: [:])), .end(nil)]),
+        ]), as: UTF8.self)
+        #expect(text == "HTTP/1.1 100 Continue\r\n\r\n"
+                     + "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                     + "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
+    }
+
+    static let invalidHeads: [(String, HTTPResponseHead)] = [
+        ("CRLF in a value", HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x-a", "1\r\nx-auth-sub: admin")]))),
+        ("LF in a value", HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x-a", "1\nx")]))),
+        ("NUL in a value", HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x-a", "1\u{0}")]))),
+        ("DEL in a value", HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x-a", "\u{7F}")]))),
+        ("space in a name", HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x a", "1")]))),
+        ("colon in a name", HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x:a", "1")]))),
+        ("empty name", HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("", "1")]))),
+        ("CRLF in the reason phrase", HTTPResponseHead(version: .http1_1, status: .custom(code: 200, reasonPhrase: "OK\r\nx-a: 1"))),
+    ]
+
+    @Test("a head with a byte that must not be sent is not written, and the connection closes", arguments: invalidHeads)
+    func invalidHeadIsRefused(name: String, head: HTTPResponseHead) throws {
+        let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: HeadWatch()))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        var failed = 0
+        for part: HTTPServerResponsePart in [.head(head), .body(.byteBuffer(ByteBuffer(string: "x"))), .end(nil)] {
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            promise.futureResult.whenFailure { _ in failed += 1 }
+            channel.writeAndFlush(part, promise: promise)
+        }
+        #expect(try Self.drain(channel).isEmpty, "\(name): nothing of the response reaches the wire")
+        #expect(failed == 3)
+        #expect(!channel.isActive)
+    }
+
+    @Test func invalidTrailersAreRefused() throws {
+        let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: HeadWatch()))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "x"))))
+        let before = try Self.drain(channel)
+        #expect(String(decoding: before, as: UTF8.self).hasSuffix("1\r\nx\r\n"))
+        channel.writeAndFlush(HTTPServerResponsePart.end(HTTPHeaders([("x-t", "a\r\nb")])), promise: nil)
+        #expect(try Self.drain(channel).isEmpty, "no terminator and no trailer block")
+        #expect(!channel.isActive)
+    }
+}
