@@ -23,6 +23,19 @@ public enum HeaderName {
     public static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
         let x = a.utf8, y = b.utf8
         guard x.count == y.count else { return false }
+        // Contiguous bytes for native strings (all of them here); index walking otherwise.
+        if let result = x.withContiguousStorageIfAvailable({ p in
+            y.withContiguousStorageIfAvailable { q in
+                for i in 0..<p.count where p[i] != q[i] {
+                    let fp = (p[i] >= 0x41 && p[i] <= 0x5A) ? p[i] | 0x20 : p[i]
+                    let fq = (q[i] >= 0x41 && q[i] <= 0x5A) ? q[i] | 0x20 : q[i]
+                    if fp != fq { return false }
+                }
+                return true
+            }
+        }), let equal = result {
+            return equal
+        }
         for (p, q) in zip(x, y) where p != q {
             let fp = (p >= 0x41 && p <= 0x5A) ? p | 0x20 : p
             let fq = (q >= 0x41 && q <= 0x5A) ? q | 0x20 : q
