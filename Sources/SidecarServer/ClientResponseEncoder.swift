@@ -186,14 +186,22 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             for (name, value) in head.headers where kept(name) {
                 let nameStart = at
                 HTTPWire.copy(name, to: out, at: &at)
-                var ok = at > nameStart
-                for i in nameStart..<at { ok = ok && isTokenByte(out[i], mask) }
+                // Branch-free accumulation: a set bit in `bad` marks a byte that must not be sent.
+                var bad: UInt64 = at > nameStart ? 0 : 1
+                for i in nameStart..<at {
+                    let b = out[i]
+                    let word = b < 64 ? mask.0 : (b < 128 ? mask.1 : 0)
+                    bad |= ~(word >> UInt64(b & 63)) & 1
+                }
                 out[at] = 0x3A; out[at + 1] = 0x20; at += 2
                 let valueStart = at
                 HTTPWire.copy(value, to: out, at: &at)
-                for i in valueStart..<at { ok = ok && isValueByte(out[i]) }
+                for i in valueStart..<at {
+                    let b = out[i]
+                    bad |= UInt64(truncatingIfNeeded: (b < 0x20 && b != 0x09) || b == 0x7F ? 1 : 0)
+                }
                 out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
-                if !ok {
+                if bad != 0 {
                     valid = false
                     return 0
                 }
