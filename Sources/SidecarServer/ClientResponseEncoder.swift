@@ -9,7 +9,8 @@ import SidecarCore
 /// reach it one at a time; the pipelining handler holds the next until this answer's `.end`). NIO's
 /// `HTTPResponseEncoder` learns that only when `configureHTTPServerPipeline` wires it to its decoder; added by hand, it
 /// framed a HEAD response from its status alone, and an upstream's HEAD answer with `Transfer-Encoding: chunked` got a
-/// `0\r\n\r\n` after it — bytes the client reads as the start of the next response. Framing otherwise as NIO: 1xx,
+/// `0\r\n\r\n` after it — bytes the client reads as the start of the next response. Framing otherwise as NIO (except
+/// that an HTTP/1.0 response loses `Transfer-Encoding`, as it is never chunked): 1xx,
 /// 204 and 304 lose `Content-Length`/`Transfer-Encoding`; a response with `Content-Length` loses `Transfer-Encoding`;
 /// an HTTP/1.1 response with neither is sent chunked. A HEAD response keeps its framing headers (they describe what a
 /// GET would return) and never carries a body. Outbound only: observing request heads here would cost a handler hop
@@ -155,12 +156,13 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         let http11 = head.version.major == 1 && head.version.minor >= 1
         // Which framing fields pass, and whether `transfer-encoding: chunked` is appended.
         let keepLength = mayHaveBody
-        let keepEncoding = mayHaveBody && !hasLength && !http11
         let chunked = mayHaveBody && !hasLength && http11
         func kept(_ name: String) -> Bool {
             switch name.utf8.count {
             case 14: return keepLength || !HeaderName.equalsIgnoringCase(name, "content-length")
-            case 17: return keepEncoding || !HeaderName.equalsIgnoringCase(name, "transfer-encoding")
+            // Always rewritten: dropped, then `chunked` appended when the body is chunked. (NIO keeps an HTTP/1.0
+            // response's own; the sidecar never chunks one — RFC 9112 §6.1 — so it would misdescribe the body.)
+            case 17: return !HeaderName.equalsIgnoringCase(name, "transfer-encoding")
             default: return true
             }
         }

@@ -61,6 +61,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var upstreamStart: NIODeadline?
         var keepUpstream = true
         var clientKeepAlive = true
+        /// The client spoke HTTP/1.0: its response is HTTP/1.0, never chunked (RFC 9112 §6.1), and ends with a close
+        /// when nothing else delimits the body.
+        var clientHTTP10 = false
         var isUpgrade = false
         /// The upstream head, kept for one retry while the request is idempotent and has no body.
         var replayHead: HTTPRequestHead?
@@ -252,6 +255,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let upstreamHead = forwardedHead(head, path: path, identity: identity, requestID: requestID)
         let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
         exchange.clientKeepAlive = head.isKeepAlive
+        exchange.clientHTTP10 = head.version == .http1_0
         exchange.isUpgrade = Self.isUpgrade(head)
         if !exchange.isUpgrade, Self.isRetryable(head) { exchange.replayHead = upstreamHead }
         exchange.buffered.append(.head(upstreamHead))
@@ -707,9 +711,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 headers.append((name, value))
             }
             if !hasRequestID { headers.append(("x-request-id", exchange.requestID)) }
+            var version = HTTPVersion.http1_1
+            if exchange.clientHTTP10 {
+                // No chunked coding for an HTTP/1.0 client: without a Content-Length the body ends with the
+                // connection; with one, keep-alive must be said explicitly.
+                version = .http1_0
+                let code = head.status.code
+                let bodiless = exchange.isHead || (code >= 100 && code < 200) || code == 204 || code == 304
+                if !bodiless && !head.headers.contains(name: "content-length") { exchange.clientKeepAlive = false }
+                if exchange.clientKeepAlive { headers.append(("connection", "keep-alive")) }
+            }
             if !exchange.clientKeepAlive { headers.append(("connection", "close")) }
             headers.append(contentsOf: corsHeaders)
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: head.status, headers: HTTPHeaders(headers)))), promise: nil)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: HTTPHeaders(headers)))), promise: nil)
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }

@@ -171,4 +171,12 @@ struct ClientResponseEncoderTests {
         #expect(try Self.drain(channel).isEmpty, "no terminator and no trailer block")
         #expect(!channel.isActive)
     }
+
+    @Test func http10ResponseIsNeverChunkedAndLosesTransferEncoding() throws {
+        let text = String(decoding: try Self.ours([(false, [
+            .head(HTTPResponseHead(version: .http1_0, status: .ok, headers: ["transfer-encoding": "chunked", "connection": "close"])),
+            .body(.byteBuffer(ByteBuffer(string: "hello"))), .body(.byteBuffer(ByteBuffer(string: " world"))), .end(nil),
+        ])]), as: UTF8.self)
+        #expect(text == "HTTP/1.0 200 OK\r\nconnection: close\r\n\r\nhello world")
+    }
 }

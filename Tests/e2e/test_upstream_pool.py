@@ -196,3 +196,71 @@ def test_head_answered_chunked_is_relayed_without_a_body(token):
     finally:
         sidecar.stop()
         upstream.close()
+
+
+class ChunkedUpstream(ClosingUpstream):
+    """Answers `/chunked` with a chunked body and anything else with `Content-Length`; keeps connections open."""
+
+    def handle(self, conn: socket.socket, number: int) -> None:
+        buf = b""
+        with conn:
+            while True:
+                head, buf = self.read_request(conn, buf)
+                if head is None:
+                    return
+                line = head.split(b"\r\n")[0].decode()
+                self.seen.append((number, line))
+                if " /chunked " in line:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world")
+
+
+def read_until_close(s: socket.socket) -> bytes:
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@pytest.mark.parametrize("keep_alive", [False, True])
+def test_http10_client_never_gets_chunked_coding(token, keep_alive):
+    """RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client. An upstream's chunked body is relayed de-chunked
+    under an HTTP/1.0 status line and ends with the connection; a Content-Length body can keep the connection."""
+    upstream = ChunkedUpstream()
+    sidecar, port = start_sidecar(f"http://127.0.0.1:{upstream.port}", {"SIDECAR_THREADS": "1"})
+    try:
+        auth = f"Authorization: Bearer {token}\r\n".encode()
+        ka = b"Connection: keep-alive\r\n" if keep_alive else b""
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /chunked HTTP/1.0\r\n" + auth + ka + b"\r\n")
+            data = read_until_close(s)  # closes even when keep-alive was asked: nothing else delimits the body
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 200 OK\r\n"), head
+            assert b"transfer-encoding" not in head.lower() and b"connection: close" in head.lower(), head
+            assert body == b"hello world"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /sized HTTP/1.0\r\n" + auth + ka + b"\r\n")
+            data = b""
+            while not data.endswith(b"hello world"):
+                chunk = s.recv(65536)
+                assert chunk, data
+                data += chunk
+            head = data.partition(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.0 200 ok\r\n") and b"content-length: 11" in head
+            if keep_alive:
+                assert b"connection: keep-alive" in head, head
+                s.sendall(b"GET /sized HTTP/1.0\r\n" + auth + ka + b"\r\n")
+                second = b""
+                while not second.endswith(b"hello world"):
+                    chunk = s.recv(65536)
+                    assert chunk, second
+                    second += chunk
+            else:
+                assert b"connection: close" in head, head
+                assert read_until_close(s) == b""
+    finally:
+        sidecar.stop()
+        upstream.close()
