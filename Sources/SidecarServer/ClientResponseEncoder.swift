@@ -55,36 +55,13 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                 promise?.fail(BodyAfterHEAD())
                 return
             }
-            let size = chunk.readableBytes
-            guard isChunked, size > 0 else {
-                context.write(Self.wrapOutboundOut(chunk), promise: promise)
-                return
-            }
-            var prefix = context.channel.allocator.buffer(capacity: 18)
-            prefix.writeString(String(size, radix: 16))
-            prefix.writeStaticString("\r\n")
-            context.write(Self.wrapOutboundOut(.byteBuffer(prefix)), promise: nil)
-            context.write(Self.wrapOutboundOut(chunk), promise: nil)
-            context.write(Self.wrapOutboundOut(.byteBuffer(Self.crlf)), promise: promise)
+            HTTPWire.writeBody(chunk, chunked: isChunked, context: context, promise: promise)
         case .end(let trailers):
             if refused || !(trailers.map(Self.isValid) ?? true) {
                 refuse(context: context, promise: promise)
                 return
             }
-            if isChunked {
-                var buffer = context.channel.allocator.buffer(capacity: 64)
-                buffer.writeStaticString("0\r\n")
-                for (name, value) in trailers ?? HTTPHeaders() {
-                    buffer.writeString(name)
-                    buffer.writeStaticString(": ")
-                    buffer.writeString(value)
-                    buffer.writeStaticString("\r\n")
-                }
-                buffer.writeStaticString("\r\n")
-                context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
-            } else if let promise {
-                context.write(Self.wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: promise)
-            }
+            HTTPWire.writeEnd(trailers, chunked: isChunked, context: context, promise: promise)
             isChunked = false
             suppressBody = false
             // Until the proxy handler sees the next request head (an answer to a request it never saw, such as a
@@ -108,7 +85,6 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         context.close(promise: nil)
     }
 
-    private static let crlf = ByteBuffer(staticString: "\r\n")
     private static let chunkedField = "transfer-encoding: chunked\r\n"
 
     /// RFC 9110 `tchar` as a bitmap of the bytes 0–127 (low word 0–63, high word 64–127), read once per head.
@@ -217,8 +193,46 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     }
 }
 
-/// Byte copying shared by the two HTTP/1 encoders.
+/// Body framing and byte copying shared by the two HTTP/1 encoders (``UpstreamRequestEncoder``,
+/// ``ClientResponseEncoder``), as NIO's encoders frame them.
 enum HTTPWire {
+    private static let crlf = ByteBuffer(staticString: "\r\n")
+
+    /// A body part: as is, or as one chunk (size line, data, CRLF — three writes, the data not copied). An empty part
+    /// would end a chunked body, so it is written as nothing, only to keep promises in order.
+    static func writeBody(_ chunk: IOData, chunked: Bool, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        let size = chunk.readableBytes
+        guard chunked, size > 0 else {
+            context.write(NIOAny(chunk), promise: promise)
+            return
+        }
+        var prefix = context.channel.allocator.buffer(capacity: 18)
+        prefix.writeString(String(size, radix: 16))
+        prefix.writeStaticString("\r\n")
+        context.write(NIOAny(IOData.byteBuffer(prefix)), promise: nil)
+        context.write(NIOAny(chunk), promise: nil)
+        context.write(NIOAny(IOData.byteBuffer(crlf)), promise: promise)
+    }
+
+    /// The end of a body: the last chunk and the trailer block when chunked; otherwise nothing (an empty write only
+    /// when someone waits on the promise).
+    static func writeEnd(_ trailers: HTTPHeaders?, chunked: Bool, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        if chunked {
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            buffer.writeStaticString("0\r\n")
+            for (name, value) in trailers ?? HTTPHeaders() {
+                buffer.writeString(name)
+                buffer.writeStaticString(": ")
+                buffer.writeString(value)
+                buffer.writeStaticString("\r\n")
+            }
+            buffer.writeStaticString("\r\n")
+            context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
+        } else if let promise {
+            context.write(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: promise)
+        }
+    }
+
     /// Copies `s`'s UTF-8 bytes to `out + at` and advances `at` (an `inout` index, not a captured variable: a
     /// closure's captured `var` is checked for exclusive access at run time on every use).
     @inline(__always)

@@ -24,38 +24,12 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             isChunked = chunked
             context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         case .body(let chunk):
-            let size = chunk.readableBytes
-            guard isChunked, size > 0 else {
-                // An empty chunk would end a chunked body: written as nothing, only to keep promises in order.
-                context.write(Self.wrapOutboundOut(chunk), promise: promise)
-                return
-            }
-            var prefix = context.channel.allocator.buffer(capacity: 18)
-            prefix.writeString(String(size, radix: 16))
-            prefix.writeStaticString("\r\n")
-            context.write(Self.wrapOutboundOut(.byteBuffer(prefix)), promise: nil)
-            context.write(Self.wrapOutboundOut(chunk), promise: nil)
-            context.write(Self.wrapOutboundOut(.byteBuffer(Self.crlf)), promise: promise)
+            HTTPWire.writeBody(chunk, chunked: isChunked, context: context, promise: promise)
         case .end(let trailers):
-            if isChunked {
-                var buffer = context.channel.allocator.buffer(capacity: 64)
-                buffer.writeStaticString("0\r\n")
-                for (name, value) in trailers ?? HTTPHeaders() {
-                    buffer.writeString(name)
-                    buffer.writeStaticString(": ")
-                    buffer.writeString(value)
-                    buffer.writeStaticString("\r\n")
-                }
-                buffer.writeStaticString("\r\n")
-                context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
-            } else if let promise {
-                context.write(Self.wrapOutboundOut(.byteBuffer(ByteBuffer())), promise: promise)
-            }
+            HTTPWire.writeEnd(trailers, chunked: isChunked, context: context, promise: promise)
             isChunked = false
         }
     }
-
-    private static let crlf = ByteBuffer(staticString: "\r\n")
 
     /// The head's wire bytes and whether its body is chunked.
     static func serialize(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool) {

@@ -142,9 +142,12 @@ def test_reused_connection_closed_by_the_upstream_is_retried_only_when_safe(toke
         upstream.close()
 
 
-class HeadChunkedUpstream(ClosingUpstream):
-    """Answers HEAD the way a streaming endpoint does — `Transfer-Encoding: chunked` and, correctly, no body — and
-    every other request with a 5-byte body; keeps every connection open."""
+class ScriptedUpstream(ClosingUpstream):
+    """Keeps every connection open and answers each request with `answer(request line)` (raw response bytes)."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        super().__init__()
 
     def handle(self, conn: socket.socket, number: int) -> None:
         buf = b""
@@ -155,16 +158,20 @@ class HeadChunkedUpstream(ClosingUpstream):
                     return
                 line = head.split(b"\r\n")[0].decode()
                 self.seen.append((number, line))
-                if line.startswith("HEAD "):
-                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n")
-                else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
+                conn.sendall(self.answer(line))
+
+
+def head_chunked_upstream() -> ScriptedUpstream:
+    """Answers HEAD the way a streaming endpoint does — `Transfer-Encoding: chunked` and, correctly, no body — and
+    every other request with a 5-byte body."""
+    return ScriptedUpstream(lambda line: b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+                            if line.startswith("HEAD ") else b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
 
 
 def test_head_answered_chunked_is_relayed_without_a_body(token):
     """A chunked answer to HEAD has no body and no terminator: relaying one (`0\\r\\n\\r\\n`) would be read by the
     client as the start of the next response on the connection."""
-    upstream = HeadChunkedUpstream()
+    upstream = head_chunked_upstream()
     sidecar, port = start_sidecar(f"http://127.0.0.1:{upstream.port}", {"SIDECAR_THREADS": "1"})
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -198,22 +205,19 @@ def test_head_answered_chunked_is_relayed_without_a_body(token):
         upstream.close()
 
 
-class ChunkedUpstream(ClosingUpstream):
-    """Answers `/chunked` with a chunked body and anything else with `Content-Length`; keeps connections open."""
+def chunked_upstream() -> ScriptedUpstream:
+    """Answers `/chunked` with a chunked body and anything else with `Content-Length`."""
+    return ScriptedUpstream(lambda line: b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                            if " /chunked " in line else b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world")
 
-    def handle(self, conn: socket.socket, number: int) -> None:
-        buf = b""
-        with conn:
-            while True:
-                head, buf = self.read_request(conn, buf)
-                if head is None:
-                    return
-                line = head.split(b"\r\n")[0].decode()
-                self.seen.append((number, line))
-                if " /chunked " in line:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-                else:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world")
+
+def read_until(s: socket.socket, suffix: bytes) -> bytes:
+    data = b""
+    while not data.endswith(suffix):
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    return data
 
 
 def read_until_close(s: socket.socket) -> bytes:
@@ -229,7 +233,7 @@ def read_until_close(s: socket.socket) -> bytes:
 def test_http10_client_never_gets_chunked_coding(token, keep_alive):
     """RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client. An upstream's chunked body is relayed de-chunked
     under an HTTP/1.0 status line and ends with the connection; a Content-Length body can keep the connection."""
-    upstream = ChunkedUpstream()
+    upstream = chunked_upstream()
     sidecar, port = start_sidecar(f"http://127.0.0.1:{upstream.port}", {"SIDECAR_THREADS": "1"})
     try:
         auth = f"Authorization: Bearer {token}\r\n".encode()
@@ -243,21 +247,12 @@ def test_http10_client_never_gets_chunked_coding(token, keep_alive):
             assert body == b"hello world"
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET /sized HTTP/1.0\r\n" + auth + ka + b"\r\n")
-            data = b""
-            while not data.endswith(b"hello world"):
-                chunk = s.recv(65536)
-                assert chunk, data
-                data += chunk
-            head = data.partition(b"\r\n\r\n")[0].lower()
+            head = read_until(s, b"hello world").partition(b"\r\n\r\n")[0].lower()
             assert head.startswith(b"http/1.0 200 ok\r\n") and b"content-length: 11" in head
             if keep_alive:
                 assert b"connection: keep-alive" in head, head
                 s.sendall(b"GET /sized HTTP/1.0\r\n" + auth + ka + b"\r\n")
-                second = b""
-                while not second.endswith(b"hello world"):
-                    chunk = s.recv(65536)
-                    assert chunk, second
-                    second += chunk
+                assert read_until(s, b"hello world").startswith(b"HTTP/1.0 200 OK\r\n")
             else:
                 assert b"connection: close" in head, head
                 assert read_until_close(s) == b""
