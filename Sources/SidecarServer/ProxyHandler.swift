@@ -146,23 +146,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         watch.headArrived()
         watch.answeringHead = head.method == .HEAD
         corsHeaders = []
-        trace = shared.config.accessLog && head.headers.contains(name: "traceparent")
-            ? AccessLog.Trace(traceparent: head.headers["traceparent"].first, tracestate: head.headers["tracestate"].first) : nil
-        let requestID = RequestID.from(head.headers["x-request-id"].first, generator: &loop.requestIDs)
+        let fields = RequestHeadFields(head.headers)
+        trace = shared.config.accessLog && fields.traceparent != nil
+            ? AccessLog.Trace(traceparent: fields.traceparent, tracestate: fields.tracestate) : nil
+        let requestID = RequestID.from(fields.requestID, generator: &loop.requestIDs)
         let config = shared.config
 
         // Header block size (431) before any other work.
         var headerBytes = head.uri.utf8.count
         for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
-        let hasBody = head.headers.contains(name: "content-length") ? (Int(head.headers["content-length"].first ?? "0") ?? 1) > 0
-            : head.headers.contains(name: "transfer-encoding")
+        let hasBody = fields.hasBody
         if headerBytes > config.maxHeaderBytes {
             respondLocally(LocalResponse.json(status: .requestHeaderFieldsTooLarge,
                                               body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(config.maxHeaderBytes) bytes", requestID: requestID),
                                               requestID: requestID, close: true), head: head, outcome: "header_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
-        if !Self.hasValidHost(head) {
+        if !Self.hasValidHost(fields, version: head.version) {
             respondLocally(LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: "an HTTP/1.1 request needs exactly one valid Host header", requestID: requestID),
                                               requestID: requestID, close: true), head: head, outcome: "bad_request", requestID: requestID, hasBody: hasBody)
             return
@@ -177,7 +177,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             respondLocally(response, head: head, outcome: "method_not_allowed", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
-        if let declared = head.headers["content-length"].first.flatMap(Int.init), config.maxBodyBytes > 0, declared > config.maxBodyBytes {
+        if let declared = fields.contentLengths.first.flatMap(Int.init), config.maxBodyBytes > 0, declared > config.maxBodyBytes {
             respondLocally(payloadTooLarge(requestID, close: true), head: head, outcome: "body_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
@@ -200,9 +200,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
 
-        var cookie: String?
-        for value in head.headers["cookie"] { cookie = cookie.map { $0 + "; " + value } ?? value }
-        let authorization = head.headers["authorization"].first
+        let cookie = fields.cookie
+        let authorization = fields.authorization
 
         if ownPath, !config.forwardAuthPath.isEmpty, pathOnly.utf8.elementsEqual(config.forwardAuthPath.utf8) {
             forwardAuth(head: head, cookie: cookie, authorization: authorization, requestID: requestID, hasBody: hasBody)
@@ -212,10 +211,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // CORS before authentication: browsers send preflights without credentials.
         if shared.corsEnabled {
             let cors = config.cors
-            switch cors.evaluate(method: head.method.rawValue, origin: head.headers["origin"].first,
-                                 requestMethod: head.headers["access-control-request-method"].first,
-                                 requestHeaders: head.headers.contains(name: "access-control-request-headers") ? head.headers["access-control-request-headers"].joined(separator: ",") : nil,
-                                 requestPrivateNetwork: head.headers["access-control-request-private-network"].first?.lowercased() == "true") {
+            switch cors.evaluate(method: head.method.rawValue, origin: fields.origin, requestMethod: fields.corsRequestMethod,
+                                 requestHeaders: fields.corsRequestHeaders,
+                                 requestPrivateNetwork: fields.corsRequestPrivateNetwork?.lowercased() == "true") {
             case .preflight(let headers):
                 var h = HTTPHeaders(headers)
                 h.add(name: "content-length", value: "0")
@@ -228,7 +226,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                                                   requestID: requestID, close: hasBody), head: head, outcome: "cors_rejected", requestID: requestID, hasBody: hasBody)
                 return
             case .preflightPassthrough:
-                forward(head, path: head.uri, identity: [], dropped: [], outcome: "preflight", requestID: requestID, context: context)
+                forward(head, fields, path: head.uri, identity: [], dropped: [], outcome: "preflight", requestID: requestID, context: context)
                 return
             case .actual(let headers):
                 corsHeaders = headers
@@ -241,26 +239,26 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                                             authorization: authorization, now: Date().timeIntervalSince1970, cache: &loop.cache)
         switch decision {
         case .forward(let path, let identity, let dropped, let outcome, _):
-            forward(head, path: path, identity: identity, dropped: dropped, outcome: outcome, requestID: requestID, context: context)
+            forward(head, fields, path: path, identity: identity, dropped: dropped, outcome: outcome, requestID: requestID, context: context)
         case .unauthorized, .forbidden, .badRequest:
             deny(decision, head: head, requestID: requestID, hasBody: hasBody)
         }
     }
 
-    private func forward(_ head: HTTPRequestHead, path: String, identity: [(String, String)], dropped: [String], outcome: String,
-                         requestID: String, context: ChannelHandlerContext) {
+    private func forward(_ head: HTTPRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)], dropped: [String],
+                         outcome: String, requestID: String, context: ChannelHandlerContext) {
         for name in dropped {
             shared.logger.warning("identity header dropped: value over the size cap", metadata: ["header": "\(name)", "request_id": "\(requestID)"])
         }
-        let upstreamHead = forwardedHead(head, path: path, identity: identity, requestID: requestID)
+        let upstreamHead = forwardedHead(head, fields, path: path, identity: identity, requestID: requestID)
         let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
         exchange.clientKeepAlive = head.isKeepAlive
         exchange.clientHTTP10 = head.version == .http1_0
-        exchange.isUpgrade = Self.isUpgrade(head)
-        if !exchange.isUpgrade, Self.isRetryable(head) { exchange.replayHead = upstreamHead }
+        exchange.isUpgrade = Self.isUpgrade(head.method, fields)
+        if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
         exchange.buffered.append(.head(upstreamHead))
         state = .proxying(exchange)
-        if head.headers["expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+        if fields.expectsContinue {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
         connectUpstream(exchange, context: context)
@@ -277,19 +275,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Idempotent (RFC 9110 §9.2.2) and without a body: safe to send again when a reused connection fails before
     /// any response byte.
-    static func isRetryable(_ head: HTTPRequestHead) -> Bool {
-        switch head.method {
+    static func isRetryable(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
+        switch method {
         case .GET, .HEAD, .OPTIONS, .DELETE, .PUT: break
         default: return false
         }
-        if head.headers.contains(name: "transfer-encoding") { return false }
-        return head.headers["content-length"].allSatisfy { $0 == "0" }
+        if fields.hasTransferEncoding { return false }
+        return fields.contentLengths.allSatisfy { $0 == "0" }
     }
 
-    static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
-        guard head.method == .GET, head.headers.contains(name: "upgrade") else { return false }
-        return HeaderName.connectionTokens(head.headers["connection"]).contains("upgrade")
+    static func isRetryable(_ head: HTTPRequestHead) -> Bool { isRetryable(head.method, RequestHeadFields(head.headers)) }
+
+    static func isUpgrade(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
+        guard method == .GET, fields.upgrade != nil else { return false }
+        return HeaderName.connectionTokens(fields.connection).contains("upgrade")
     }
+
+    static func isUpgrade(_ head: HTTPRequestHead) -> Bool { isUpgrade(head.method, RequestHeadFields(head.headers)) }
 
     /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
     /// method and URI come from `X-Forwarded-Method`/`X-Forwarded-Uri` (or nginx's `X-Original-*`); 200 carries the
@@ -406,9 +408,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host, and a valid one.
-    static func hasValidHost(_ head: HTTPRequestHead) -> Bool {
-        let hosts = head.headers["host"]
-        if head.version.major == 1 && head.version.minor == 0 && hosts.isEmpty { return true }
+    static func hasValidHost(_ head: HTTPRequestHead) -> Bool { hasValidHost(RequestHeadFields(head.headers), version: head.version) }
+
+    static func hasValidHost(_ fields: RequestHeadFields, version: HTTPVersion) -> Bool {
+        let hosts = fields.hosts
+        if version.major == 1 && version.minor == 0 && hosts.isEmpty { return true }
         guard hosts.count == 1, let host = hosts.first else { return false }
         return host.utf8.allSatisfy { hostBytes[Int($0)] }
     }
@@ -427,10 +431,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// Rewrites the client's head for the upstream in one pass over its headers.
-    private func forwardedHead(_ head: HTTPRequestHead, path: String, identity: [(String, String)], requestID: String) -> HTTPRequestHead {
+    private func forwardedHead(_ head: HTTPRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)],
+                               requestID: String) -> HTTPRequestHead {
         let config = shared.config
         // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
-        let connectionTokens = HeaderName.connectionTokens(head.headers["connection"]).filter { $0 != "upgrade" }
+        let connectionTokens = fields.connection.isEmpty ? [] : HeaderName.connectionTokens(fields.connection).filter { $0 != "upgrade" }
         let customOwned = shared.customOwnedNames
         // Collected as an array: `HTTPHeaders.add` scans every name for non-ASCII bytes, and these names are llhttp
         // tokens or validated at start-up.
@@ -456,7 +461,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
         if chunked { headers.append(("transfer-encoding", "chunked")) }
-        if Self.isUpgrade(head), let upgrade = head.headers["upgrade"].first {
+        if Self.isUpgrade(head.method, fields), let upgrade = fields.upgrade {
             headers.append(("connection", "upgrade"))
             headers.append(("upgrade", upgrade))
         }

@@ -1,0 +1,84 @@
+import NIOHTTP1
+import SidecarCore
+
+/// The request-head fields the proxy handler decides on, gathered in one pass over the header block.
+///
+/// Each `HTTPHeaders[name]` lookup scans the whole block with a case-insensitive compare and builds an array; the
+/// handler needed a dozen of them per request. Names are matched by length first, then ASCII case-insensitively
+/// (never with Unicode folding). Values keep the semantics of the lookups they replace: the first value, or all of them
+/// in order where a field may repeat.
+struct RequestHeadFields {
+    /// Every `Host` value (exactly one is valid in HTTP/1.1).
+    var hosts: [String] = []
+    /// Every `Content-Length` value.
+    var contentLengths: [String] = []
+    var hasTransferEncoding = false
+    /// All `Cookie` fields joined with `"; "` (RFC 9110 §5.3 allows a user agent only one; some send several).
+    var cookie: String?
+    var authorization: String?
+    var requestID: String?
+    var expectsContinue = false
+    /// Every `Connection` value (usually none or one).
+    var connection: [String] = []
+    var upgrade: String?
+    var traceparent: String?
+    var tracestate: String?
+    var origin: String?
+    var corsRequestMethod: String?
+    /// All `Access-Control-Request-Headers` values joined with `,`.
+    var corsRequestHeaders: String?
+    var corsRequestPrivateNetwork: String?
+
+    init(_ headers: HTTPHeaders) {
+        for (name, value) in headers {
+            switch name.utf8.count {
+            case 4:
+                if HeaderClass.equalsLower(name, "host") { hosts.append(value) }
+            case 6:
+                if HeaderClass.equalsLower(name, "cookie") {
+                    cookie = cookie.map { $0 + "; " + value } ?? value
+                } else if HeaderClass.equalsLower(name, "origin") {
+                    if origin == nil { origin = value }
+                } else if HeaderClass.equalsLower(name, "expect") {
+                    if HeaderName.equalsIgnoringCase(value, "100-continue") { expectsContinue = true }
+                }
+            case 7:
+                if upgrade == nil, HeaderClass.equalsLower(name, "upgrade") { upgrade = value }
+            case 10:
+                if HeaderClass.equalsLower(name, "connection") {
+                    connection.append(value)
+                } else if tracestate == nil, HeaderClass.equalsLower(name, "tracestate") {
+                    tracestate = value
+                }
+            case 11:
+                if traceparent == nil, HeaderClass.equalsLower(name, "traceparent") { traceparent = value }
+            case 12:
+                if requestID == nil, HeaderClass.equalsLower(name, "x-request-id") { requestID = value }
+            case 13:
+                if authorization == nil, HeaderClass.equalsLower(name, "authorization") { authorization = value }
+            case 14:
+                if HeaderClass.equalsLower(name, "content-length") { contentLengths.append(value) }
+            case 17:
+                if HeaderClass.equalsLower(name, "transfer-encoding") { hasTransferEncoding = true }
+            case 29:
+                if corsRequestMethod == nil, HeaderClass.equalsLower(name, "access-control-request-method") { corsRequestMethod = value }
+            case 30:
+                if HeaderClass.equalsLower(name, "access-control-request-headers") {
+                    corsRequestHeaders = corsRequestHeaders.map { $0 + "," + value } ?? value
+                }
+            case 38:
+                if corsRequestPrivateNetwork == nil, HeaderClass.equalsLower(name, "access-control-request-private-network") {
+                    corsRequestPrivateNetwork = value
+                }
+            default:
+                break
+            }
+        }
+    }
+
+    /// The request declares a body: a non-zero (or unreadable) `Content-Length`, or any `Transfer-Encoding`.
+    var hasBody: Bool {
+        if let first = contentLengths.first { return (Int(first) ?? 1) > 0 }
+        return hasTransferEncoding
+    }
+}
