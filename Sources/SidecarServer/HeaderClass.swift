@@ -6,37 +6,51 @@ enum HeaderClass: Equatable {
     /// `name` lower-cased equals `lower` (which is lower-case ASCII).
     @inline(__always)
     static func equalsLower(_ name: String, _ lower: StaticString) -> Bool {
-        let n = name.utf8
+        guard name.utf8.count == lower.utf8CodeUnitCount else { return false }
+        return withBytes(name) { equalsLower($0, lower) }
+    }
+
+    /// The bytes of `name` lower-cased equal `lower` (which is lower-case ASCII).
+    @inline(__always)
+    static func equalsLower(_ n: UnsafeBufferPointer<UInt8>, _ lower: StaticString) -> Bool {
         guard n.count == lower.utf8CodeUnitCount else { return false }
-        var p = lower.utf8Start
-        for b in n {
+        let p = lower.utf8Start
+        for i in 0..<n.count {
+            let b = n[i]
             let folded = (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
-            if folded != p.pointee { return false }
-            p += 1
+            if folded != p[i] { return false }
         }
         return true
     }
 
-    /// True when the name, lower-cased with `_` → `-`, starts with `x-auth-`.
+    /// `body` over the string's UTF-8 bytes: in place for native strings (all header names here), else a copy.
     @inline(__always)
-    static func hasIdentityPrefix(_ name: String) -> Bool {
-        let prefix: StaticString = "x-auth-"
-        var p = prefix.utf8Start
-        var i = 0
-        for b in name.utf8 {
-            if i == 7 { return true }
-            var folded = (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
-            if folded == UInt8(ascii: "_") { folded = UInt8(ascii: "-") }
-            if folded != p.pointee { return false }
-            p += 1
-            i += 1
-        }
-        return i == 7
+    static func withBytes<R>(_ s: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let r = s.utf8.withContiguousStorageIfAvailable(body) { return r }
+        return Array(s.utf8).withUnsafeBufferPointer(body)
     }
 
-    static func of(_ name: String) -> HeaderClass {
+    /// True when the name, lower-cased with `_` → `-`, starts with `x-auth-`.
+    @inline(__always)
+    static func hasIdentityPrefix(_ n: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefix: StaticString = "x-auth-"
+        guard n.count >= 7 else { return false }
+        let p = prefix.utf8Start
+        for i in 0..<7 {
+            var folded = (n[i] >= 0x41 && n[i] <= 0x5A) ? n[i] | 0x20 : n[i]
+            if folded == UInt8(ascii: "_") { folded = UInt8(ascii: "-") }
+            if folded != p[i] { return false }
+        }
+        return true
+    }
+
+    static func hasIdentityPrefix(_ name: String) -> Bool { withBytes(name) { hasIdentityPrefix($0) } }
+
+    static func of(_ name: String) -> HeaderClass { withBytes(name) { of(bytes: $0) } }
+
+    static func of(bytes name: UnsafeBufferPointer<UInt8>) -> HeaderClass {
         if hasIdentityPrefix(name) { return .identity }
-        switch name.utf8.count {
+        switch name.count {
         case 2: if equalsLower(name, "te") { return .hopByHop }
         case 4: if equalsLower(name, "host") { return .host }
         case 6:
@@ -52,7 +66,8 @@ enum HeaderClass: Equatable {
         case 15:
             if equalsLower(name, "x-forwarded-for") { return .forwarding }
         case 16:
-            if equalsLower(name, "x-forwarded-host") || equalsLower(name, "proxy-connection") { return name.utf8.first! | 0x20 == UInt8(ascii: "x") ? .forwarding : .hopByHop }
+            if equalsLower(name, "x-forwarded-host") { return .forwarding }
+            if equalsLower(name, "proxy-connection") { return .hopByHop }
         case 17:
             if equalsLower(name, "x-forwarded-proto") { return .forwarding }
             if equalsLower(name, "transfer-encoding") { return .transferEncoding }

@@ -31,48 +31,52 @@ struct RequestHeadFields {
 
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
-            switch name.utf8.count {
-            case 4:
-                if HeaderClass.equalsLower(name, "host") { hosts.append(value) }
-            case 6:
-                if HeaderClass.equalsLower(name, "cookie") {
-                    cookie = cookie.map { $0 + "; " + value } ?? value
-                } else if HeaderClass.equalsLower(name, "origin") {
-                    if origin == nil { origin = value }
-                } else if HeaderClass.equalsLower(name, "expect") {
-                    if HeaderName.equalsIgnoringCase(value, "100-continue") { expectsContinue = true }
-                }
-            case 7:
-                if upgrade == nil, HeaderClass.equalsLower(name, "upgrade") { upgrade = value }
-            case 10:
-                if HeaderClass.equalsLower(name, "connection") {
-                    connection.append(value)
-                } else if tracestate == nil, HeaderClass.equalsLower(name, "tracestate") {
-                    tracestate = value
-                }
-            case 11:
-                if traceparent == nil, HeaderClass.equalsLower(name, "traceparent") { traceparent = value }
-            case 12:
-                if requestID == nil, HeaderClass.equalsLower(name, "x-request-id") { requestID = value }
-            case 13:
-                if authorization == nil, HeaderClass.equalsLower(name, "authorization") { authorization = value }
-            case 14:
-                if HeaderClass.equalsLower(name, "content-length") { contentLengths.append(value) }
-            case 17:
-                if HeaderClass.equalsLower(name, "transfer-encoding") { hasTransferEncoding = true }
-            case 29:
-                if corsRequestMethod == nil, HeaderClass.equalsLower(name, "access-control-request-method") { corsRequestMethod = value }
-            case 30:
-                if HeaderClass.equalsLower(name, "access-control-request-headers") {
-                    corsRequestHeaders = corsRequestHeaders.map { $0 + "," + value } ?? value
-                }
-            case 38:
-                if corsRequestPrivateNetwork == nil, HeaderClass.equalsLower(name, "access-control-request-private-network") {
-                    corsRequestPrivateNetwork = value
-                }
-            default:
-                break
+            HeaderClass.withBytes(name) { record($0, value) }
+        }
+    }
+
+    private mutating func record(_ name: UnsafeBufferPointer<UInt8>, _ value: String) {
+        switch name.count {
+        case 4:
+            if HeaderClass.equalsLower(name, "host") { hosts.append(value) }
+        case 6:
+            if HeaderClass.equalsLower(name, "cookie") {
+                cookie = cookie.map { $0 + "; " + value } ?? value
+            } else if HeaderClass.equalsLower(name, "origin") {
+                if origin == nil { origin = value }
+            } else if HeaderClass.equalsLower(name, "expect") {
+                if HeaderName.equalsIgnoringCase(value, "100-continue") { expectsContinue = true }
             }
+        case 7:
+            if upgrade == nil, HeaderClass.equalsLower(name, "upgrade") { upgrade = value }
+        case 10:
+            if HeaderClass.equalsLower(name, "connection") {
+                connection.append(value)
+            } else if tracestate == nil, HeaderClass.equalsLower(name, "tracestate") {
+                tracestate = value
+            }
+        case 11:
+            if traceparent == nil, HeaderClass.equalsLower(name, "traceparent") { traceparent = value }
+        case 12:
+            if requestID == nil, HeaderClass.equalsLower(name, "x-request-id") { requestID = value }
+        case 13:
+            if authorization == nil, HeaderClass.equalsLower(name, "authorization") { authorization = value }
+        case 14:
+            if HeaderClass.equalsLower(name, "content-length") { contentLengths.append(value) }
+        case 17:
+            if HeaderClass.equalsLower(name, "transfer-encoding") { hasTransferEncoding = true }
+        case 29:
+            if corsRequestMethod == nil, HeaderClass.equalsLower(name, "access-control-request-method") { corsRequestMethod = value }
+        case 30:
+            if HeaderClass.equalsLower(name, "access-control-request-headers") {
+                corsRequestHeaders = corsRequestHeaders.map { $0 + "," + value } ?? value
+            }
+        case 38:
+            if corsRequestPrivateNetwork == nil, HeaderClass.equalsLower(name, "access-control-request-private-network") {
+                corsRequestPrivateNetwork = value
+            }
+        default:
+            break
         }
     }
 

@@ -4,6 +4,7 @@
 # callgrind with one event-loop thread, sends N1 and then N2 keep-alive requests (v5 JWE session cookie, the kit's
 # token; 8 connections, one request at a time) and prints (I(N2) − I(N1)) / (N2 − N1): start-up cancels out.
 #   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
+#   REQUEST=browser adds the 13 headers a browser's fetch() sends (Accept, User-Agent, Sec-Fetch-*, …) to each request
 # Counts user-space instructions only (no kernel, no waiting); one request per event-loop turn, so per-turn costs
 # are included in full (a loaded server spreads them over several requests).
 set -euo pipefail
@@ -46,10 +47,18 @@ count() {  # count N -> total instructions of a sidecar process that served N re
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break
         sleep 0.5
     done
-    python3 - "$PORT" "$n" "$KIT/tokens/jwe.txt" <<'EOF'
+    python3 - "$PORT" "$n" "$KIT/tokens/jwe.txt" "${REQUEST:-minimal}" <<'EOF'
 import socket, sys
 port, n, token = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3]).read().strip()
-req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: authjs.session-token={token}\r\n\r\n".encode()
+extra = ""
+if sys.argv[4] == "browser":
+    extra = ("Accept: application/json, text/plain, */*\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n"
+             "Accept-Language: en-GB,en;q=0.9,de;q=0.8\r\nConnection: keep-alive\r\nOrigin: https://app.example.com\r\n"
+             "Referer: https://app.example.com/dashboard\r\nSec-Fetch-Dest: empty\r\nSec-Fetch-Mode: cors\r\n"
+             "Sec-Fetch-Site: same-site\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Chrome/131.0.0.0 Safari/537.36\r\nsec-ch-ua: \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\"\r\n"
+             "sec-ch-ua-mobile: ?0\r\nsec-ch-ua-platform: \"Linux\"\r\n")
+req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Cookie: authjs.session-token={token}\r\n\r\n".encode()
 conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
 for i in range(n):
     s = conns[i % 8]
