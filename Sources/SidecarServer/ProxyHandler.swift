@@ -284,14 +284,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         return fields.contentLengths.allSatisfy { $0 == "0" }
     }
 
-    static func isRetryable(_ head: HTTPRequestHead) -> Bool { isRetryable(head.method, RequestHeadFields(head.headers)) }
-
     static func isUpgrade(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
         guard method == .GET, fields.upgrade != nil else { return false }
         return HeaderName.connectionTokens(fields.connection).contains("upgrade")
     }
-
-    static func isUpgrade(_ head: HTTPRequestHead) -> Bool { isUpgrade(head.method, RequestHeadFields(head.headers)) }
 
     /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
     /// method and URI come from `X-Forwarded-Method`/`X-Forwarded-Uri` (or nginx's `X-Original-*`); 200 carries the
@@ -408,8 +404,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host, and a valid one.
-    static func hasValidHost(_ head: HTTPRequestHead) -> Bool { hasValidHost(RequestHeadFields(head.headers), version: head.version) }
-
     static func hasValidHost(_ fields: RequestHeadFields, version: HTTPVersion) -> Bool {
         let hosts = fields.hosts
         if version.major == 1 && version.minor == 0 && hosts.isEmpty { return true }
