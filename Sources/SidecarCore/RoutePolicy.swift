@@ -30,25 +30,53 @@ public enum PathMatch: Sendable, Equatable {
             let bytes = path.utf8
             guard bytes.count >= baseCount, bytes.prefix(baseCount).elementsEqual(rule.prefix(baseCount)) else { return false }
             return bytes.count == baseCount || bytes.dropFirst(baseCount).first == UInt8(ascii: "/")
-        case .glob(let g): return PathMatch.glob(Array(g.utf8)[...], Array(path.utf8)[...])
+        case .glob(let g): return PathMatch.glob(g, path)
         }
     }
 
-    static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
-        guard let c = p.first else { return s.isEmpty }
-        if c == UInt8(ascii: "*") {
-            let doubleStar = p.dropFirst().first == UInt8(ascii: "*")
-            let rest = doubleStar ? p.dropFirst(2) : p.dropFirst()
-            var i = s.startIndex
-            while true {
-                if glob(rest, s[i...]) { return true }
-                if i == s.endIndex { return false }
-                if !doubleStar && s[i] == UInt8(ascii: "/") { return false }
-                i += 1
+    /// `pattern` matches all of `path`: `*` stands for any run of bytes without `/`, `**` (or a longer run of stars)
+    /// for any run of bytes. Simulates the pattern as an automaton over the path — time O(path × pattern), never
+    /// exponential: a backtracking matcher with a few stars in a rule is stalled by a long request path (the config
+    /// fuzz target found `/a**…**` taking minutes on `/admin/users/1`; with `/**/x/**/y/**` an 8 KB path would do it).
+    public static func glob(_ pattern: String, _ path: String) -> Bool {
+        enum Token { case byte(UInt8), star, anything }
+        var tokens: [Token] = []
+        var stars = 0
+        for b in pattern.utf8 {
+            if b == UInt8(ascii: "*") { stars += 1; continue }
+            if stars > 0 { tokens.append(stars == 1 ? .star : .anything); stars = 0 }
+            tokens.append(.byte(b))
+        }
+        if stars > 0 { tokens.append(stars == 1 ? .star : .anything) }
+
+        let m = tokens.count
+        // `live[j]`: the path read so far can leave the pattern at token j. A star may match nothing, so a live star
+        // makes the token after it live too (increasing j carries that through runs of stars).
+        var live = [Bool](repeating: false, count: m + 1)
+        var next = live
+        func close(_ states: inout [Bool]) {
+            for j in 0..<m where states[j] {
+                if case .byte = tokens[j] { continue }
+                states[j + 1] = true
             }
         }
-        guard let d = s.first, d == c else { return false }
-        return glob(p.dropFirst(), s.dropFirst())
+        live[0] = true
+        close(&live)
+        for b in path.utf8 {
+            for j in 0...m { next[j] = false }
+            var any = false
+            for j in 0..<m where live[j] {
+                switch tokens[j] {
+                case .byte(let c): if c == b { next[j + 1] = true; any = true }
+                case .star: if b != UInt8(ascii: "/") { next[j] = true; any = true }
+                case .anything: next[j] = true; any = true
+                }
+            }
+            if !any { return false }
+            close(&next)
+            swap(&live, &next)
+        }
+        return live[m]
     }
 }
 
