@@ -44,8 +44,6 @@ enum HeaderClass: Equatable {
         return true
     }
 
-    static func hasIdentityPrefix(_ name: String) -> Bool { withBytes(name) { hasIdentityPrefix($0) } }
-
     static func of(_ name: String) -> HeaderClass { withBytes(name) { of(bytes: $0) } }
 
     static func of(bytes name: UnsafeBufferPointer<UInt8>) -> HeaderClass {
