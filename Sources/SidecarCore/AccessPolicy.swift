@@ -11,8 +11,9 @@ public enum AccessDecision: Sendable {
 }
 
 /// The whole per-request policy after CORS and health: path normalisation → route rule → token → claims → headers.
-/// Pure and built once from the validated config.
-public struct AccessPolicy: Sendable {
+/// Pure and built once from the validated config. A class: as a struct, each call through the server's shared context
+/// copied it (a retain and release of every field, ~800 instructions per request).
+public final class AccessPolicy: Sendable {
     public let routes: RoutePolicy
     public let authenticator: TokenAuthenticator
     public let identity: IdentityHeaderMapper
@@ -23,7 +24,7 @@ public struct AccessPolicy: Sendable {
         self.identity = identity
     }
 
-    public init(_ config: SidecarConfig) {
+    public convenience init(_ config: SidecarConfig) {
         self.init(routes: config.routes, authenticator: config.authenticator, identity: config.identity)
     }
 

@@ -96,51 +96,57 @@ public struct SessionTokenExtractor: Sendable {
     }
 
     func cookieTokens(_ header: String) -> [ExtractedToken] {
-        // Collect first-occurrence values of exact names and `name.<digits>` chunks in one pass over the bytes.
-        var exact = [String?](repeating: nil, count: cookies.count)
-        var chunks = [[(Int, String)]](repeating: [], count: cookies.count)
+        // One pass over the bytes collects, per configured cookie, the value range of the first exact-name pair and
+        // of the first pair of each `name.<digits>` chunk name; only the values kept are decoded into strings.
+        // A given name always lands on the same cookie index (the first that matches), so "first occurrence wins" is
+        // a per-index check: an exact name is taken once, a chunk name once per distinct spelling.
         var header = header
-        header.withUTF8 { bytes in
-            let base = bytes.baseAddress!
-            // Names already taken (first occurrence wins), compared as bytes like JavaScript code units.
-            var seen: [Range<Int>] = []
-            func isSeen(_ name: Range<Int>) -> Bool {
-                seen.contains { $0.count == name.count && memcmp(base + $0.lowerBound, base + name.lowerBound, name.count) == 0 }
-            }
-            CookieParser.forEachPair(bytes) { name, value in
-                for i in cookieNames.indices {
-                    let cookieName = cookieNames[i]
-                    guard name.count >= cookieName.count,
-                          cookieName.withUnsafeBufferPointer({ memcmp(base + name.lowerBound, $0.baseAddress!, $0.count) == 0 }) else { continue }
-                    if name.count == cookieName.count {
-                        guard !isSeen(name) else { return true }
-                        seen.append(name)
-                        exact[i] = CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[value]))
-                        return true
+        let count = cookies.count
+        return header.withUTF8 { bytes -> [ExtractedToken] in
+            guard let base = bytes.baseAddress else { return [] }
+            return withUnsafeTemporaryAllocation(of: Range<Int>?.self, capacity: count) { exact -> [ExtractedToken] in
+                exact.initialize(repeating: nil)
+                defer { exact.deinitialize() }
+                var chunks: [[(n: Int, name: Range<Int>, value: Range<Int>)]]? = nil  // rare: allocated on the first chunk
+                CookieParser.forEachPair(bytes) { name, value in
+                    for i in 0..<count {
+                        let matched = cookieNames[i].withUnsafeBufferPointer { cookieName -> Bool? in
+                            guard name.count >= cookieName.count,
+                                  memcmp(base + name.lowerBound, cookieName.baseAddress!, cookieName.count) == 0 else { return nil }
+                            if name.count == cookieName.count {
+                                if exact[i] == nil { exact[i] = value }
+                                return true
+                            }
+                            // `name.<digits>` chunks only — never any other prefix match.
+                            let suffix = (name.lowerBound + cookieName.count)..<name.upperBound
+                            guard bytes[suffix.lowerBound] == UInt8(ascii: "."), suffix.count >= 2, suffix.count <= 5,
+                                  bytes[(suffix.lowerBound + 1)..<suffix.upperBound].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                                  (chunks?[i].count ?? 0) < Self.maxChunks else { return nil }
+                            if chunks == nil { chunks = Array(repeating: [], count: count) }
+                            let taken = chunks![i].contains {
+                                $0.name.count == name.count && memcmp(base + $0.name.lowerBound, base + name.lowerBound, name.count) == 0
+                            }
+                            if !taken {
+                                var n = 0
+                                for d in bytes[(suffix.lowerBound + 1)..<suffix.upperBound] { n = n * 10 + Int(d - 0x30) }
+                                chunks![i].append((n, name, value))
+                            }
+                            return true
+                        }
+                        if matched != nil { return true }
                     }
-                    // `name.<digits>` chunks only — never any other prefix match.
-                    let suffix = bytes[(name.lowerBound + cookieName.count)..<name.upperBound]
-                    guard suffix.first == UInt8(ascii: "."), suffix.count >= 2, suffix.count <= 5,
-                          suffix.dropFirst().allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                          chunks[i].count < Self.maxChunks else { continue }
-                    guard !isSeen(name) else { return true }
-                    var n = 0
-                    for d in suffix.dropFirst() { n = n * 10 + Int(d - 0x30) }
-                    seen.append(name)
-                    chunks[i].append((n, CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[value]))))
                     return true
                 }
-                return true
+                var out: [ExtractedToken] = []
+                for i in 0..<count {
+                    var value = exact[i].map { CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[$0])) } ?? ""
+                    if value.isEmpty, let parts = chunks?[i], !parts.isEmpty {
+                        value = parts.sorted { $0.n < $1.n }.map { CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[$0.value])) }.joined()
+                    }
+                    if !value.isEmpty { out.append(ExtractedToken(value: value, source: .cookie(i), scope: scopes[i])) }
+                }
+                return out
             }
         }
-        var out: [ExtractedToken] = []
-        for i in cookies.indices {
-            var value = exact[i] ?? ""
-            if value.isEmpty, !chunks[i].isEmpty {
-                value = chunks[i].sorted { $0.0 < $1.0 }.map(\.1).joined()
-            }
-            if !value.isEmpty { out.append(ExtractedToken(value: value, source: .cookie(i), scope: scopes[i])) }
-        }
-        return out
     }
 }

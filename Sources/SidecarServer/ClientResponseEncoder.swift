@@ -33,7 +33,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch Self.unwrapOutboundIn(data) {
+        switch unwrapOutboundIn(data) {
         case .head(let head):
             let code = head.status.code
             // A non-final 1xx (100 Continue, 103 Early Hints) is followed by the real answer to the same request.
@@ -45,7 +45,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                 return
             }
             isChunked = chunked && !suppressBody
-            context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         case .body(let chunk):
             if refused {
                 promise?.fail(InvalidResponseHead())

@@ -18,6 +18,8 @@ final class ProxyContext: @unchecked Sendable {
     let customOwnedNames: Set<String>
     let upstreamTimeout: TimeAmount
     let corsEnabled: Bool
+    /// Read per response; a stored Bool because reaching it through `config.cors` copies the whole policy struct.
+    let replaceUpstreamCORS: Bool
     /// The session cookie names (chunks are `name.N`), for `strip_cookie`.
     let sessionCookieNames: [String]
 
@@ -33,6 +35,7 @@ final class ProxyContext: @unchecked Sendable {
         self.upstreamTimeout = .milliseconds(Int64(config.upstreamTimeout * 1000))
         self.sessionCookieNames = config.authenticator.extractor.cookies.map(\.name)
         self.corsEnabled = config.cors.isEnabled
+        self.replaceUpstreamCORS = config.cors.config.replaceUpstreamHeaders
     }
 
     func loopState(for loop: EventLoop) -> LoopState { loops[ObjectIdentifier(loop)]! }
@@ -538,9 +541,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func attach(_ connection: UpstreamConnection, to exchange: Exchange, context: ChannelHandlerContext) {
         exchange.upstream = connection
         connection.handler.delegate = self
-        for part in exchange.buffered { connection.channel.write(part, promise: nil) }
+        for part in exchange.buffered { connection.handler.send(part) }
         exchange.buffered.removeAll()
-        connection.channel.flush()
+        connection.handler.flush()
         upstreamTimer?.arm(in: shared.upstreamTimeout)
     }
 
@@ -567,7 +570,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
             let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
             if let upstream = exchange.upstream {
-                upstream.channel.write(part, promise: nil)
+                upstream.handler.send(part)
                 if !upstream.channel.isWritable { pauseReads() }
             } else {
                 exchange.buffered.append(part)
@@ -586,7 +589,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.requestEnded = true
             let end = HTTPClientRequestPart.end(trailers.flatMap(sanitizedTrailers))
             if let upstream = exchange.upstream {
-                upstream.channel.write(end, promise: nil)
+                upstream.handler.send(end)
             } else {
                 exchange.buffered.append(end)
             }
@@ -698,7 +701,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             headers.reserveCapacity(head.headers.count + 2 + corsHeaders.count)
             let connectionTokens = HeaderName.connectionTokens(head.headers["connection"])
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
-            let replaceCORS = !corsHeaders.isEmpty && shared.config.cors.config.replaceUpstreamHeaders
+            let replaceCORS = !corsHeaders.isEmpty && shared.replaceUpstreamCORS
             var hasRequestID = false
             for (name, value) in head.headers {
                 if replaceCORS && CORSPolicy.isOwnedResponseHeader(name) { continue }
@@ -812,7 +815,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// One flush to the upstream per client read burst: head, body parts and end leave in one write.
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .proxying(let exchange) = state, let upstream = exchange.upstream { upstream.channel.flush() }
+        if case .proxying(let exchange) = state, let upstream = exchange.upstream { upstream.handler.flush() }
         context.fireChannelReadComplete()
     }
 

@@ -18,11 +18,11 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     private var isChunked = false
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch Self.unwrapOutboundIn(data) {
+        switch unwrapOutboundIn(data) {
         case .head(let head):
             let (buffer, chunked) = Self.serialize(head, allocator: context.channel.allocator)
             isChunked = chunked
-            context.write(Self.wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         case .body(let chunk):
             HTTPWire.writeBody(chunk, chunked: isChunked, context: context, promise: promise)
         case .end(let trailers):

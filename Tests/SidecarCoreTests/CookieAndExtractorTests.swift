@@ -223,6 +223,58 @@ struct SessionTokenExtractorTests {
         #expect(try b.extractor.extract(cookieHeader: "b=1", authorization: nil).get().first?.scope.v5Salts == 1)
     }
 
+    /// Auth.js `getToken()` cookie semantics written plainly (Substring pairs, a list of names already taken), as the
+    /// reference for the one-pass byte scan the extractor uses.
+    static func reference(_ header: String, names: [String]) -> [String] {
+        var exact = [String?](repeating: nil, count: names.count)
+        var chunks = [[(Int, String)]](repeating: [], count: names.count)
+        var taken: [[UInt8]] = []
+        func decode(_ v: Substring) -> String { v.contains("%") ? PercentDecoding.decodeURIComponent(v) ?? String(v) : String(v) }
+        CookieParser.forEachPair(header) { name, value in
+            let nameBytes = Array(name.utf8)
+            for (i, cookie) in names.enumerated() {
+                let c = Array(cookie.utf8)
+                guard nameBytes.starts(with: c) else { continue }
+                if nameBytes.count == c.count {
+                    if !taken.contains(nameBytes) { taken.append(nameBytes); exact[i] = decode(value) }
+                    return true
+                }
+                let suffix = nameBytes[c.count...]
+                guard suffix.first == UInt8(ascii: "."), (2...5).contains(suffix.count),
+                      suffix.dropFirst().allSatisfy({ (0x30...0x39).contains($0) }),
+                      chunks[i].count < SessionTokenExtractor.maxChunks else { continue }
+                if !taken.contains(nameBytes) {
+                    taken.append(nameBytes)
+                    chunks[i].append((Int(String(decoding: suffix.dropFirst(), as: UTF8.self))!, decode(value)))
+                }
+                return true
+            }
+            return true
+        }
+        return names.indices.compactMap { i in
+            var v = exact[i] ?? ""
+            if v.isEmpty { v = chunks[i].sorted { $0.0 < $1.0 }.map(\.1).joined() }
+            return v.isEmpty ? nil : v
+        }
+    }
+
+    @Test("random Cookie headers: the byte scan agrees with the plain reference (first wins, chunks, spellings, prefixes)")
+    func randomAgainstReference() throws {
+        let names = ["__Secure-a.b", "a.b", "a"]  // `a` is a prefix of the others; `a.b` is also a chunk-like `a.` name
+        let e = try extractor(names)
+        let nameParts = ["a.b", "a", "__Secure-a.b", "a.b.0", "a.b.1", "a.b.01", "a.b.10", "a.0", "a.1", "a.b.x", "a.", "x",
+                         "__Secure-a.b.2", "a.b.123456", " a.b ", "a.B"]
+        let valueParts = ["", "v", "w1", "%41", "%zz", "\"q\"", " sp ", "=", "é"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<3000 {
+            let pairs = (0..<Int.random(in: 0...7, using: &rng)).map { _ in
+                "\(nameParts.randomElement(using: &rng)!)=\(valueParts.randomElement(using: &rng)!)"
+            }
+            let header = pairs.joined(separator: Bool.random(using: &rng) ? "; " : ";")
+            #expect(values(e, cookie: header) == Self.reference(header, names: names), "\(header)")
+        }
+    }
+
     @Test("chunk count is bounded")
     func chunkBound() throws {
         let e = try extractor()
