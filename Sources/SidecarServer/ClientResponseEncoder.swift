@@ -122,11 +122,17 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     static func serialize(_ head: HTTPResponseHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
         let code = head.status.code
         let mayHaveBody = !(code >= 100 && code < 200) && code != 204 && code != 304
+        // One pass for the framing fields and the size of every field line (each visit of an `HTTPHeaders` element
+        // retains and releases two strings): dropped framing lines are subtracted afterwards.
         var hasLength = false
-        if mayHaveBody {
-            for (name, _) in head.headers where name.utf8.count == 14 && HeaderName.equalsIgnoringCase(name, "content-length") {
-                hasLength = true
-                break
+        var fieldsSize = 0, lengthLinesSize = 0, encodingLinesSize = 0
+        for (name, value) in head.headers {
+            let line = name.utf8.count + 2 + value.utf8.count + 2
+            fieldsSize += line
+            switch name.utf8.count {
+            case 14: if HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true; lengthLinesSize += line }
+            case 17: if HeaderName.equalsIgnoringCase(name, "transfer-encoding") { encodingLinesSize += line }
+            default: break
             }
         }
         let http11 = head.version.major == 1 && head.version.minor >= 1
@@ -150,8 +156,8 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             guard isValidValue(reason) else { return nil }
             statusLine = "HTTP/\(head.version.major).\(head.version.minor) \(code) \(reason)"
         }
-        var size = statusLine.utf8.count + 2 + 2
-        for (name, value) in head.headers where kept(name) { size += name.utf8.count + 2 + value.utf8.count + 2 }
+        var size = statusLine.utf8.count + 2 + 2 + fieldsSize - encodingLinesSize
+        if !keepLength { size -= lengthLinesSize }
         if chunked { size += chunkedField.utf8.count }
         let mask = tokenMask
         var valid = true

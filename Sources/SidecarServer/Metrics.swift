@@ -7,17 +7,16 @@ import SidecarCore
 
 /// The sidecar's metrics: swift-metrics handles over one swift-prometheus registry, all made at start-up.
 ///
-/// On the request path a finished exchange costs one atomic add (the request counter) and one or two histogram
-/// observations (swift-prometheus guards each histogram with a lock; with one event-loop thread it is never
-/// contended). Request counters are registered once per (outcome, status class) and then kept by each event loop,
-/// so the registry's own lock is not taken per request. Pool and cache figures live on their event loops and are
-/// read into the registry when `/metrics` is scraped.
+/// On the request path a finished exchange costs one atomic add (the request counter) and one or two increments of
+/// its event loop's own histogram counters — no lock: swift-prometheus guards each histogram with a lock taken per
+/// observation, so the two duration histograms are kept per loop (``LoopHistogram``), merged and rendered here when
+/// `/metrics` is scraped. Request counters are registered once per (outcome, status class) and then kept by each
+/// event loop, so the registry's own lock is not taken per request either. Pool and cache figures also live on their
+/// event loops and are read into the registry at scrape time.
 public final class SidecarMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
     private let factory: PrometheusMetricsFactory
 
-    let requestDuration: CoreMetrics.Timer
-    let upstreamDuration: CoreMetrics.Timer
     let openConnections: Meter
     let upstreamPoolIdle: Meter
     let upstreamConnectionsOpened: CoreMetrics.Counter
@@ -32,6 +31,12 @@ public final class SidecarMetrics: Sendable {
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
         .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
     ]
+    /// ``buckets`` in nanoseconds, for the loops' histograms.
+    static let bucketNanoseconds: [Int64] = buckets.map { $0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000 }
+    static let requestDurationName = "authjs_sidecar_request_duration_seconds"
+    static let requestDurationHelp = "Time from request head to the end of the response."
+    static let upstreamDurationName = "authjs_sidecar_upstream_duration_seconds"
+    static let upstreamDurationHelp = "Time from upstream connect/reuse to the end of the upstream response."
     static let requestsName = "authjs_sidecar_requests_total"
     static let requestsHelp = "Requests by auth outcome code and status class."
     /// Status class label by `status / 100` (0 = the response was aborted).
@@ -42,19 +47,12 @@ public final class SidecarMetrics: Sendable {
         let factory = PrometheusMetricsFactory(registry: registry)
         self.registry = registry
         self.factory = factory
-        func timer(_ name: String, _ help: String) -> CoreMetrics.Timer {
-            CoreMetrics.Timer(label: name, dimensions: [], handler: registry.makeDurationHistogram(name: name, buckets: Self.buckets, help: help),
-                              factory: factory)
-        }
         func counter(_ name: String, _ help: String) -> CoreMetrics.Counter {
             CoreMetrics.Counter(label: name, dimensions: [], handler: registry.makeCounter(name: name, help: help), factory: factory)
         }
         func gauge(_ name: String, _ help: String) -> Meter {
             Meter(label: name, dimensions: [], handler: registry.makeGauge(name: name, help: help), factory: factory)
         }
-        requestDuration = timer("authjs_sidecar_request_duration_seconds", "Time from request head to the end of the response.")
-        upstreamDuration = timer("authjs_sidecar_upstream_duration_seconds",
-                                 "Time from upstream connect/reuse to the end of the upstream response.")
         openConnections = gauge("authjs_sidecar_open_connections", "Open client connections.")
         upstreamPoolIdle = gauge("authjs_sidecar_upstream_pool_idle", "Idle keep-alive upstream connections.")
         upstreamConnectionsOpened = counter("authjs_sidecar_upstream_connections_opened_total", "Upstream connections opened.")
@@ -73,12 +71,66 @@ public final class SidecarMetrics: Sendable {
                                    factory: factory)
     }
 
-    /// The Prometheus text exposition (format 0.0.4) of everything registered.
-    func render() -> [UInt8] {
+    /// The Prometheus text exposition (format 0.0.4) of everything registered, then the two duration histograms
+    /// merged from the loops' own (each loop's copy is taken on its loop).
+    func render(request: LoopHistogram, upstream: LoopHistogram) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(8192)
         registry.emit(into: &out)
+        request.render(name: Self.requestDurationName, help: Self.requestDurationHelp, into: &out)
+        upstream.render(name: Self.upstreamDurationName, help: Self.upstreamDurationHelp, into: &out)
         return out
+    }
+
+    /// The exposition with the histograms of `loops` merged (tests and single-threaded callers).
+    func render(_ loops: [LoopMetrics]) -> [UInt8] {
+        var request = LoopHistogram(), upstream = LoopHistogram()
+        for loop in loops {
+            request.merge(loop.requestDuration)
+            upstream.merge(loop.upstreamDuration)
+        }
+        return render(request: request, upstream: upstream)
+    }
+}
+
+/// A duration histogram owned by one event loop: plain counters, touched only on that loop, so recording takes no
+/// lock. Buckets are ``SidecarMetrics/buckets`` (a value equal to a bound counts in that bucket, as Prometheus's `le`).
+struct LoopHistogram: Sendable {
+    /// Per bucket, not cumulative; the last one is `+Inf`.
+    private(set) var counts = [Int](repeating: 0, count: SidecarMetrics.buckets.count + 1)
+    private(set) var sumNanoseconds: Int64 = 0
+    private(set) var count = 0
+
+    mutating func record(nanoseconds: Int64) {
+        let value = max(0, nanoseconds)
+        let bounds = SidecarMetrics.bucketNanoseconds
+        var i = 0
+        while i < bounds.count, value > bounds[i] { i += 1 }
+        counts[i] += 1
+        sumNanoseconds &+= value
+        count += 1
+    }
+
+    mutating func merge(_ other: LoopHistogram) {
+        for i in counts.indices { counts[i] += other.counts[i] }
+        sumNanoseconds &+= other.sumNanoseconds
+        count += other.count
+    }
+
+    /// `# HELP`, `# TYPE`, cumulative `_bucket{le=…}` lines, `_sum` in seconds and `_count` — the lines
+    /// swift-prometheus writes for its own duration histograms (same `le` spelling).
+    func render(name: String, help: String, into out: inout [UInt8]) {
+        func line(_ text: String) { out.append(contentsOf: text.utf8); out.append(0x0A) }
+        line("# HELP \(name) \(help)")
+        line("# TYPE \(name) histogram")
+        var cumulative = 0
+        for (i, bound) in SidecarMetrics.buckets.enumerated() {
+            cumulative += counts[i]
+            line("\(name)_bucket{le=\"\(bound.bucketRepresentation)\"} \(cumulative)")
+        }
+        line("\(name)_bucket{le=\"+Inf\"} \(count)")
+        line("\(name)_sum \(Duration.nanoseconds(sumNanoseconds).bucketRepresentation)")
+        line("\(name)_count \(count)")
     }
 }
 
@@ -92,6 +144,8 @@ struct LoopMetrics {
     }
 
     let shared: SidecarMetrics
+    private(set) var requestDuration = LoopHistogram()
+    private(set) var upstreamDuration = LoopHistogram()
     private var requestCounters: [RequestKey: CoreMetrics.Counter] = [:]
     private var reportedCacheHits = 0
     private var reportedCacheMisses = 0
@@ -112,8 +166,8 @@ struct LoopMetrics {
             requestCounters[key] = counter
             counter.increment()
         }
-        shared.requestDuration.recordNanoseconds(nanoseconds)
-        if let upstreamNanoseconds { shared.upstreamDuration.recordNanoseconds(upstreamNanoseconds) }
+        requestDuration.record(nanoseconds: nanoseconds)
+        if let upstreamNanoseconds { upstreamDuration.record(nanoseconds: upstreamNanoseconds) }
     }
 
     /// Adds what happened since the last scrape to the registry's counters; returns the loop's gauges.
@@ -150,12 +204,12 @@ final class MetricsHandler: ChannelInboundHandler {
             write(context, .notFound, Array("not found\n".utf8))
             return
         }
-        // Each loop reports its own counters on its own thread; the gauges are summed here.
+        // Each loop reports its own counters and copies its histograms on its own thread; the rest is merged here.
         let gauges = loops.map { state in
-            state.pool.eventLoop.submit { () -> (idle: Int, entries: Int) in
+            state.pool.eventLoop.submit { () -> (idle: Int, entries: Int, request: LoopHistogram, upstream: LoopHistogram) in
                 state.metrics.report(cacheHits: state.cache.hits, cacheMisses: state.cache.misses, connectionsOpened: state.pool.opened,
                                     retries: state.upstreamRetries)
-                return (state.pool.idleCount, state.cache.count)
+                return (state.pool.idleCount, state.cache.count, state.metrics.requestDuration, state.metrics.upstreamDuration)
             }
         }
         let connections = self.connections
@@ -164,7 +218,12 @@ final class MetricsHandler: ChannelInboundHandler {
             metrics.upstreamPoolIdle.set(all.reduce(0) { $0 + $1.idle })
             metrics.tokenCacheEntries.set(all.reduce(0) { $0 + $1.entries })
             metrics.openConnections.set(connections.current)
-            self.write(context, .ok, metrics.render())
+            var request = LoopHistogram(), upstream = LoopHistogram()
+            for loop in all {
+                request.merge(loop.request)
+                upstream.merge(loop.upstream)
+            }
+            self.write(context, .ok, metrics.render(request: request, upstream: upstream))
         }
     }
 

@@ -33,12 +33,22 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
 
     /// The head's wire bytes and whether its body is chunked.
     static func serialize(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool) {
+        // One pass for the framing fields and the size of every field line (each visit of an `HTTPHeaders` element
+        // retains and releases two strings): dropped framing lines are subtracted afterwards.
         var hasLength = false
         var firstEncoding: String?
+        var fieldsSize = 0, lengthLinesSize = 0, encodingLinesSize = 0
         for (name, value) in head.headers {
+            let line = name.utf8.count + 2 + value.utf8.count + 2
+            fieldsSize += line
             switch name.utf8.count {
-            case 14: if HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true }
-            case 17: if firstEncoding == nil, HeaderName.equalsIgnoringCase(name, "transfer-encoding") { firstEncoding = value }
+            case 14:
+                if HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true; lengthLinesSize += line }
+            case 17:
+                if HeaderName.equalsIgnoringCase(name, "transfer-encoding") {
+                    if firstEncoding == nil { firstEncoding = value }
+                    encodingLinesSize += line
+                }
             default: break
             }
         }
@@ -69,8 +79,9 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         }
         let method = head.method.rawValue
         let version = head.version == .http1_1 ? "HTTP/1.1" : "HTTP/\(head.version.major).\(head.version.minor)"
-        var size = method.utf8.count + 1 + head.uri.utf8.count + 1 + version.utf8.count + 2 + 2
-        for (name, value) in head.headers where kept(name) { size += name.utf8.count + 2 + value.utf8.count + 2 }
+        var size = method.utf8.count + 1 + head.uri.utf8.count + 1 + version.utf8.count + 2 + 2 + fieldsSize
+        if !keepLength { size -= lengthLinesSize }
+        if !keepEncoding { size -= encodingLinesSize }
         if addChunked { size += chunkedField.utf8.count }
         var buffer = allocator.buffer(capacity: size)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in

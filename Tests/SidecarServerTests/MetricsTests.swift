@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import Prometheus
 import Testing
 @testable import SidecarServer
 
@@ -43,23 +44,26 @@ struct PrometheusText {
 }
 
 extension SidecarMetrics {
-    /// The registry's exposition, parsed.
-    var text: PrometheusText { PrometheusText(String(decoding: render(), as: UTF8.self)) }
+    /// The exposition with the histograms of `loops` merged, parsed.
+    func text(_ loops: [LoopMetrics] = []) -> PrometheusText { PrometheusText(String(decoding: render(loops), as: UTF8.self)) }
 
     /// `authjs_sidecar_requests_total{outcome,status_class}` as rendered.
     func requestCount(_ outcome: String, _ statusClass: String) -> Int? {
-        text.samples["authjs_sidecar_requests_total{outcome=\"\(outcome)\",status_class=\"\(statusClass)\"}"].map { Int($0) }
+        text().samples["authjs_sidecar_requests_total{outcome=\"\(outcome)\",status_class=\"\(statusClass)\"}"].map { Int($0) }
     }
 
     /// How many `authjs_sidecar_requests_total` series are rendered.
-    var requestSeries: Int { text.samples.keys.filter { $0.hasPrefix("authjs_sidecar_requests_total{") }.count }
+    var requestSeries: Int { text().samples.keys.filter { $0.hasPrefix("authjs_sidecar_requests_total{") }.count }
 
-    /// `<name>_count` of a histogram.
-    func histogramCount(_ name: String) -> Int? { text.samples["\(name)_count"].map { Int($0) } }
+    /// `<name>_count` of a histogram merged over `loops`.
+    func histogramCount(_ name: String, _ loops: [LoopMetrics]) -> Int? { text(loops).samples["\(name)_count"].map { Int($0) } }
 }
 
 extension LoopMetrics {
     func requestCount(_ outcome: String, _ statusClass: String) -> Int? { shared.requestCount(outcome, statusClass) }
+    /// The exposition as a scrape of this loop alone renders it.
+    var text: PrometheusText { shared.text([self]) }
+    func histogramCount(_ name: String) -> Int? { shared.histogramCount(name, [self]) }
 }
 
 @Suite("SidecarMetrics")
@@ -86,8 +90,8 @@ struct SidecarMetricsTests {
         #expect(m.requestCount("upstream_unreachable", "5xx") == 1)
         #expect(m.requestCount("upstream_closed", "aborted") == 1)
         #expect(m.shared.requestSeries == 7)
-        #expect(m.shared.histogramCount(Self.total) == 8)
-        #expect(m.shared.histogramCount(Self.upstream) == 5, "only exchanges that reached the upstream are timed there")
+        #expect(m.histogramCount(Self.total) == 8)
+        #expect(m.histogramCount(Self.upstream) == 5, "only exchanges that reached the upstream are timed there")
     }
 
     @Test func loopsShareOneRegistry() {
@@ -101,9 +105,10 @@ struct SidecarMetricsTests {
         #expect(shared.requestCount("ok", "2xx") == 2)
         #expect(shared.requestCount("missing_token", "4xx") == 1)
         #expect(shared.requestCount("upstream_timeout", "aborted") == 1)
-        #expect(shared.histogramCount(Self.total) == 4)
-        #expect(shared.histogramCount(Self.upstream) == 3)
-        let p = shared.text
+        #expect(shared.histogramCount(Self.total, [a, b]) == 4)
+        #expect(shared.histogramCount(Self.upstream, [a, b]) == 3)
+        #expect(a.histogramCount(Self.total) == 2, "each loop keeps its own observations until a scrape merges them")
+        let p = shared.text([a, b])
         #expect(abs((p.samples["\(Self.total)_sum"] ?? 0) - (0.0002 + 0.00005 + 3 + 60)) < 1e-9)
         #expect(abs((p.samples["\(Self.upstream)_sum"] ?? 0) - (0.0001 + 2.9 + 60)) < 1e-9)
     }
@@ -114,14 +119,14 @@ struct SidecarMetricsTests {
         var b = LoopMetrics(shared: shared)
         a.report(cacheHits: 3, cacheMisses: 1, connectionsOpened: 4)
         b.report(cacheHits: 10, cacheMisses: 5, connectionsOpened: 6)
-        var p = shared.text
+        var p = shared.text()
         #expect(p.samples["authjs_sidecar_token_cache_hits_total"] == 13)
         #expect(p.samples["authjs_sidecar_token_cache_misses_total"] == 6)
         #expect(p.samples["authjs_sidecar_upstream_connections_opened_total"] == 10)
         // A second scrape adds only what changed since the first.
         a.report(cacheHits: 5, cacheMisses: 1, connectionsOpened: 4)
         b.report(cacheHits: 10, cacheMisses: 7, connectionsOpened: 9)
-        p = shared.text
+        p = shared.text()
         #expect(p.samples["authjs_sidecar_token_cache_hits_total"] == 15)
         #expect(p.samples["authjs_sidecar_token_cache_misses_total"] == 8)
         #expect(p.samples["authjs_sidecar_upstream_connections_opened_total"] == 13)
@@ -135,7 +140,7 @@ struct SidecarMetricsTests {
             m.record(status: 200, outcome: "ok", nanoseconds: s * 1_000_000_000 + atto / 1_000_000_000, upstreamNanoseconds: nil)
         }
         m.record(status: 200, outcome: "ok", nanoseconds: 20_000_000_000, upstreamNanoseconds: nil)
-        let buckets = shared.text.buckets(Self.total)
+        let buckets = m.text.buckets(Self.total)
         try #require(buckets.count == SidecarMetrics.buckets.count + 1)
         #expect(buckets.last?.le == "+Inf")
         for (i, bound) in SidecarMetrics.buckets.enumerated() {
@@ -144,6 +149,25 @@ struct SidecarMetricsTests {
             #expect(buckets[i].count == Double(i + 1), "a value equal to le=\(buckets[i].le) counts in that bucket (cumulative)")
         }
         #expect(buckets.last?.count == Double(SidecarMetrics.buckets.count + 1), "values over the largest bound land only in +Inf")
+    }
+
+    @Test("a loop histogram renders the exact lines swift-prometheus renders for the same observations")
+    func loopHistogramMatchesSwiftPrometheus() {
+        let observations: [Int64] = [0, 99_999, 100_000, 100_001, 1_000_000, 2_500_000, 7_000_000, 1_000_000_000,
+                                     9_999_999_999, 10_000_000_000, 12_345_678_901, 60_000_000_000]
+        let registry = PrometheusCollectorRegistry()
+        let reference = registry.makeDurationHistogram(name: SidecarMetricsTests.total, buckets: SidecarMetrics.buckets,
+                                                       help: SidecarMetrics.requestDurationHelp)
+        var mine = LoopHistogram()
+        for ns in observations {
+            reference.recordNanoseconds(ns)
+            mine.record(nanoseconds: ns)
+        }
+        var expected: [UInt8] = []
+        registry.emit(into: &expected)
+        var rendered: [UInt8] = []
+        mine.render(name: SidecarMetricsTests.total, help: SidecarMetrics.requestDurationHelp, into: &rendered)
+        #expect(String(decoding: rendered, as: UTF8.self) == String(decoding: expected, as: UTF8.self))
     }
 
     @Test func bucketsAreSortedAndDistinct() {
@@ -155,7 +179,7 @@ struct SidecarMetricsTests {
         let shared = SidecarMetrics()
         var m = LoopMetrics(shared: shared)
         m.record(status: 401, outcome: "missing_token", nanoseconds: 1000, upstreamNanoseconds: nil)
-        let p = shared.text
+        let p = m.text
         #expect(p.types["authjs_sidecar_requests_total"] == "counter")
         #expect(p.types[Self.total] == "histogram")
         #expect(p.types["authjs_sidecar_open_connections"] == "gauge")

@@ -365,8 +365,8 @@ struct ProxyHandlerLocalTests {
         #expect(m.requestCount("health", "2xx") == 1)
         #expect(m.requestCount("missing_token", "4xx") == 2)
         #expect(m.requestCount("bad_request", "4xx") == 1)
-        #expect(m.shared.histogramCount("authjs_sidecar_request_duration_seconds") == 4)
-        #expect(m.shared.histogramCount("authjs_sidecar_upstream_duration_seconds") == 0)
+        #expect(m.histogramCount("authjs_sidecar_request_duration_seconds") == 4)
+        #expect(m.histogramCount("authjs_sidecar_upstream_duration_seconds") == 0)
     }
 
     @Test func headWatchIsArmedAgainAfterALocalAnswer() throws {
