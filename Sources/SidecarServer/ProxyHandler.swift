@@ -352,7 +352,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             try remove(up, UpstreamHandler.self)
             try remove(up, UpstreamRequestEncoder.self)
             try remove(up, ByteToMessageHandler<HTTPResponseDecoder>.self)
-            try? remove(down, IdleStateHandler.self)
+            try remove(down, ClientTimeoutsHandler.self)
             try remove(down, PipeliningHandler.self)
             try remove(down, ClientResponseEncoder.self)
             down.removeHandler(context: context, promise: nil)
@@ -885,14 +885,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            if case .idle = state { context.close(promise: nil) }
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 }
 

@@ -133,13 +133,12 @@ public final class SidecarServer: @unchecked Sendable {
     }
 
     /// The HTTP/1 server pipeline of one client connection, assembled by hand so the decoder forwards leftover bytes
-    /// after a WebSocket upgrade: limit → header timeout → idle → response encoder (which also validates response
-    /// heads) → request decoder → pipelining → proxy (which also answers parse errors).
+    /// after a WebSocket upgrade: limit → timeouts (idle between requests, header block) → response encoder (which
+    /// also validates response heads) → request decoder → pipelining → proxy (which also answers parse errors).
     static func addClientHandlers(to sync: ChannelPipeline.SynchronousOperations, limit: ConnectionLimit, headerTimeout: TimeAmount,
                                   idleTimeout: TimeAmount, shared: ProxyContext, watch: HeadWatch = HeadWatch()) throws {
         try sync.addHandler(ConnectionLimitHandler(limit: limit))
-        try sync.addHandler(HeaderTimeoutHandler(watch: watch, timeout: headerTimeout))
-        try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+        try sync.addHandler(ClientTimeoutsHandler(watch: watch, headerTimeout: headerTimeout, idleTimeout: idleTimeout))
         try sync.addHandler(ClientResponseEncoder(watch: watch))
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(PipeliningHandler())

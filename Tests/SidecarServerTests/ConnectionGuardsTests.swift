@@ -3,14 +3,14 @@ import NIOEmbedded
 import Testing
 @testable import SidecarServer
 
-@Suite("HeaderTimeoutHandler and HeadWatch")
-struct HeaderTimeoutTests {
-    /// A channel with only the header-timeout guard (it sits before the HTTP decoder and sees raw bytes).
-    static func make(timeout: TimeAmount = .seconds(10)) throws -> (EmbeddedChannel, EmbeddedEventLoop, HeadWatch) {
+@Suite("ClientTimeoutsHandler and HeadWatch")
+struct ClientTimeoutsTests {
+    /// A channel with only the timeouts guard (it sits before the HTTP decoder and sees raw bytes).
+    static func make(timeout: TimeAmount = .seconds(10), idle: TimeAmount? = nil) throws -> (EmbeddedChannel, EmbeddedEventLoop, HeadWatch) {
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
         let watch = HeadWatch()
-        try channel.pipeline.syncOperations.addHandler(HeaderTimeoutHandler(watch: watch, timeout: timeout))
+        try channel.pipeline.syncOperations.addHandler(ClientTimeoutsHandler(watch: watch, headerTimeout: timeout, idleTimeout: idle))
         try channel.connect(to: ServerFixtures.dummyClient).wait()
         return (channel, loop, watch)
     }
@@ -38,12 +38,77 @@ struct HeaderTimeoutTests {
         #expect(!channel.isActive, "a slow trickle does not extend the deadline")
     }
 
-    @Test func idleConnectionWithoutBytesIsLeftOpen() throws {
+    @Test func withoutAnIdleTimeoutAConnectionWithoutBytesIsLeftOpen() throws {
         let (channel, loop, watch) = try Self.make()
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         loop.advanceTime(by: .seconds(3600))
-        #expect(channel.isActive, "idle connections are the idle timeout's business")
+        #expect(channel.isActive, "no bytes: the header deadline never starts")
         #expect(watch.deadline == nil)
+    }
+
+    @Test func aNewConnectionWithoutBytesIsClosedAfterTheIdleTimeout() throws {
+        let (channel, loop, _) = try Self.make(idle: .seconds(30))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        loop.advanceTime(by: .seconds(29))
+        #expect(channel.isActive)
+        loop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive)
+    }
+
+    @Test("idle time counts from the end of the last response, never during an exchange")
+    func idleCountsFromTheEndOfTheExchange() throws {
+        let (channel, loop, watch) = try Self.make(idle: .seconds(30))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        watch.headArrived()
+        #expect(watch.deadline == nil, "no read deadline while the exchange is in flight")
+        loop.advanceTime(by: .seconds(300))
+        #expect(channel.isActive, "a slow upstream is the upstream timeout's business")
+        watch.exchangeFinished()
+        loop.advanceTime(by: .seconds(29))
+        #expect(channel.isActive)
+        loop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive, "closed 30 s after the response ended")
+    }
+
+    @Test("the first byte of a head replaces the idle deadline with the (shorter) header deadline")
+    func headStartReplacesTheIdleDeadline() throws {
+        let (channel, loop, watch) = try Self.make(timeout: .seconds(10), idle: .seconds(60))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        loop.advanceTime(by: .seconds(5))
+        try channel.writeInbound(ByteBuffer(string: "GET / HT"))
+        #expect(watch.readingHead)
+        loop.advanceTime(by: .seconds(9))
+        #expect(channel.isActive)
+        loop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive, "closed 10 s after the head started, not 60 s after the connection opened")
+    }
+
+    @Test("a long idle timeout is kept between requests while each head must still arrive in time")
+    func manyRequestsKeepTheConnectionOpen() throws {
+        let (channel, loop, watch) = try Self.make(timeout: .seconds(10), idle: .seconds(20))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        for _ in 0..<10 {
+            loop.advanceTime(by: .seconds(15))
+            try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+            loop.advanceTime(by: .seconds(1))
+            watch.headArrived()
+            watch.exchangeFinished()
+            #expect(channel.isActive)
+        }
+        loop.advanceTime(by: .seconds(20))
+        #expect(!channel.isActive)
+    }
+
+    @Test func removingTheHandlerCancelsItsDeadlines() throws {
+        let (channel, loop, watch) = try Self.make(idle: .seconds(30))
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        let timer = try #require(watch.timer)
+        let context = try channel.pipeline.syncOperations.context(handlerType: ClientTimeoutsHandler.self)
+        channel.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        #expect(!timer.hasPendingTask && watch.timer == nil)
+        loop.advanceTime(by: .seconds(3600))
+        #expect(channel.isActive, "a WebSocket tunnel has no HTTP deadlines")
     }
 
     @Test func headArrivedCancelsTheTimer() throws {

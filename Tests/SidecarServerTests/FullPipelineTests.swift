@@ -110,25 +110,34 @@ struct FullPipelineTests {
         // output is not checked here.)
     }
 
-    /// Only the header timeout is checked: `IdleStateHandler` measures with `NIODeadline.now()` (the wall clock),
-    /// so `EmbeddedEventLoop.advanceTime` cannot make it fire.
+    /// Both read deadlines run on the event loop's clock, so the embedded loop's `advanceTime` drives them.
     @Test func idleKeepAliveConnectionIsNotClosedByTheHeaderTimeout() throws {
         let h = try RawHarness(["SIDECAR_HEADER_TIMEOUT": "5", "SIDECAR_IDLE_TIMEOUT": "60"])
         try h.send("GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\n\r\n")
         #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 200 OK"])
-        #expect(h.watch.deadline == nil)
+        #expect(h.watch.deadline != nil && !h.watch.readingHead, "idle: the idle deadline runs")
         h.loop.advanceTime(by: .seconds(30))
         #expect(h.channel.isActive, "an idle keep-alive connection is not a slow header block")
-        // The next request arms the timer again.
+        // The next request's first bytes start the header deadline.
         try h.send("GET /_sidecar/healthz HTTP/1.1\r\n")
         h.loop.advanceTime(by: .seconds(5))
         #expect(!h.channel.isActive)
     }
 
+    @Test func idleKeepAliveConnectionIsClosedAfterTheIdleTimeout() throws {
+        let h = try RawHarness(["SIDECAR_HEADER_TIMEOUT": "5", "SIDECAR_IDLE_TIMEOUT": "60"])
+        try h.send("GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\n\r\n")
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 200 OK"])
+        h.loop.advanceTime(by: .seconds(59))
+        #expect(h.channel.isActive)
+        h.loop.advanceTime(by: .seconds(1))
+        #expect(!h.channel.isActive, "closed 60 s after the response")
+    }
+
     /// A request with a body that is answered locally on a keep-alive connection (a CORS preflight, a health check
     /// or a forward-auth check that carries a body): `ProxyHandler` marks the exchange finished as soon as it answers
     /// from the head, so body bytes arriving in a later read look like the start of the next header block to
-    /// `HeaderTimeoutHandler`, which arms the slowloris timer. The connection is then closed `header_timeout`
+    /// `ClientTimeoutsHandler`, which arms the slowloris timer. The connection is then closed `header_timeout`
     /// after the body, although the client sent a complete request and is merely idle.
     @Test(arguments: [
         "OPTIONS /api/orders HTTP/1.1\r\nHost: s\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: PUT\r\nContent-Length: 4\r\n\r\n",
@@ -142,7 +151,7 @@ struct FullPipelineTests {
         let lines = RawHarness.statusLines(try h.output())
         #expect(lines.count == 1)
         #expect(lines.first?.hasPrefix("HTTP/1.1 2") == true)
-        #expect(h.watch.deadline == nil, "a header timer is armed by body bytes of a request whose head was complete")
+        #expect(!h.watch.readingHead, "a header timer is armed by body bytes of a request whose head was complete")
         h.loop.advanceTime(by: .seconds(6))
         #expect(h.channel.isActive, "a complete request followed by idleness was closed by the header timeout")
     }
