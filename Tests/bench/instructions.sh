@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by valgrind (callgrind): repeatable on a noisy box where rps and CPU time
-# drift by ±20 %. Builds release, starts a one-worker nginx upstream (the bench kit's config) and the sidecar under
+# drift by ±20 %. Builds release as deploy/Dockerfile does (static Swift runtime; scratch path .build-static), starts a one-worker nginx upstream (the bench kit's config) and the sidecar under
 # callgrind with one event-loop thread, sends N1 and then N2 keep-alive requests (v5 JWE session cookie, the kit's
 # token; 8 connections, one request at a time) and prints (I(N2) − I(N1)) / (N2 − N1): start-up cancels out.
 #   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
@@ -19,8 +19,8 @@ command -v nginx >/dev/null || need+=(nginx)
 [ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
 [ -s "$KIT/tokens/jwe.txt" ] || "$KIT/setup.sh" >/dev/null
 if [ -z "${BIN:-}" ]; then
-    swift build -c release --product authjs-sidecar >&2
-    BIN=$ROOT/.build/release/authjs-sidecar
+    swift build -c release --static-swift-stdlib --scratch-path .build-static --product authjs-sidecar >&2
+    BIN=$ROOT/.build-static/release/authjs-sidecar
 fi
 RUN=$(mktemp -d /tmp/sidecar-instr.XXXXXX)
 UP_PORT=18381; PORT=18391
