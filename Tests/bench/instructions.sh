@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by valgrind (callgrind): repeatable on a noisy box where rps and CPU time
-# drift by ±20 %. Builds release as deploy/Dockerfile does (static Swift runtime; scratch path .build-static), starts a one-worker nginx upstream (the bench kit's config) and the sidecar under
-# callgrind with one event-loop thread, sends N1 and then N2 keep-alive requests (v5 JWE session cookie, the kit's
+# drift by ±20 %. Builds release as deploy/Dockerfile does (static Swift runtime; scratch path .build-static), starts
+# a one-worker nginx upstream (the bench kit's config) and the sidecar under callgrind with one event-loop thread, sends N1 and then N2 keep-alive requests (v5 JWE session cookie, the kit's
 # token; 8 connections, one request at a time) and prints (I(N2) − I(N1)) / (N2 − N1): start-up cancels out.
 #   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
 #   REQUEST=browser adds the 13 headers a browser's fetch() sends (Accept, User-Agent, Sec-Fetch-*, …) to each request
