@@ -87,7 +87,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
 
     private static let chunkedField = "transfer-encoding: chunked\r\n"
 
-    /// RFC 9110 `tchar` as a bitmap of the bytes 0–127 (low word 0–63, high word 64–127), read once per head.
+    /// RFC 9110 `tchar` as a bitmap of the bytes 0–127 (low word 0–63, high word 64–127).
     private static let tokenMask: (UInt64, UInt64) = {
         var lo: UInt64 = 0, hi: UInt64 = 0
         for b in UInt8(0)..<128 where (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
@@ -95,6 +95,20 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             if b < 64 { lo |= 1 << UInt64(b) } else { hi |= 1 << UInt64(b - 64) }
         }
         return (lo, hi)
+    }()
+
+    static let notInName: UInt8 = 1
+    static let notInValue: UInt8 = 2
+    /// Per byte: ``notInName`` unless it is a `tchar`, ``notInValue`` for a control byte but HTAB, and DEL. Built once
+    /// and never freed: the serialiser reads it through a raw pointer, one load per byte of every response head.
+    /// `nonisolated(unsafe)`: written once inside the lazy initialiser (thread-safe), only read afterwards.
+    nonisolated(unsafe) static let byteClasses: UnsafePointer<UInt8> = {
+        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        for i in 0..<256 {
+            let b = UInt8(i)
+            table[i] = (isTokenByte(b, tokenMask) ? 0 : notInName) | (isValueByte(b) ? 0 : notInValue)
+        }
+        return UnsafePointer(table)
     }()
 
     @inline(__always)
@@ -159,7 +173,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         var size = statusLine.utf8.count + 2 + 2 + fieldsSize - encodingLinesSize
         if !keepLength { size -= lengthLinesSize }
         if chunked { size += chunkedField.utf8.count }
-        let mask = tokenMask
+        let classes = Self.byteClasses
         var valid = true
         var buffer = allocator.buffer(capacity: size)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
@@ -170,20 +184,13 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             for (name, value) in head.headers where kept(name) {
                 let nameStart = at
                 HTTPWire.copy(name, to: out, at: &at)
-                // Branch-free accumulation: a set bit in `bad` marks a byte that must not be sent.
-                var bad: UInt64 = at > nameStart ? 0 : 1
-                for i in nameStart..<at {
-                    let b = out[i]
-                    let word = b < 64 ? mask.0 : (b < 128 ? mask.1 : 0)
-                    bad |= ~(word >> UInt64(b & 63)) & 1
-                }
+                // Branch-free accumulation over a byte-class table: a set bit in `bad` marks a byte that must not be sent.
+                var bad: UInt8 = at > nameStart ? 0 : Self.notInName
+                for i in nameStart..<at { bad |= classes[Int(out[i])] & Self.notInName }
                 out[at] = 0x3A; out[at + 1] = 0x20; at += 2
                 let valueStart = at
                 HTTPWire.copy(value, to: out, at: &at)
-                for i in valueStart..<at {
-                    let b = out[i]
-                    bad |= UInt64(truncatingIfNeeded: (b < 0x20 && b != 0x09) || b == 0x7F ? 1 : 0)
-                }
+                for i in valueStart..<at { bad |= classes[Int(out[i])] & Self.notInValue }
                 out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 if bad != 0 {
                     valid = false

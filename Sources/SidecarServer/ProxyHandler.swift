@@ -410,8 +410,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     static func hasValidHost(_ fields: RequestHeadFields, version: HTTPVersion) -> Bool {
         let hosts = fields.hosts
         if version.major == 1 && version.minor == 0 && hosts.isEmpty { return true }
-        guard hosts.count == 1, let host = hosts.first else { return false }
-        return host.utf8.allSatisfy { hostBytes[Int($0)] }
+        guard hosts.count == 1, var host = hosts.first else { return false }
+        return hostBytes.withUnsafeBufferPointer { table in host.withUTF8 { $0.allSatisfy { table[Int($0)] } } }
     }
 
     /// The bytes of RFC 3986 `host [":" port]`: unreserved, sub-delims, `:`, `[`, `]` and `%` (a table: this runs

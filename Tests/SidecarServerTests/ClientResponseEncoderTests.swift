@@ -160,6 +160,30 @@ struct ClientResponseEncoderTests {
         #expect(!channel.isActive)
     }
 
+    @Test("every byte, in a name and in a value: accepted exactly when RFC 9110 allows it there")
+    func everyByteInNamesAndValues() {
+        // Written here from the RFC, independently of the encoder's table.
+        func isTchar(_ b: UInt8) -> Bool {
+            (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b) || Array("!#$%&'*+-.^_`|~".utf8).contains(b)
+        }
+        func isFieldValueByte(_ b: UInt8) -> Bool { b == 0x09 || b == 0x20 || (0x21...0x7E).contains(b) || b >= 0x80 }
+        for b in UInt8.min...UInt8.max {
+            let odd = String(decoding: [b], as: UTF8.self) == "\u{FFFD}" ? nil : String(decoding: [b], as: UTF8.self)
+            guard let odd else { continue }  // not one scalar on its own (a lone byte ≥ 0x80): covered below
+            let nameHead = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x\(odd)y", "v")]))
+            #expect((ClientResponseEncoder.serialize(nameHead, allocator: ByteBufferAllocator()) != nil) == isTchar(b), "name byte \(b)")
+            let valueHead = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x", "a\(odd)b")]))
+            #expect((ClientResponseEncoder.serialize(valueHead, allocator: ByteBufferAllocator()) != nil) == isFieldValueByte(b), "value byte \(b)")
+        }
+        // Non-ASCII (obs-text) bytes: fine in values, never in names.
+        let utf8Value = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("x", "caf\u{E9} \u{1F600}")]))
+        #expect(ClientResponseEncoder.serialize(utf8Value, allocator: ByteBufferAllocator()) != nil)
+        let utf8Name = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("caf\u{E9}", "v")]))
+        #expect(ClientResponseEncoder.serialize(utf8Name, allocator: ByteBufferAllocator()) == nil)
+        let empty = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("", "v")]))
+        #expect(ClientResponseEncoder.serialize(empty, allocator: ByteBufferAllocator()) == nil, "an empty name")
+    }
+
     @Test func invalidTrailersAreRefused() throws {
         let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: HeadWatch()))
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
