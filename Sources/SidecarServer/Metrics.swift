@@ -48,10 +48,10 @@ public final class SidecarMetrics: Sendable {
         self.registry = registry
         self.factory = factory
         func counter(_ name: String, _ help: String) -> CoreMetrics.Counter {
-            CoreMetrics.Counter(label: name, dimensions: [], handler: registry.makeCounter(name: name, help: help), factory: factory)
+            CoreMetrics.Counter(label: name, dimensions: [], handler: registry.makeCounter(descriptor: Self.descriptor(name, help)), factory: factory)
         }
         func gauge(_ name: String, _ help: String) -> Meter {
-            Meter(label: name, dimensions: [], handler: registry.makeGauge(name: name, help: help), factory: factory)
+            Meter(label: name, dimensions: [], handler: registry.makeGauge(descriptor: Self.descriptor(name, help)), factory: factory)
         }
         openConnections = gauge("authjs_sidecar_open_connections", "Open client connections.")
         upstreamPoolIdle = gauge("authjs_sidecar_upstream_pool_idle", "Idle keep-alive upstream connections.")
@@ -63,11 +63,16 @@ public final class SidecarMetrics: Sendable {
         tokenCacheEntries = gauge("authjs_sidecar_token_cache_entries", "Verified tokens cached.")
     }
 
+    /// A full metric name (no namespace, subsystem or unit parts: the names above already carry them) and its help.
+    static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
     /// The request counter of one (outcome, status class). Takes the registry's lock: event loops keep the result.
     func requestCounter(outcome: String, statusClass: Int) -> CoreMetrics.Counter {
         let labels = [("outcome", outcome), ("status_class", Self.statusClasses[statusClass])]
         return CoreMetrics.Counter(label: Self.requestsName, dimensions: labels,
-                                   handler: registry.makeCounter(name: Self.requestsName, labels: labels, help: Self.requestsHelp),
+                                   handler: registry.makeCounter(descriptor: Self.descriptor(Self.requestsName, Self.requestsHelp), labels: labels),
                                    factory: factory)
     }
 

@@ -156,8 +156,8 @@ struct SidecarMetricsTests {
         let observations: [Int64] = [0, 99_999, 100_000, 100_001, 1_000_000, 2_500_000, 7_000_000, 1_000_000_000,
                                      9_999_999_999, 10_000_000_000, 12_345_678_901, 60_000_000_000]
         let registry = PrometheusCollectorRegistry()
-        let reference = registry.makeDurationHistogram(name: SidecarMetricsTests.total, buckets: SidecarMetrics.buckets,
-                                                       help: SidecarMetrics.requestDurationHelp)
+        let reference = registry.makeDurationHistogram(descriptor: SidecarMetrics.descriptor(SidecarMetricsTests.total, SidecarMetrics.requestDurationHelp),
+                                                       buckets: SidecarMetrics.buckets)
         var mine = LoopHistogram()
         for ns in observations {
             reference.recordNanoseconds(ns)
