@@ -47,7 +47,7 @@ public enum HeaderName {
     /// The tokens of `Connection` field values (RFC 9110 §7.6.1: comma-separated, optional whitespace), lower-cased,
     /// without `keep-alive` and `close` (hop-by-hop framing, handled on their own) and empty list elements. Each
     /// remaining token names a hop-by-hop header, or is `upgrade`. On bytes: this runs for every request and response.
-    public static func connectionTokens<Values: Sequence<String>>(_ values: Values) -> [String] {
+    public static func connectionTokens(_ values: [String]) -> [String] {
         var tokens: [String] = []
         for value in values {
             var utf8 = value
@@ -59,21 +59,32 @@ public enum HeaderName {
                     var lo = start, hi = end
                     while lo < hi, bytes[lo] == 0x20 || bytes[lo] == 0x09 { lo += 1 }
                     while hi > lo, bytes[hi - 1] == 0x20 || bytes[hi - 1] == 0x09 { hi -= 1 }
-                    if hi > lo {
-                        let token = String(unsafeUninitializedCapacity: hi - lo) { out in
+                    // `keep-alive` and `close` (nearly every value) are recognised in place, without making a string.
+                    if hi > lo, !isFramingToken(UnsafeBufferPointer(rebasing: bytes[lo..<hi])) {
+                        tokens.append(String(unsafeUninitializedCapacity: hi - lo) { out in
                             for i in lo..<hi {
                                 let b = bytes[i]
                                 out[i - lo] = (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
                             }
                             return hi - lo
-                        }
-                        if token != "keep-alive" && token != "close" { tokens.append(token) }
+                        })
                     }
                     start = end + 1
                 }
             }
         }
         return tokens
+    }
+
+    /// `keep-alive` or `close`, ASCII case-insensitively.
+    static func isFramingToken(_ token: UnsafeBufferPointer<UInt8>) -> Bool {
+        func equals(_ lower: StaticString) -> Bool {
+            guard token.count == lower.utf8CodeUnitCount else { return false }
+            let l = lower.utf8Start
+            for i in 0..<token.count where (token[i] >= 0x41 && token[i] <= 0x5A ? token[i] | 0x20 : token[i]) != l[i] { return false }
+            return true
+        }
+        return equals("keep-alive") || equals("close")
     }
 }
 

@@ -404,6 +404,9 @@ extension PolicyTests {
             (["x-auth-sub", "close, X-Other"], ["x-auth-sub", "x-other"]),
             ([",,"], []),
             (["\u{301}x"], ["\u{301}x"]),
+            // Near misses of the framing tokens stay tokens (they name headers).
+            (["keep-alivex", "closed", "clos", "keep alive", "CLOSE", " Keep-ALIVE "], ["keep-alivex", "closed", "clos", "keep alive"]),
+            (["c\u{301}lose"], ["c\u{301}lose"]),
         ]
 
         @Test("connectionTokens: comma lists across field lines, OWS trimmed, lower-cased, without keep-alive/close",
