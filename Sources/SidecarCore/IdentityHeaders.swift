@@ -94,8 +94,7 @@ public enum HeaderName {
 /// value that itself starts with `utf-8''`, is sent as `utf-8''` + RFC 3986 percent-encoding of its UTF-8 bytes
 /// (the RFC 8187 ext-value form): lossless, and never a raw control character. Arrays are joined with `,`; objects
 /// are sent as compact JSON. A value over `maxValueBytes` is dropped (and reported), never truncated.
-/// Immutable; a class because it is handed to the authenticator per request (as a struct, each hand-over copied it).
-public final class IdentityHeaderMapper: Sendable {
+public struct IdentityHeaderMapper: Sendable {
     public struct Mapping: Sendable, Equatable {
         public var claimPath: String
         public var header: String

@@ -150,10 +150,9 @@ public struct RoutePolicy: Sendable, Equatable {
     public init(rules: [RouteRule]) { self.rules = rules }
 
     public func rule(method: String, path: String) -> RouteRule {
-        // By index: `for rule in rules` copies every rule it passes (a retain and release of each of its fields).
-        for i in rules.indices where rules[i].match.matches(path) {
-            if let methods = rules[i].methods, !methods.contains(method) { continue }
-            return rules[i]
+        for rule in rules where rule.match.matches(path) {
+            if let methods = rule.methods, !methods.contains(method) { continue }
+            return rule
         }
         return Self.fallback
     }
