@@ -72,6 +72,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var replayHead: HTTPRequestHead?
         /// The upstream connection came from the idle pool (and so may have been closed by the upstream meanwhile).
         var reusedConnection = false
+        /// The request has no body and its upstream head is not chunked (``UpstreamRequestEncoder``'s framing), so
+        /// its `.end` puts no byte on the wire and is not sent through the upstream pipeline at all.
+        var upstreamEndIsEmpty = false
         var isHead: Bool { method == .HEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
@@ -258,6 +261,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange.clientKeepAlive = head.isKeepAlive
         exchange.clientHTTP10 = head.version == .http1_0
         exchange.isUpgrade = Self.isUpgrade(head.method, fields)
+        exchange.upstreamEndIsEmpty = Self.upstreamEndIsEmpty(head.method, fields)
         if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
         exchange.buffered.append(.head(upstreamHead))
         state = .proxying(exchange)
@@ -285,6 +289,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
         if fields.hasTransferEncoding { return false }
         return fields.contentLengths.allSatisfy { $0 == "0" }
+    }
+
+    /// No body (no `Transfer-Encoding`, `Content-Length` absent or 0), and not a POST/PUT/PATCH without a length —
+    /// those get `Transfer-Encoding: chunked` upstream and so need their terminating chunk.
+    static func upstreamEndIsEmpty(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
+        guard !fields.hasBody, !fields.hasTransferEncoding else { return false }
+        switch method {
+        case .POST, .PUT, .PATCH: return !fields.contentLengths.isEmpty
+        default: return true
+        }
     }
 
     static func isUpgrade(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
@@ -587,6 +601,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if closeAfter { context.close(promise: nil) }
         case .proxying(let exchange):
             exchange.requestEnded = true
+            if exchange.upstreamEndIsEmpty, trailers == nil { return }
             let end = HTTPClientRequestPart.end(trailers.flatMap(sanitizedTrailers))
             if let upstream = exchange.upstream {
                 upstream.handler.send(end)

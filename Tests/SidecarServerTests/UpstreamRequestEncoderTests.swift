@@ -94,4 +94,41 @@ struct UpstreamRequestEncoderTests {
         channel.flush()
         #expect(done == ["head", "body", "end"])
     }
+
+    /// The proxy skips a request's `.end` upstream when it judges it empty; the encoder must agree for every framing a
+    /// client can send (methods × Content-Length × Transfer-Encoding, the head forwarded as `forwardedHead` does).
+    @Test("upstreamEndIsEmpty holds exactly when the encoder writes nothing for .end")
+    func skippedEndsAreEmptyOnTheWire() throws {
+        let methods: [HTTPMethod] = [.GET, .HEAD, .DELETE, .OPTIONS, .POST, .PUT, .PATCH, .RAW(value: "PROPFIND")]
+        let lengths: [String?] = [nil, "0", "5"]
+        let encodings: [String?] = [nil, "chunked", "gzip, chunked"]
+        for method in methods {
+            for length in lengths {
+                for encoding in encodings {
+                    var client: [(String, String)] = [("host", "s")]
+                    if let length { client.append(("content-length", length)) }
+                    if let encoding { client.append(("transfer-encoding", encoding)) }
+                    let fields = RequestHeadFields(HTTPHeaders(client))
+                    // Upstream: Content-Length passes; any Transfer-Encoding becomes `chunked` (forwardedHead).
+                    var upstream: [(String, String)] = [("host", "up")]
+                    if let length { upstream.append(("content-length", length)) }
+                    if encoding != nil { upstream.append(("transfer-encoding", "chunked")) }
+                    let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
+                    defer { _ = try? channel.finish() }
+                    try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/", headers: HTTPHeaders(upstream))))
+                    while try channel.readOutbound(as: IOData.self) != nil {}
+                    try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+                    var endBytes = 0
+                    while let data = try channel.readOutbound(as: IOData.self) { endBytes += data.readableBytes }
+                    let judged = ProxyHandler.upstreamEndIsEmpty(method, fields)
+                    let label = "\(method) content-length \(length ?? "-") transfer-encoding \(encoding ?? "-")"
+                    if judged { #expect(endBytes == 0, "skipped an .end that writes \(endBytes) bytes: \(label)") }
+                    if !fields.hasBody && endBytes == 0 && !judged {
+                        // Conservative misses are allowed only where a body was announced by Transfer-Encoding.
+                        #expect(encoding != nil, "an empty .end still sent: \(label)")
+                    }
+                }
+            }
+        }
+    }
 }
