@@ -12,16 +12,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 KIT=${BENCH_KIT:-$ROOT/../shared/bench}
 N1=${1:-200}; N2=${2:-1200}
-[ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
-need=()
-command -v valgrind >/dev/null || need+=(valgrind)
-command -v nginx >/dev/null || need+=(nginx)
-[ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
-[ -s "$KIT/tokens/jwe.txt" ] || "$KIT/setup.sh" >/dev/null
-if [ -z "${BIN:-}" ]; then
-    swift build -c release --static-swift-stdlib --scratch-path .build-static --product authjs-sidecar >&2
-    BIN=$ROOT/.build-static/release/authjs-sidecar
-fi
+. Tests/bench/common.sh
+bench_tools valgrind nginx
+bench_binary
 RUN=$(mktemp -d /tmp/sidecar-instr.XXXXXX)
 UP_PORT=18381; PORT=18391
 cleanup() {
@@ -32,10 +25,7 @@ cleanup() {
 trap cleanup EXIT
 # valgrind cannot read the Swift toolchain's DWARF; symbols (the symbol table) are kept.
 strip --strip-debug -o "$RUN/sidecar" "$BIN"
-mkdir -p "$RUN/tmp"
-sed -e "s#@RUN@#$RUN#g" -e "s#@PORT@#$UP_PORT#g" -e "s#nginx-upstream.tmp#tmp#g" "$KIT/conf/nginx-upstream.conf.in" \
-    | sed -e "s#pid .*;#pid $RUN/nginx.pid;#" > "$RUN/nginx.conf"
-nginx -c "$RUN/nginx.conf"
+bench_upstream "$RUN" "$UP_PORT"
 
 count() {  # count N -> total instructions of a sidecar process that served N requests
     local n=$1

@@ -11,16 +11,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 KIT=${BENCH_KIT:-$ROOT/../shared/bench}
 N1=${1:-1000000}; N2=${2:-2000000}; CONNS=${CONNS:-1000}
-[ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx)
-[ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
-[ -s "$KIT/tokens/jwe.txt" ] || "$KIT/setup.sh" >/dev/null
-if [ -z "${BIN:-}" ]; then
-    swift build -c release --static-swift-stdlib --scratch-path .build-static --product authjs-sidecar >&2
-    BIN=$ROOT/.build-static/release/authjs-sidecar
-fi
+. Tests/bench/common.sh
+bench_tools wrk nginx
+bench_binary
 RUN=$(mktemp -d /tmp/sidecar-rss.XXXXXX)
 UP_PORT=18481; PORT=18491; METRICS_PORT=18492
 SIDECAR_PID=""; WRK_PID=""
@@ -32,10 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
-mkdir -p "$RUN/tmp"
-sed -e "s#@RUN@#$RUN#g" -e "s#@PORT@#$UP_PORT#g" -e "s#nginx-upstream.tmp#tmp#g" "$KIT/conf/nginx-upstream.conf.in" \
-    | sed -e "s#pid .*;#pid $RUN/nginx.pid;#" > "$RUN/nginx.conf"
-nginx -c "$RUN/nginx.conf"
+bench_upstream "$RUN" "$UP_PORT"
 
 AUTH_SECRET=$(cat "$KIT/tokens/secret.txt") SIDECAR_LISTEN=127.0.0.1:$PORT SIDECAR_UPSTREAM=http://127.0.0.1:$UP_PORT \
     SIDECAR_METRICS_LISTEN=127.0.0.1:$METRICS_PORT SIDECAR_THREADS=${SIDECAR_THREADS:-1} SIDECAR_ACCESS_LOG=false \

@@ -10,11 +10,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 KIT=${BENCH_KIT:-$ROOT/../shared/bench}
 [ -x "$KIT/run.sh" ] || { echo "bench kit not found at $KIT (set BENCH_KIT)"; exit 2; }
-[ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
-if [ -z "${BIN:-}" ]; then
-    swift build -c release --static-swift-stdlib --scratch-path .build-static --product authjs-sidecar >&2
-    BIN=$ROOT/.build-static/release/authjs-sidecar
-fi
+. Tests/bench/common.sh
+bench_binary
 THREADS=${SIDECAR_THREADS:-1}
 # Access log off, as the kit's nginx and HAProxy run without one; JWE formats only, because the kit's checks require a
 # JWE verifier to refuse its HS256 token ("a token of the other family"). Everything else is the default configuration.
