@@ -44,6 +44,13 @@ let package = Package(
         .executableTarget(name: "AuthJSSidecarCLI", dependencies: [
             "SidecarServer", "SidecarCore", "AuthJSToken",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], linkerSettings: [
+            // Resident memory, measured (README "Performance"): packed relative relocations (DT_RELR, glibc ≥ 2.36)
+            // shrink the 2.2 MB relocation table the loader reads at every start to 17 KB, and not exporting the
+            // executable's ~13 000 symbols drops the dynamic symbol tables the loader consults. −3 MiB RSS; ASLR
+            // (PIE) is unchanged. lld ships with the Swift toolchain; gold cannot pack relocations.
+            .unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                          "-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux])),
         ]),
         // Release-built micro-benchmark (ns/op), never a timed unit test.
         .executableTarget(name: "SidecarBench", dependencies: ["AuthJSToken", "SidecarCore"]),
