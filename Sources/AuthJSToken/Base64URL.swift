@@ -11,35 +11,47 @@ public enum Base64URL {
     static let encodeAlphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     /// Decodes `input`; nil when it is not canonical unpadded base64url.
+    ///
+    /// Writes into the result's uninitialised storage: appending byte by byte cost ~15 instructions per input
+    /// character (a capacity check per byte), a quarter of an uncached token verification.
     public static func decode(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let n = input.count
         if n % 4 == 1 { return nil }
-        var out = [UInt8]()
-        out.reserveCapacity(n * 3 / 4)
-        return decodeTable.withUnsafeBufferPointer { table -> [UInt8]? in
-            var i = 0
-            while i + 4 <= n {
-                let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
-                if (a | b | c | d) & 0xC0 != 0 { return nil }
-                out.append(a << 2 | b >> 4)
-                out.append(b << 4 | c >> 2)
-                out.append(c << 6 | d)
-                i += 4
+        let outCount = n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1)
+        if n == 0 { return [] }
+        var valid = true
+        let out = decodeTable.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: outCount) { out, initialized in
+                var i = 0, o = 0
+                while i + 4 <= n {
+                    let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
+                    if (a | b | c | d) & 0xC0 != 0 { valid = false; break }
+                    out[o] = a << 2 | b >> 4
+                    out[o + 1] = b << 4 | c >> 2
+                    out[o + 2] = c << 6 | d
+                    i += 4
+                    o += 3
+                }
+                if valid {
+                    switch n - i {
+                    case 2:
+                        let a = table[Int(input[i])], b = table[Int(input[i + 1])]
+                        if (a | b) & 0xC0 != 0 || b & 0x0F != 0 { valid = false; break }
+                        out[o] = a << 2 | b >> 4
+                        o += 1
+                    case 3:
+                        let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])]
+                        if (a | b | c) & 0xC0 != 0 || c & 0x03 != 0 { valid = false; break }
+                        out[o] = a << 2 | b >> 4
+                        out[o + 1] = b << 4 | c >> 2
+                        o += 2
+                    default: break
+                    }
+                }
+                initialized = valid ? o : 0
             }
-            switch n - i {
-            case 2:
-                let a = table[Int(input[i])], b = table[Int(input[i + 1])]
-                if (a | b) & 0xC0 != 0 || b & 0x0F != 0 { return nil }
-                out.append(a << 2 | b >> 4)
-            case 3:
-                let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])]
-                if (a | b | c) & 0xC0 != 0 || c & 0x03 != 0 { return nil }
-                out.append(a << 2 | b >> 4)
-                out.append(b << 4 | c >> 2)
-            default: break
-            }
-            return out
         }
+        return valid ? out : nil
     }
 
     public static func decode(_ input: some StringProtocol) -> [UInt8]? {

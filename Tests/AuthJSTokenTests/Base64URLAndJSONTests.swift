@@ -107,6 +107,11 @@ struct JSONTests {
         #expect(failCode(obj(tricky, JSONLimits(maxBytes: 1000, maxDepth: 2))) == nil)
         #expect(failCode(obj(String(repeating: " ", count: 10) + "{}", JSONLimits(maxBytes: 11, maxDepth: 2))) == .tooLarge)
         #expect(failCode(obj("{}", JSONLimits(maxBytes: 2, maxDepth: 1))) == nil)
+        // More openers than the cap but shallow (siblings, not nesting): the opener count alone cannot decide.
+        let siblings = "{\"a\":[" + Array(repeating: "{\"b\":[]}", count: 40).joined(separator: ",") + "]}"
+        #expect(failCode(obj(siblings)) == nil)
+        #expect(failCode(obj(siblings, JSONLimits(maxBytes: 10_000, maxDepth: 4))) == nil)
+        #expect(failCode(obj(siblings, JSONLimits(maxBytes: 10_000, maxDepth: 3))) == .tooLarge)
         // A closing bracket first cannot buy depth credit.
         #expect(failCode(obj("]]]]" + nested(40))) != nil)
     }
