@@ -111,6 +111,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Holds this handler strongly (a weak reference would move every retain of the handler to the slow side-table
     /// path); `handlerRemoved` breaks the cycle.
     private var upstreamTimer: DeadlineTimer?
+    /// Response parts relayed from the upstream and not yet flushed to the client.
+    private var responseUnflushed = false
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared
@@ -263,12 +265,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange.isUpgrade = Self.isUpgrade(head.method, fields)
         exchange.upstreamEndIsEmpty = Self.upstreamEndIsEmpty(head.method, fields)
         if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
-        exchange.buffered.append(.head(upstreamHead))
         state = .proxying(exchange)
         if fields.expectsContinue {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
-        connectUpstream(exchange, context: context)
+        connectUpstream(exchange, head: upstreamHead, context: context)
     }
 
     /// Accounting for one finished exchange: the access-log line and this loop's metrics.
@@ -365,7 +366,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
             try remove(up, UpstreamHandler.self)
             try remove(up, UpstreamRequestEncoder.self)
-            try remove(up, ByteToMessageHandler<HTTPResponseDecoder>.self)
+            try remove(up, ByteToMessageHandler<UpstreamResponseDecoder>.self)
             try remove(down, ClientTimeoutsHandler.self)
             try remove(down, PipeliningHandler.self)
             try remove(down, ClientResponseEncoder.self)
@@ -520,14 +521,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Takes an idle keep-alive connection synchronously when there is one (no read pause, no epoll change);
     /// otherwise pauses client reads until a new connection is up.
-    private func connectUpstream(_ exchange: Exchange, context: ChannelHandlerContext) {
+    private func connectUpstream(_ exchange: Exchange, head: HTTPRequestHead, context: ChannelHandlerContext) {
         exchange.upstreamStart = .now()
-        let pool = loop.pool
-        if let connection = pool.takeIdle() {
+        if let connection = loop.pool.takeIdle() {
+            // The common case sends the head at once: nothing is buffered (no array per request).
             exchange.reusedConnection = true
-            attach(connection, to: exchange, context: context)
+            attach(connection, to: exchange, sending: head)
             return
         }
+        exchange.buffered.append(.head(head))
         connectFresh(exchange, context: context)
     }
 
@@ -546,17 +548,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 self.failExchange(exchange, status: timedOut ? .gatewayTimeout : .badGateway,
                                   code: timedOut ? "upstream_connect_timeout" : "upstream_unreachable")
             case .success(let connection):
-                self.attach(connection, to: exchange, context: context)
+                self.attach(connection, to: exchange)
                 self.resumeReads(if: connection.channel.isWritable)
             }
         }
     }
 
-    private func attach(_ connection: UpstreamConnection, to exchange: Exchange, context: ChannelHandlerContext) {
+    /// Sends `head` (when given) and whatever was buffered while connecting, then flushes once.
+    private func attach(_ connection: UpstreamConnection, to exchange: Exchange, sending head: HTTPRequestHead? = nil) {
         exchange.upstream = connection
         connection.handler.delegate = self
-        for part in exchange.buffered { connection.handler.send(part) }
-        exchange.buffered.removeAll()
+        if let head { connection.handler.send(.head(head)) }
+        if !exchange.buffered.isEmpty {
+            for part in exchange.buffered { connection.handler.send(part) }
+            exchange.buffered.removeAll()
+        }
         connection.handler.flush()
         upstreamTimer?.arm(in: shared.upstreamTimeout)
     }
@@ -741,11 +747,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if !exchange.clientKeepAlive { headers.append(("connection", "close")) }
             headers.append(contentsOf: corsHeaders)
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: HTTPHeaders(headers)))), promise: nil)
+            responseUnflushed = true
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            responseUnflushed = true
             if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
         case .end(let trailers):
             upstreamTimer?.disarm()
+            responseUnflushed = false  // flushed with the `.end` below
             if exchange.isUpgrade, exchange.status == 101, let upstream = exchange.upstream {
                 exchange.upstream = nil
                 finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 101,
@@ -783,7 +792,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// One flush per upstream read burst, not per body part.
-    func upstreamReadComplete() { context?.flush() }
+    /// Skipped when the burst ended the response (its `.end` is written and flushed at once): an empty flush still
+    /// walks the outbound pipeline to the socket.
+    func upstreamReadComplete() {
+        guard responseUnflushed else { return }
+        responseUnflushed = false
+        context?.flush()
+    }
 
     func upstreamClosed() {
         guard case .proxying(let exchange) = state, exchange.upstream != nil else { return }

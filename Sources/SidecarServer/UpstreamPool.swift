@@ -68,15 +68,21 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.autoRead, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Built by hand (not addHTTPClientHandlers) so a WebSocket upgrade can splice the raw bytes after 101.
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(UpstreamRequestEncoder())
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)))
-                    try sync.addHandler(handler)
+                    try Self.addHandlers(handler, to: channel.pipeline.syncOperations)
                 }
             }
             .connect(to: address)
             .map { UpstreamConnection(channel: $0, handler: handler) }
+    }
+
+    /// An upstream connection's pipeline: built by hand (not `addHTTPClientHandlers`) so a WebSocket upgrade can splice
+    /// the raw bytes after 101, and so request heads reach the response decoder without a write-observing hop.
+    static func addHandlers(_ handler: UpstreamHandler, to sync: ChannelPipeline.SynchronousOperations) throws {
+        let responseDecoder = HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)
+        handler.responseDecoder = responseDecoder
+        try sync.addHandler(UpstreamRequestEncoder())
+        try sync.addHandler(ByteToMessageHandler(UpstreamResponseDecoder(responseDecoder)))
+        try sync.addHandler(handler)
     }
 
     /// Back to the pool after a complete exchange; closed when the pool is full.
@@ -167,13 +173,27 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if paused { pendingRead = true } else { context.read() }
     }
 
+    /// The connection's response decoder, told of every request head sent (see ``UpstreamResponseDecoder``).
+    var responseDecoder: HTTPResponseDecoder?
+
     /// Writes a request part from this handler's context: `Channel.write` is generic over the part and is not
     /// specialised across modules, so each call cost a run-time cast and a metadata lookup (~1 k instructions).
+    /// Every head goes to the response decoder first, so it knows which response answers a HEAD.
     func send(_ part: HTTPClientRequestPart) {
+        if case .head = part { responseDecoder?.write(data: part) }
         context?.write(wrapOutboundOut(part), promise: nil)
+        unflushed = true
     }
 
-    func flush() { context?.flush() }
+    /// Flushes what ``send(_:)`` wrote; nothing when it has all been flushed (the proxy handler flushes once more at the
+    /// end of each client read burst, usually after the request went out whole).
+    func flush() {
+        guard unflushed else { return }
+        unflushed = false
+        context?.flush()
+    }
+
+    private var unflushed = false
 
     /// Backpressure from the client side.
     func setPaused(_ value: Bool) {
@@ -182,5 +202,31 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             pendingRead = false
             context.read()
         }
+    }
+}
+
+/// NIO's HTTP/1 response decoder, told of request heads by ``UpstreamHandler/send(_:)`` instead of by watching writes.
+///
+/// NIO's decoder learns which response answers a HEAD request (no body, whatever its `Content-Length`) by observing
+/// outbound writes, which makes its `ByteToMessageHandler` an outbound handler too: every request part then takes a
+/// hop through it, with a run-time cast in unspecialised generic code (~3 k instructions per request, measured).
+/// This wrapper forwards decoding to the same decoder object and does not observe writes; the upstream handler, which
+/// writes every request head on the connection, records each one on the decoder just before writing it — the same
+/// call, in the same order, that the observing handler made.
+struct UpstreamResponseDecoder: ByteToMessageDecoder {
+    typealias InboundOut = HTTPClientResponsePart
+    let decoder: HTTPResponseDecoder
+
+    init(_ decoder: HTTPResponseDecoder) { self.decoder = decoder }
+
+    func decoderAdded(context: ChannelHandlerContext) { decoder.decoderAdded(context: context) }
+    func decoderRemoved(context: ChannelHandlerContext) { decoder.decoderRemoved(context: context) }
+
+    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        try decoder.decode(context: context, buffer: &buffer)
+    }
+
+    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 }

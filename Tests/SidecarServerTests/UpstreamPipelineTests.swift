@@ -1,0 +1,77 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+@testable import SidecarServer
+
+/// The upstream connection's pipeline as ``UpstreamPool`` builds it: request heads reach the response decoder through
+/// ``UpstreamHandler/send(_:)`` (no write-observing hop), so a HEAD response's `Content-Length` announces no body.
+@Suite("Upstream pipeline")
+struct UpstreamPipelineTests {
+    /// Records what the upstream handler delivers, as short strings.
+    final class Recorder: UpstreamDelegate {
+        var parts: [String] = []
+        func upstreamRead(_ part: HTTPClientResponsePart) {
+            switch part {
+            case .head(let head): parts.append("head \(head.status.code)")
+            case .body(let buffer): parts.append("body \(String(buffer: buffer))")
+            case .end: parts.append("end")
+            }
+        }
+        func upstreamReadComplete() {}
+        func upstreamClosed() { parts.append("closed") }
+        func upstreamError(_ error: Error) { parts.append("error") }
+        func upstreamWritabilityChanged(_ writable: Bool) {}
+    }
+
+    static func pipeline() throws -> (EmbeddedChannel, UpstreamHandler, Recorder) {
+        let channel = EmbeddedChannel()
+        let handler = UpstreamHandler()
+        try UpstreamPool.addHandlers(handler, to: channel.pipeline.syncOperations)
+        let recorder = Recorder()
+        handler.delegate = recorder
+        return (channel, handler, recorder)
+    }
+
+    static func request(_ method: HTTPMethod) -> HTTPClientRequestPart {
+        .head(HTTPRequestHead(version: .http1_1, method: method, uri: "/r", headers: ["host": "up"]))
+    }
+
+    @Test("a HEAD response's Content-Length is not read as a body; the next response on the connection parses")
+    func headThenGet() throws {
+        let (channel, handler, recorder) = try Self.pipeline()
+        defer { _ = try? channel.finish() }
+        handler.send(Self.request(.HEAD))
+        handler.send(Self.request(.GET))
+        handler.flush()
+        var wire = ""
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = data else { Issue.record("file region"); return }
+            wire += String(buffer: buffer)
+        }
+        #expect(wire == "HEAD /r HTTP/1.1\r\nhost: up\r\n\r\nGET /r HTTP/1.1\r\nhost: up\r\n\r\n")
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                                              + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+        #expect(recorder.parts == ["head 200", "end", "head 200", "body hello", "end"])
+    }
+
+    @Test("with GET recorded in its place, the same bytes are read as a 5-byte body: the recorded method decides")
+    func getThenGet() throws {
+        let (channel, handler, recorder) = try Self.pipeline()
+        defer { _ = try? channel.finish() }
+        handler.send(Self.request(.GET))
+        handler.send(Self.request(.GET))
+        handler.flush()
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                                              + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+        #expect(recorder.parts.prefix(2) == ["head 200", "body HTTP/"])
+    }
+
+    @Test("request parts do not pass through the decoder's handler: it is inbound only")
+    func decoderIsInboundOnly() throws {
+        let (channel, _, _) = try Self.pipeline()
+        defer { _ = try? channel.finish() }
+        let context = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<UpstreamResponseDecoder>.self)
+        #expect(!(context.handler is _ChannelOutboundHandler))
+    }
+}
