@@ -40,7 +40,7 @@ struct UpstreamPipelineTests {
     @Test("a HEAD response's Content-Length is not read as a body; the next response on the connection parses")
     func headThenGet() throws {
         let (channel, handler, recorder) = try Self.pipeline()
-        defer { _ = try? channel.finish() }
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         handler.send(Self.request(.HEAD))
         handler.send(Self.request(.GET))
         handler.flush()
@@ -58,19 +58,19 @@ struct UpstreamPipelineTests {
     @Test("with GET recorded in its place, the same bytes are read as a 5-byte body: the recorded method decides")
     func getThenGet() throws {
         let (channel, handler, recorder) = try Self.pipeline()
-        defer { _ = try? channel.finish() }
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         handler.send(Self.request(.GET))
         handler.send(Self.request(.GET))
         handler.flush()
         try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
                                               + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
-        #expect(recorder.parts.prefix(2) == ["head 200", "body HTTP/"])
+        #expect(recorder.parts == ["head 200", "body HTTP/", "end", "error"])
     }
 
     @Test("request parts do not pass through the decoder's handler: it is inbound only")
     func decoderIsInboundOnly() throws {
         let (channel, _, _) = try Self.pipeline()
-        defer { _ = try? channel.finish() }
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         let context = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<UpstreamResponseDecoder>.self)
         #expect(!(context.handler is _ChannelOutboundHandler))
     }

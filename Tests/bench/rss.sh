@@ -3,7 +3,8 @@
 # Builds the release binary as deploy/Dockerfile does (static Swift runtime; own scratch path .build-static), starts a
 # one-worker nginx upstream (the bench kit's config) and the sidecar with one event-loop thread, and drives it with
 # wrk -t2 -c1000 (the kit's v5 JWE session cookie) until N2 requests, sampling VmRSS, the open descriptors and the
-# request count (/metrics) every 5 s. Prints the samples, the RSS at the first sample past N1 and past N2, and the change.
+# request count (/metrics) every 5 s. Prints the samples, resident memory by mapping when idle and at N2, the RSS at
+# the first sample past N1 and past N2, and the change.
 #   Tests/bench/rss.sh [N1=1000000] [N2=2000000]      BIN=path/to/authjs-sidecar to measure another build
 #   CONNS=1000 (client connections)  SIDECAR_THREADS=1
 set -euo pipefail
@@ -40,7 +41,13 @@ rss() { awk '/^VmRSS/ {print $2}' "/proc/$SIDECAR_PID/status"; }
 requests() {
     curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '/^authjs_sidecar_request_duration_seconds_count/ {v = $2} END {print v}' || true
 }
-echo "idle: RSS $(( $(rss) / 1024 )) MiB"
+# Resident memory by mapping (file name, [heap], [anon], …), the ones of 0.5 MiB and more: file pages (the binary,
+# libcrypto, libc) against the heap that grows per connection.
+breakdown() {
+    awk '/^[0-9a-f]+-[0-9a-f]+ / {n = (NF >= 6 ? $6 : "[anon]"); sub(".*/", "", n)} /^Rss:/ {r[n] += $2}
+         END {for (k in r) if (r[k] >= 512) printf "%s %.1f, ", k, r[k] / 1024; print "(MiB)"}' "/proc/$SIDECAR_PID/smaps"
+}
+echo "idle: RSS $(( $(rss) / 1024 )) MiB: $(breakdown)"
 # Long enough for N2 at ≥ 5 k rps; stopped as soon as N2 is reached.
 wrk -t2 -c"$CONNS" -d"$(( N2 / 5000 + 60 ))s" -H "Cookie: authjs.session-token=$(cat "$KIT/tokens/jwe.txt")" \
     "http://127.0.0.1:$PORT/" >"$RUN/wrk.out" 2>&1 &
@@ -54,7 +61,7 @@ while kill -0 "$WRK_PID" 2>/dev/null; do
     printf '%8s %12s %10s %6s\n' "$t" "$n" "$r" "$fds"
     n=${n%.*}
     if [ -z "$at1" ] && [ "${n:-0}" -ge "$N1" ]; then at1=$r; fi
-    if [ -z "$at2" ] && [ "${n:-0}" -ge "$N2" ]; then at2=$r; break; fi
+    if [ -z "$at2" ] && [ "${n:-0}" -ge "$N2" ]; then at2=$r; echo "at $N2 requests: $(breakdown)"; break; fi
 done
 kill "$WRK_PID" 2>/dev/null || true; WRK_PID=""
 [ -n "$at1" ] && [ -n "$at2" ] || { echo "did not reach $N2 requests"; cat "$RUN/wrk.out"; exit 1; }
