@@ -18,7 +18,6 @@ public enum Base64URL {
         let n = input.count
         if n % 4 == 1 { return nil }
         let outCount = n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1)
-        if n == 0 { return [] }
         var valid = true
         let out = decodeTable.withUnsafeBufferPointer { table in
             [UInt8](unsafeUninitializedCapacity: outCount) { out, initialized in

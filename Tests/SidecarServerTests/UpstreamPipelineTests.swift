@@ -33,25 +33,30 @@ struct UpstreamPipelineTests {
         return (channel, handler, recorder)
     }
 
-    static func request(_ method: HTTPMethod) -> HTTPClientRequestPart {
-        .head(HTTPRequestHead(version: .http1_1, method: method, uri: "/r", headers: ["host": "up"]))
+    /// Sends one head per method and flushes them.
+    static func send(_ methods: HTTPMethod..., through handler: UpstreamHandler) {
+        for method in methods {
+            handler.send(.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/r", headers: ["host": "up"])))
+        }
+        handler.flush()
     }
+
+    /// Two responses announcing a 5-byte body, only the second one carrying it.
+    static let twoResponses = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                                                 + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 
     @Test("a HEAD response's Content-Length is not read as a body; the next response on the connection parses")
     func headThenGet() throws {
         let (channel, handler, recorder) = try Self.pipeline()
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        handler.send(Self.request(.HEAD))
-        handler.send(Self.request(.GET))
-        handler.flush()
+        Self.send(.HEAD, .GET, through: handler)
         var wire = ""
         while let data = try channel.readOutbound(as: IOData.self) {
             guard case .byteBuffer(let buffer) = data else { Issue.record("file region"); return }
             wire += String(buffer: buffer)
         }
         #expect(wire == "HEAD /r HTTP/1.1\r\nhost: up\r\n\r\nGET /r HTTP/1.1\r\nhost: up\r\n\r\n")
-        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
-                                              + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+        try channel.writeInbound(Self.twoResponses)
         #expect(recorder.parts == ["head 200", "end", "head 200", "body hello", "end"])
     }
 
@@ -59,11 +64,8 @@ struct UpstreamPipelineTests {
     func getThenGet() throws {
         let (channel, handler, recorder) = try Self.pipeline()
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        handler.send(Self.request(.GET))
-        handler.send(Self.request(.GET))
-        handler.flush()
-        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
-                                              + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+        Self.send(.GET, .GET, through: handler)
+        try channel.writeInbound(Self.twoResponses)
         #expect(recorder.parts == ["head 200", "body HTTP/", "end", "error"])
     }
 
