@@ -1,6 +1,6 @@
 # Shared by the bench scripts (sourced): the toolchain on PATH, missing tools installed, the kit's tokens made, and
 #   bench_binary            BIN = the release binary as deploy/Dockerfile builds it (static Swift runtime; scratch
-#                           path .build-static), unless BIN is already set
+#                           path .build-static; installs the libssl/libjansson headers it needs), unless BIN is set
 #   bench_upstream DIR PORT start a one-worker nginx upstream from the kit's config in DIR (pid in DIR/nginx.pid)
 # Callers: cd to the repository root and set KIT and ROOT first; bench_tools TOOL... installs what is missing.
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
@@ -14,6 +14,9 @@ bench_tools() {
 
 bench_binary() {
     if [ -z "${BIN:-}" ]; then
+        local need=() pkg
+        for pkg in libssl-dev libjansson-dev pkg-config; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+        [ ${#need[@]} -eq 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; }
         swift build -c release --static-swift-stdlib --scratch-path .build-static --product authjs-sidecar >&2
         BIN=$ROOT/.build-static/release/authjs-sidecar
     fi
