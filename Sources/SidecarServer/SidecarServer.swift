@@ -13,17 +13,24 @@ public final class SidecarServer: @unchecked Sendable {
     let group: MultiThreadedEventLoopGroup
     private var echoChannel: Channel?
     private var serverChannel: Channel?
-    private let quiesce: ServerQuiescingHelper
 
     public init(config: SidecarConfig, logger: Logger) {
         self.config = config
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: config.threads)
-        self.quiesce = ServerQuiescingHelper(group: group)
     }
 
     /// Binds and serves until SIGTERM/SIGINT, then drains in-flight requests up to the shutdown timeout.
     public func run() throws {
+        // The loops stop only after `serve` returned and released what it made: the quiescing helper fails a promise
+        // in its deinit, and NIO refuses work handed to a stopped loop (a crash under `SWIFTNIO_STRICT`, and in
+        // future NIO versions).
+        defer { try? group.syncShutdownGracefully() }
+        try serve()
+    }
+
+    private func serve() throws {
+        let quiesce = ServerQuiescingHelper(group: group)
         let upstreamAddress: SocketAddress
         var upstreamHost = "localhost"
         var basePath = ""
@@ -50,7 +57,6 @@ public final class SidecarServer: @unchecked Sendable {
         let headerTimeout = TimeAmount.milliseconds(Int64(config.headerTimeout * 1000))
         let limit = ConnectionLimit(max: config.maxConnections)
         let idle = TimeAmount.milliseconds(Int64(config.idleTimeout * 1000))
-        let quiesce = self.quiesce
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -106,7 +112,9 @@ public final class SidecarServer: @unchecked Sendable {
         for sig in [SIGTERM, SIGINT] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
-            source.setEventHandler { [self] in
+            // The helper weakly: a cancelled source releases its handler later, on its own queue.
+            source.setEventHandler { [self, weak quiesce] in
+                guard let quiesce else { return }
                 logger.notice("shutting down: no new connections; draining in-flight requests", metadata: ["timeout_s": "\(config.shutdownTimeout)"])
                 let promise = group.next().makePromise(of: Void.self)
                 quiesce.initiateShutdown(promise: promise)
@@ -116,13 +124,12 @@ public final class SidecarServer: @unchecked Sendable {
             source.resume()
             sources.append(source)
         }
-        done.wait()
+        withExtendedLifetime(quiesce) { done.wait() }  // the handlers hold it weakly
         for s in sources { s.cancel() }
         for state in loops.values { try? state.pool.eventLoop.submit { state.pool.closeAll() }.wait() }
         try? echoChannel?.close().wait()
         try? metricsChannel?.close().wait()
         logger.notice("stopped")
-        try? group.syncShutdownGracefully()
     }
 
     static func resolve(_ spec: SocketAddressSpec) throws -> SocketAddress {
@@ -141,7 +148,7 @@ public final class SidecarServer: @unchecked Sendable {
         try sync.addHandler(ClientTimeoutsHandler(watch: watch, headerTimeout: headerTimeout, idleTimeout: idleTimeout))
         try sync.addHandler(ClientResponseEncoder(watch: watch))
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-        try sync.addHandler(PipeliningHandler())
+        try sync.addHandler(PipeliningHandler(watch: watch))
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
     }
 }

@@ -98,7 +98,9 @@ start_upstream() {
 
 start_sidecar() {  # start_sidecar [VAR=value ...]
   SC_PORT=$(free_port)
-  env -i PATH="$PATH" HOME="${HOME:-/root}" AUTH_SECRET="$SOAK_SECRET" SIDECAR_LISTEN="127.0.0.1:$SC_PORT" \
+  # SWIFTNIO_STRICT: NIO crashes on work handed to a stopped event loop (it only logs otherwise), so a shutdown that
+  # does it shows in the exit status.
+  env -i PATH="$PATH" HOME="${HOME:-/root}" SWIFTNIO_STRICT=1 AUTH_SECRET="$SOAK_SECRET" SIDECAR_LISTEN="127.0.0.1:$SC_PORT" \
       SIDECAR_UPSTREAM="$UPSTREAM" SIDECAR_THREADS=2 SIDECAR_PUBLIC_PATHS=/public SIDECAR_LOG_LEVEL=warning \
       SIDECAR_ACCESS_LOG=false "$@" "$BIN" serve >"$WORK/sidecar.log" 2>&1 &
   SC_PID=$!
