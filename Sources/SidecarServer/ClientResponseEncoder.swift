@@ -20,6 +20,10 @@ import SidecarCore
 /// `NIOHTTPResponseHeadersValidator`, one handler hop less): header names are RFC 9110 tokens, values and the reason
 /// phrase have no control bytes but HTAB (so never CR, LF or NUL). A response that fails is not written — its promise
 /// fails and the connection closes, as nothing after a refused head could be framed.
+///
+/// Seeing every response's end, it tells the connection's ``PipeliningHandler`` (through the ``HeadWatch``), which
+/// then delivers the next pipelined request; while shutting down it adds `Connection: close` to final responses and
+/// closes after the last one.
 final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = IOData
@@ -34,11 +38,15 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(let head):
+        case .head(var head):
             let code = head.status.code
             // A non-final 1xx (100 Continue, 103 Early Hints) is followed by the real answer to the same request.
             if !(code >= 100 && code < 200 && code != 101) {
                 suppressBody = watch.answeringHead
+            }
+            if watch.quiescing, code >= 200 {
+                // Shutting down: tell the client this is the connection's last response, so it does not send another.
+                head.headers.replaceOrAdd(name: "connection", value: "close")
             }
             guard !refused, let (buffer, chunked) = Self.serialize(head, allocator: context.channel.allocator) else {
                 refuse(context: context, promise: promise)
@@ -61,12 +69,23 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                 refuse(context: context, promise: promise)
                 return
             }
+            let pipelining = watch.pipelining
+            var promise = promise
+            if pipelining?.responseEnded() == true {
+                // Shutting down and nothing else in flight: close once this last response has actually been written
+                // (after the caller's flush).
+                let written = promise ?? context.eventLoop.makePromise()
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                promise = written
+            }
             HTTPWire.writeEnd(trailers, chunked: isChunked, context: context, promise: promise)
             isChunked = false
             suppressBody = false
             // Until the proxy handler sees the next request head (an answer to a request it never saw, such as a
             // parse error's 400, is not a HEAD answer).
             watch.answeringHead = false
+            // The next pipelined request, if one waits (it may be answered synchronously, re-entering this method).
+            pipelining?.deliverQueued()
         }
     }
 

@@ -61,8 +61,8 @@ final class DeadlineTimer {
     }
 }
 
-/// Shared between ``ClientTimeoutsHandler``, ``ClientResponseEncoder`` and ``ProxyHandler`` of one connection (same
-/// event loop).
+/// Shared between ``ClientTimeoutsHandler``, ``ClientResponseEncoder``, ``PipeliningHandler`` and ``ProxyHandler`` of
+/// one connection (same event loop).
 final class HeadWatch {
     /// True between requests: the next bytes start a header block.
     var awaitingHead = true
@@ -76,6 +76,12 @@ final class HeadWatch {
     var idleTimeout: TimeAmount?
     /// The timer holds the header-block deadline: a head started and has not arrived yet.
     private(set) var readingHead = false
+    /// Shutdown began (``PipeliningHandler`` saw `ChannelShouldQuiesceEvent`): every final response from now on says
+    /// `Connection: close` (``ClientResponseEncoder`` adds it).
+    var quiescing = false
+    /// The connection's pipelining handler, told of each response's end by ``ClientResponseEncoder``; it sets and
+    /// clears this itself (a cycle while both live, broken when the handler is removed).
+    var pipelining: PipeliningHandler?
     /// When the connection closes unless something happens first; nil while an exchange is in flight.
     var deadline: NIODeadline? { timer?.deadline }
 

@@ -4,15 +4,17 @@ import NIOHTTP1
 /// Orders pipelined HTTP/1.1 requests: delivers one request at a time and holds the next head (and its body) until
 /// the current response has ended.
 ///
-/// Unlike NIO's `HTTPServerPipelineHandler`, it keeps reading while a response is pending — that handler's read
-/// deferral costs two `epoll_ctl` calls per request on a proxy — and only stops reading when `maxQueued` events wait.
-/// It also handles `ChannelShouldQuiesceEvent` (shutdown): every response from then on says `Connection: close`, busy
-/// connections close after their response, idle ones after a short grace for a request already in flight.
-final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// Inbound only: the response side reaches it through the connection's ``HeadWatch`` — ``ClientResponseEncoder``,
+/// which sees every response part anyway, reports each response's end (``responseEnded()``, then
+/// ``deliverQueued()``). As a duplex handler it cost a hop and a run-time cast per response part (~3 k instructions
+/// per request). Unlike NIO's `HTTPServerPipelineHandler`, it keeps reading while a response is pending — that
+/// handler's read deferral costs two `epoll_ctl` calls per request on a proxy — and only stops reading (`autoRead`
+/// off) when `maxQueued` events wait. It also handles `ChannelShouldQuiesceEvent` (shutdown): every response from then
+/// on says `Connection: close` (the encoder reads ``HeadWatch/quiescing``), busy connections close after their
+/// response, idle ones after a short grace for a request already in flight.
+final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
 
     /// The exchange whose head was delivered; nil between exchanges.
     private struct Current {
@@ -20,21 +22,41 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var responseEnded = false
     }
 
+    private let watch: HeadWatch
+    private var context: ChannelHandlerContext?
     private var current: Current?
     private var queue = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
-    private var readPending = false
-    private var quiescing = false
+    /// Reads were stopped (`autoRead` off) because `maxQueued` events wait.
+    private(set) var readsStopped = false
     private var draining = false
     private let maxQueued: Int
     /// How long an idle connection stays open after shutdown starts, for a request already on its way.
     static let idleGrace = TimeAmount.milliseconds(250)
 
-    init(maxQueued: Int = 64) { self.maxQueued = maxQueued }
+    init(watch: HeadWatch, maxQueued: Int = 64) {
+        self.watch = watch
+        self.maxQueued = maxQueued
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        watch.pipelining = self
+    }
+
+    /// Breaks the watch ↔ handler cycle (also when a WebSocket upgrade removes the HTTP handlers).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        if watch.pipelining === self { watch.pipelining = nil }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if !queue.isEmpty || (current != nil && isHead(part)) {
             queue.append(part)
+            if queue.count >= maxQueued, !readsStopped {
+                readsStopped = true
+                try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+            }
             return
         }
         deliver(part, context: context)
@@ -56,10 +78,23 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelRead(wrapInboundOut(part))
     }
 
-    /// Delivers queued events until the next head must wait for the current exchange. Re-entrant calls (a response
-    /// ended synchronously while an event was being delivered) leave the work to the outer loop.
-    private func drain(context: ChannelHandlerContext) {
-        guard !draining else { return }
+    /// A response's `.end` is about to be written. True when the connection must close once it is written (shutting
+    /// down and nothing else in flight); queued requests are then dropped.
+    func responseEnded() -> Bool {
+        current?.responseEnded = true
+        if current?.requestEnded == true { current = nil }
+        if watch.quiescing && current == nil {
+            queue.removeAll()
+            return true
+        }
+        return false
+    }
+
+    /// After a response's `.end` was written: delivers queued events until the next head must wait for the current
+    /// exchange. Re-entrant calls (a response ended synchronously while an event was being delivered) leave the work
+    /// to the outer loop.
+    func deliverQueued() {
+        guard current == nil, !queue.isEmpty, !draining, let context else { return }
         draining = true
         defer { draining = false }
         while let next = queue.first {
@@ -67,45 +102,15 @@ final class PipeliningHandler: ChannelDuplexHandler, RemovableChannelHandler {
             queue.removeFirst()
             deliver(next, context: context)
         }
-        if readPending, queue.count < maxQueued {
-            readPending = false
-            context.read()
+        if readsStopped, queue.count < maxQueued {
+            readsStopped = false
+            try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         }
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let part = unwrapOutboundIn(data)
-        if quiescing, case .head(var head) = part, head.status.code >= 200 {
-            // Shutting down: tell the client this is the connection's last response, so it does not send another.
-            head.headers.replaceOrAdd(name: "connection", value: "close")
-            context.write(wrapOutboundOut(.head(head)), promise: promise)
-            return
-        }
-        guard case .end = part else {
-            context.write(data, promise: promise)
-            return
-        }
-        current?.responseEnded = true
-        if current?.requestEnded == true { current = nil }
-        if quiescing && current == nil {
-            // Shutting down: close once this last response has actually been written (after the caller's flush).
-            queue.removeAll()
-            let written = promise ?? context.eventLoop.makePromise()
-            context.write(data, promise: written)
-            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-            return
-        }
-        context.write(data, promise: promise)
-        if current == nil, !queue.isEmpty { drain(context: context) }
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if queue.count >= maxQueued { readPending = true } else { context.read() }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            quiescing = true
+            watch.quiescing = true
             if current == nil {
                 // An idle keep-alive connection may have a request in flight from the client: give it a moment to
                 // arrive (it is then answered with `Connection: close`) instead of resetting it.

@@ -72,7 +72,9 @@ struct CapturedResponse {
     }
 }
 
-/// A `ProxyHandler` (optionally behind `PipeliningHandler`) on an `EmbeddedChannel`.
+/// A `ProxyHandler` on an `EmbeddedChannel`; with `pipelining`, behind the real `ClientResponseEncoder` and
+/// `PipeliningHandler` (the encoder reports each response's end to the pipelining handler), and responses are read
+/// back from the wire bytes.
 final class ProxyHarness {
     let loop: EmbeddedEventLoop
     let channel: EmbeddedChannel
@@ -80,6 +82,8 @@ final class ProxyHarness {
     let state: LoopState
     let shared: ProxyContext
     let config: SidecarConfig
+    /// Set when the encoder is in the pipeline: outbound data are wire bytes.
+    private let wire: WireResponseReader?
 
     init(_ overrides: [String: String] = [:], pipelining: Bool = false) throws {
         let config = try ServerFixtures.config(overrides)
@@ -94,7 +98,11 @@ final class ProxyHarness {
         self.watch = HeadWatch()
         self.channel = EmbeddedChannel(loop: loop)
         let sync = channel.pipeline.syncOperations
-        if pipelining { try sync.addHandler(PipeliningHandler()) }
+        self.wire = pipelining ? WireResponseReader() : nil
+        if pipelining {
+            try sync.addHandler(ClientResponseEncoder(watch: watch))
+            try sync.addHandler(PipeliningHandler(watch: watch))
+        }
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
         try channel.connect(to: ServerFixtures.dummyClient).wait()
     }
@@ -123,6 +131,10 @@ final class ProxyHarness {
 
     /// Reads one response (head, bodies, end) from the outbound side; nil when nothing was written.
     func readResponse(sourceLocation: SourceLocation = #_sourceLocation) throws -> CapturedResponse? {
+        if let wire {
+            while var bytes = try channel.readOutbound(as: ByteBuffer.self) { wire.bytes.writeBuffer(&bytes) }
+            return try wire.next(sourceLocation: sourceLocation)
+        }
         guard let first = try channel.readOutbound(as: HTTPServerResponsePart.self) else { return nil }
         guard case .head(let head) = first else {
             Issue.record("first outbound part is not a head: \(first)", sourceLocation: sourceLocation)
@@ -158,5 +170,66 @@ extension String {
     /// 32 lower-case hex characters: a request id the sidecar made itself.
     var isGeneratedRequestID: Bool {
         utf8.count == 32 && utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+}
+
+/// Splits HTTP/1.1 response bytes (as `ClientResponseEncoder` writes them) back into responses: a head, then a body
+/// framed by `Content-Length` or chunked. Works on bytes (in a Swift string, CR LF is one Character). Enough for the
+/// local answers the pipelining tests read.
+final class WireResponseReader {
+    var bytes = ByteBuffer()
+
+    func next(sourceLocation: SourceLocation) throws -> CapturedResponse? {
+        let all = Array(bytes.readableBytesView)
+        guard !all.isEmpty else { return nil }
+        let crlf: [UInt8] = [13, 10]
+        func find(_ needle: [UInt8], from: Int) -> Int? {
+            guard all.count >= needle.count else { return nil }
+            var i = from
+            while i + needle.count <= all.count {
+                if Array(all[i..<i + needle.count]) == needle { return i }
+                i += 1
+            }
+            return nil
+        }
+        guard let headEnd = find(crlf + crlf, from: 0) else {
+            Issue.record("incomplete response head: \(String(decoding: all, as: UTF8.self))", sourceLocation: sourceLocation)
+            return nil
+        }
+        let lines = String(decoding: all[..<headEnd], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
+        let status = lines[0].split(separator: " ", maxSplits: 2)
+        guard status.count >= 2, let code = Int(status[1]) else {
+            Issue.record("bad status line: \(lines[0])", sourceLocation: sourceLocation)
+            return nil
+        }
+        var headers = HTTPHeaders()
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers.add(name: String(line[..<colon]), value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+        var at = headEnd + 4
+        var body: [UInt8] = []
+        var ended = false
+        if let length = headers["content-length"].first.flatMap(Int.init) {
+            if all.count - at >= length {
+                body = Array(all[at..<at + length])
+                at += length
+                ended = true
+            }
+        } else if headers["transfer-encoding"].first == "chunked" {
+            while let sizeEnd = find(crlf, from: at),
+                  let size = Int(String(decoding: all[at..<sizeEnd], as: UTF8.self), radix: 16),
+                  all.count - (sizeEnd + 2) >= size + 2 {
+                body += all[(sizeEnd + 2)..<(sizeEnd + 2 + size)]
+                at = sizeEnd + 2 + size + 2
+                if size == 0 { ended = true; break }
+            }
+        } else {
+            ended = true
+        }
+        bytes = ByteBuffer(bytes: all[at...])
+        let version: HTTPVersion = status[0] == "HTTP/1.0" ? .http1_0 : .http1_1
+        return CapturedResponse(head: HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: code), headers: headers),
+                                body: ByteBuffer(bytes: body), ended: ended)
     }
 }
