@@ -71,7 +71,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let path: String
         let start: NIODeadline
         var upstream: UpstreamConnection?
-        var buffered: [HTTPClientRequestPart] = []
+        var buffered: [UpstreamRequestPart] = []
         var requestEnded = false
         var responseStarted = false
         var bodyBytes = 0
@@ -85,7 +85,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var clientHTTP10 = false
         var isUpgrade = false
         /// The upstream head, kept for one retry while the request is idempotent and has no body.
-        var replayHead: HTTPRequestHead?
+        var replayHead: UpstreamRequestHead?
         /// The upstream connection came from the idle pool (and so may have been closed by the upstream meanwhile).
         var reusedConnection = false
         /// The request has no body and its upstream head is not chunked (``UpstreamRequestEncoder``'s framing), so
@@ -129,6 +129,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var upstreamTimer: DeadlineTimer?
     /// Response parts relayed from the upstream and not yet flushed to the client.
     private var responseUnflushed = false
+    /// The channel's, for the upstream request heads this handler serialises.
+    private var allocator = ByteBufferAllocator()
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared
@@ -137,6 +139,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         upstreamTimer = DeadlineTimer(eventLoop: context.eventLoop) { self.upstreamTimerExpired() }
         self.loop = shared.loopState(for: context.eventLoop)
         if let ip = context.channel.remoteAddress?.ipAddress { remoteIP = ip }
@@ -459,7 +462,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Rewrites the client's head for the upstream in one pass over its headers.
     private func forwardedHead(_ head: HTTPRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)],
-                               requestID: String) -> HTTPRequestHead {
+                               requestID: String) -> UpstreamRequestHead {
         let config = shared
         // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
         let connectionTokens = fields.connection.isEmpty ? [] : HeaderName.connectionTokens(fields.connection).filter { $0 != "upgrade" }
@@ -498,7 +501,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if let host { headers.append(("x-forwarded-host", host)) }
         headers.append(("x-request-id", requestID))
         for (n, v) in identity { headers.append((n, v)) }
-        return HTTPRequestHead(version: .http1_1, method: head.method, uri: shared.upstreamBasePath + path, headers: HTTPHeaders(headers))
+        return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, version: .http1_1, fields: headers,
+                                                allocator: allocator)
     }
 
     /// The `Cookie` value without the session cookie and its chunks (`name`, `name.N`), split and compared on bytes
@@ -536,7 +540,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Takes an idle keep-alive connection synchronously when there is one (no read pause, no epoll change);
     /// otherwise pauses client reads until a new connection is up.
-    private func connectUpstream(_ exchange: Exchange, head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func connectUpstream(_ exchange: Exchange, head: UpstreamRequestHead, context: ChannelHandlerContext) {
         exchange.upstreamStart = .now()
         if let connection = loop.pool.takeIdle() {
             // The common case sends the head at once: nothing is buffered (no array per request).
@@ -570,7 +574,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// Sends `head` (when given) and whatever was buffered while connecting, then flushes once.
-    private func attach(_ connection: UpstreamConnection, to exchange: Exchange, sending head: HTTPRequestHead? = nil) {
+    private func attach(_ connection: UpstreamConnection, to exchange: Exchange, sending head: UpstreamRequestHead? = nil) {
         exchange.upstream = connection
         connection.handler.delegate = self
         if let head { connection.handler.send(.head(head)) }
@@ -603,7 +607,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 }
                 return
             }
-            let part = HTTPClientRequestPart.body(.byteBuffer(buffer))
+            let part = UpstreamRequestPart.body(.byteBuffer(buffer))
             if let upstream = exchange.upstream {
                 upstream.handler.send(part)
                 if !upstream.channel.isWritable { pauseReads() }
@@ -623,7 +627,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .proxying(let exchange):
             exchange.requestEnded = true
             if exchange.upstreamEndIsEmpty, trailers == nil { return }
-            let end = HTTPClientRequestPart.end(trailers.flatMap(sanitizedTrailers))
+            let end = UpstreamRequestPart.end(trailers.flatMap(sanitizedTrailers))
             if let upstream = exchange.upstream {
                 upstream.handler.send(end)
             } else {
@@ -735,18 +739,32 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // only token characters).
             var headers: [(String, String)] = []
             headers.reserveCapacity(head.headers.count + 2 + corsHeaders.count)
-            let connectionTokens = HeaderName.connectionTokens(head.headers["connection"])
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
             let replaceCORS = !corsHeaders.isEmpty && shared.replaceUpstreamCORS
             var hasRequestID = false
+            // `Connection` values, collected in the same pass: the names they list are hop-by-hop too, and are
+            // removed afterwards (rare: upstreams send none, `keep-alive` or `close`), which spares every response
+            // a look-up by name.
+            var connectionValues: [String] = []
             for (name, value) in head.headers {
                 if replaceCORS && CORSPolicy.isOwnedResponseHeader(name) { continue }
                 let kind = HeaderClass.of(name)
-                if switching && kind == .hopByHop { headers.append((name, value)); continue }
-                if kind == .hopByHop { continue }
-                if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, name) }) { continue }
+                if kind == .hopByHop {
+                    if name.utf8.count == 10, HeaderName.equalsIgnoringCase(name, "connection") { connectionValues.append(value) }
+                    if switching { headers.append((name, value)) }
+                    continue
+                }
                 if kind == .requestID { hasRequestID = true }
                 headers.append((name, value))
+            }
+            if !connectionValues.isEmpty {
+                let listed = HeaderName.connectionTokens(connectionValues)
+                if !listed.isEmpty {
+                    headers.removeAll { field in
+                        HeaderClass.of(field.0) != .hopByHop && listed.contains { HeaderName.equalsIgnoringCase($0, field.0) }
+                    }
+                    hasRequestID = headers.contains { HeaderClass.of($0.0) == .requestID }
+                }
             }
             if !hasRequestID { headers.append(("x-request-id", exchange.requestID)) }
             var version = HTTPVersion.http1_1

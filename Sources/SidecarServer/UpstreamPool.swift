@@ -124,8 +124,8 @@ protocol UpstreamDelegate: AnyObject {
 /// Relays upstream responses to the current exchange and holds upstream reads while the client cannot keep up.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundIn = UpstreamRequestPart
+    typealias OutboundOut = UpstreamRequestPart
 
     /// The proxy handler of the exchange using this connection. Strong, and cleared on every detach (release to the
     /// pool, failure, close): a weak reference would put every retain of the proxy handler on the slow side-table path.
@@ -179,11 +179,26 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Writes a request part from this handler's context: `Channel.write` is generic over the part and is not
     /// specialised across modules, so each call cost a run-time cast and a metadata lookup (~1 k instructions).
     /// Every head goes to the response decoder first, so it knows which response answers a HEAD.
-    func send(_ part: HTTPClientRequestPart) {
-        if case .head = part { responseDecoder?.write(data: part) }
+    func send(_ part: UpstreamRequestPart) {
+        if case .head(let head) = part { responseDecoder?.write(data: .head(Self.recordedHead(head.method))) }
         context?.write(wrapOutboundOut(part), promise: nil)
         unflushed = true
     }
+
+    /// What the response decoder keeps of a request head: its method (the rest is never read). Shared heads for the
+    /// common methods, so recording one costs no allocation.
+    static func recordedHead(_ method: HTTPMethod) -> HTTPRequestHead {
+        switch method {
+        case .GET: return recordedGET
+        case .HEAD: return recordedHEAD
+        case .POST: return recordedPOST
+        default: return HTTPRequestHead(version: .http1_1, method: method, uri: "")
+        }
+    }
+
+    private static let recordedGET = HTTPRequestHead(version: .http1_1, method: .GET, uri: "")
+    private static let recordedHEAD = HTTPRequestHead(version: .http1_1, method: .HEAD, uri: "")
+    private static let recordedPOST = HTTPRequestHead(version: .http1_1, method: .POST, uri: "")
 
     /// Flushes what ``send(_:)`` wrote; nothing when it has all been flushed (the proxy handler flushes once more at the
     /// end of each client read burst, usually after the request went out whole).

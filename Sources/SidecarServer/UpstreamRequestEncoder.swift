@@ -2,17 +2,35 @@ import NIOCore
 import NIOHTTP1
 import SidecarCore
 
+/// A request part on its way to the upstream. The head comes already serialised (``UpstreamRequestHead``): the proxy
+/// handler collects its fields once, as an array, and ``UpstreamRequestEncoder/serialize(method:uri:version:fields:allocator:)``
+/// writes them, with no `HTTPHeaders` and no `HTTPRequestHead` built in between (each visit of an `HTTPHeaders`
+/// element retains and releases two strings).
+enum UpstreamRequestPart {
+    case head(UpstreamRequestHead)
+    case body(IOData)
+    case end(HTTPHeaders?)
+}
+
+/// A request head in wire form, with what its connection needs to know about it.
+struct UpstreamRequestHead {
+    let bytes: ByteBuffer
+    /// Recorded on the response decoder: the answer to a HEAD has no body.
+    let method: HTTPMethod
+    /// The body goes out chunked (NIO's framing rules, see ``UpstreamRequestEncoder``).
+    let chunked: Bool
+}
+
 /// Serialises requests to the upstream: HTTP/1.1 wire format with NIO's framing rules, the head in one write.
 ///
-/// Takes the place of NIO's `HTTPRequestEncoder` (same input type, so the response decoder behind it still sees each
-/// request head and knows which responses answer a HEAD). The framing is NIO's: a request that must not have a body
+/// The framing is NIO's `HTTPRequestEncoder`'s (tested byte for byte against it): a request that must not have a body
 /// (TRACE) loses `Content-Length`/`Transfer-Encoding`; one that may (POST, PUT, PATCH) and has no `Content-Length` is
 /// sent chunked; for the others `Content-Length` wins over `Transfer-Encoding`, and the body is chunked only when the
 /// first `Transfer-Encoding` is `chunked`. What differs is the cost: NIO writes the start line and every header name,
 /// separator, value and CRLF separately (four bounds-checked buffer writes per header); here the block is measured,
-/// then copied into one buffer of that size.
+/// then copied into one buffer of that size — by the proxy handler, when it makes the head (``serialize(method:uri:version:fields:allocator:)``).
 final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundIn = UpstreamRequestPart
     typealias OutboundOut = IOData
 
     private var isChunked = false
@@ -20,9 +38,8 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head):
-            let (buffer, chunked) = Self.serialize(head, allocator: context.channel.allocator)
-            isChunked = chunked
-            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+            isChunked = head.chunked
+            context.write(wrapOutboundOut(.byteBuffer(head.bytes)), promise: promise)
         case .body(let chunk):
             HTTPWire.writeBody(chunk, chunked: isChunked, context: context, promise: promise)
         case .end(let trailers):
@@ -31,14 +48,21 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         }
     }
 
+    /// `head` in wire form (tests and the rare caller that has an `HTTPRequestHead`).
+    static func serialize(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> UpstreamRequestHead {
+        serialize(method: head.method, uri: head.uri, version: head.version, fields: head.headers.map { ($0.name, $0.value) },
+                  allocator: allocator)
+    }
+
     /// The head's wire bytes and whether its body is chunked.
-    static func serialize(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool) {
-        // One pass for the framing fields and the size of every field line (each visit of an `HTTPHeaders` element
-        // retains and releases two strings): dropped framing lines are subtracted afterwards.
+    static func serialize(method httpMethod: HTTPMethod, uri: String, version httpVersion: HTTPVersion, fields: [(String, String)],
+                          allocator: ByteBufferAllocator) -> UpstreamRequestHead {
+        // One pass for the framing fields and the size of every field line; dropped framing lines are subtracted
+        // afterwards.
         var hasLength = false
         var firstEncoding: String?
         var fieldsSize = 0, lengthLinesSize = 0, encodingLinesSize = 0
-        for (name, value) in head.headers {
+        for (name, value) in fields {
             let line = name.utf8.count + 2 + value.utf8.count + 2
             fieldsSize += line
             switch name.utf8.count {
@@ -52,9 +76,9 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             default: break
             }
         }
-        let http11 = head.version.major == 1 && head.version.minor >= 1
+        let http11 = httpVersion.major == 1 && httpVersion.minor >= 1
         let keepLength: Bool, keepEncoding: Bool, addChunked: Bool, chunked: Bool
-        switch head.method {
+        switch httpMethod {
         case .TRACE:
             (keepLength, keepEncoding, addChunked, chunked) = (false, false, false, false)
         case .POST, .PUT, .PATCH:
@@ -77,9 +101,9 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             default: return true
             }
         }
-        let method = head.method.rawValue
-        let version = head.version == .http1_1 ? "HTTP/1.1" : "HTTP/\(head.version.major).\(head.version.minor)"
-        var size = method.utf8.count + 1 + head.uri.utf8.count + 1 + version.utf8.count + 2 + 2 + fieldsSize
+        let method = httpMethod.rawValue
+        let version = httpVersion == .http1_1 ? "HTTP/1.1" : "HTTP/\(httpVersion.major).\(httpVersion.minor)"
+        var size = method.utf8.count + 1 + uri.utf8.count + 1 + version.utf8.count + 2 + 2 + fieldsSize
         if !keepLength { size -= lengthLinesSize }
         if !keepEncoding { size -= encodingLinesSize }
         if addChunked { size += chunkedField.utf8.count }
@@ -88,9 +112,9 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
             var at = 0
             HTTPWire.copy(method, to: out, at: &at); out[at] = 0x20; at += 1
-            HTTPWire.copy(head.uri, to: out, at: &at); out[at] = 0x20; at += 1
+            HTTPWire.copy(uri, to: out, at: &at); out[at] = 0x20; at += 1
             HTTPWire.copy(version, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
-            for (name, value) in head.headers where kept(name) {
+            for (name, value) in fields where kept(name) {
                 HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
                 HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
             }
@@ -99,7 +123,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             assert(at == size)
             return at
         }
-        return (buffer, chunked)
+        return UpstreamRequestHead(bytes: buffer, method: httpMethod, chunked: chunked)
     }
 
     private static let chunkedField = "transfer-encoding: chunked\r\n"

@@ -36,7 +36,8 @@ struct UpstreamPipelineTests {
     /// Sends one head per method and flushes them.
     static func send(_ methods: HTTPMethod..., through handler: UpstreamHandler) {
         for method in methods {
-            handler.send(.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/r", headers: ["host": "up"])))
+            handler.send(.head(UpstreamRequestEncoder.serialize(HTTPRequestHead(version: .http1_1, method: method, uri: "/r", headers: ["host": "up"]),
+                                                                allocator: ByteBufferAllocator())))
         }
         handler.flush()
     }

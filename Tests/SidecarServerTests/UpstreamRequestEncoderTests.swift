@@ -48,14 +48,27 @@ struct UpstreamRequestEncoderTests {
         Case("empty value, non-ASCII value bytes", .GET, [("host", "up"), ("x-empty", ""), ("x-auth-name", "utf-8''J%C3%BCrgen"), ("x-raw", "é")]),
     ]
 
-    /// Everything one encoder writes for the case's head, body parts and end, as one byte string.
-    static func wire(_ c: Case, encoder: some ChannelHandler) throws -> [UInt8] {
-        let channel = EmbeddedChannel(handler: encoder)
+    /// A NIO request part as the proxy handler sends it: the head serialised from its fields.
+    static func ours(_ part: HTTPClientRequestPart) -> UpstreamRequestPart {
+        switch part {
+        case .head(let head): .head(UpstreamRequestEncoder.serialize(head, allocator: ByteBufferAllocator()))
+        case .body(let body): .body(body)
+        case .end(let trailers): .end(trailers)
+        }
+    }
+
+    /// Everything one encoder (the sidecar's, or NIO's `HTTPRequestEncoder`) writes for the case's head, body parts
+    /// and end, as one byte string.
+    static func wire(_ c: Case, nio: Bool) throws -> [UInt8] {
+        let channel = EmbeddedChannel(handler: nio ? HTTPRequestEncoder() : UpstreamRequestEncoder())
         defer { _ = try? channel.finish() }
+        func write(_ part: HTTPClientRequestPart) throws {
+            if nio { try channel.writeOutbound(part) } else { try channel.writeOutbound(Self.ours(part)) }
+        }
         let uri = "/api/items?q=1&r=%20"
-        try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: c.version, method: c.method, uri: uri, headers: HTTPHeaders(c.headers))))
-        for part in c.body { try channel.writeOutbound(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: part)))) }
-        try channel.writeOutbound(HTTPClientRequestPart.end(c.trailers.map(HTTPHeaders.init)))
+        try write(.head(HTTPRequestHead(version: c.version, method: c.method, uri: uri, headers: HTTPHeaders(c.headers))))
+        for part in c.body { try write(.body(.byteBuffer(ByteBuffer(string: part)))) }
+        try write(.end(c.trailers.map(HTTPHeaders.init)))
         var bytes: [UInt8] = []
         while let data = try channel.readOutbound(as: IOData.self) {
             guard case .byteBuffer(let buffer) = data else { Issue.record("file region"); continue }
@@ -66,15 +79,15 @@ struct UpstreamRequestEncoderTests {
 
     @Test("same bytes as NIO's HTTPRequestEncoder", arguments: cases)
     func sameBytesAsNIO(_ c: Case) throws {
-        let ours = try Self.wire(c, encoder: UpstreamRequestEncoder())
-        let nio = try Self.wire(c, encoder: HTTPRequestEncoder())
+        let ours = try Self.wire(c, nio: false)
+        let nio = try Self.wire(c, nio: true)
         #expect(String(decoding: ours, as: UTF8.self) == String(decoding: nio, as: UTF8.self))
         #expect(ours == nio)
     }
 
     @Test func chunkedFramingIsWhatTheUpstreamParses() throws {
         let c = Case("POST", .POST, [("host", "up")], body: ["hello", "world!"])
-        let text = String(decoding: try Self.wire(c, encoder: UpstreamRequestEncoder()), as: UTF8.self)
+        let text = String(decoding: try Self.wire(c, nio: false), as: UTF8.self)
         #expect(text == "POST /api/items?q=1&r=%20 HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n")
     }
 
@@ -88,9 +101,9 @@ struct UpstreamRequestEncoderTests {
         head.futureResult.whenSuccess { done.append("head") }
         body.futureResult.whenSuccess { done.append("body") }
         end.futureResult.whenSuccess { done.append("end") }
-        channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/", headers: ["content-length": "1"])), promise: head)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: "x"))), promise: body)
-        channel.write(HTTPClientRequestPart.end(nil), promise: end)
+        channel.write(Self.ours(.head(HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/", headers: ["content-length": "1"]))), promise: head)
+        channel.write(UpstreamRequestPart.body(.byteBuffer(ByteBuffer(string: "x"))), promise: body)
+        channel.write(UpstreamRequestPart.end(nil), promise: end)
         channel.flush()
         #expect(done == ["head", "body", "end"])
     }
@@ -115,9 +128,9 @@ struct UpstreamRequestEncoderTests {
                     if encoding != nil { upstream.append(("transfer-encoding", "chunked")) }
                     let channel = EmbeddedChannel(handler: UpstreamRequestEncoder())
                     defer { _ = try? channel.finish() }
-                    try channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/", headers: HTTPHeaders(upstream))))
+                    try channel.writeOutbound(Self.ours(.head(HTTPRequestHead(version: .http1_1, method: method, uri: "/", headers: HTTPHeaders(upstream)))))
                     while try channel.readOutbound(as: IOData.self) != nil {}
-                    try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+                    try channel.writeOutbound(UpstreamRequestPart.end(nil))
                     var endBytes = 0
                     while let data = try channel.readOutbound(as: IOData.self) { endBytes += data.readableBytes }
                     let judged = ProxyHandler.upstreamEndIsEmpty(method, fields)

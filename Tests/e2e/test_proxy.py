@@ -126,6 +126,19 @@ def test_hop_by_hop_and_forwarding_headers(sidecar, token):
     assert header_values(r, "x-forwarded-proto") == ["http"]
 
 
+def test_response_headers_listed_in_connection_are_dropped(sidecar, token):
+    c = {"Cookie": f"authjs.session-token={token}", "X-Request-Id": "client-id"}
+    r = httpx.get(sidecar["url"] + "/hop-response", headers=c)
+    assert r.status_code == 200 and r.content == b"ok"
+    assert "x-upstream-hop" not in r.headers and r.headers["x-kept"] == "1"
+    assert r.headers.get_list("x-request-id") == ["upstream-id"]
+    # Listing X-Request-Id makes the upstream's hop-by-hop: the sidecar's own (the client's here) takes its place.
+    r = httpx.get(sidecar["url"] + "/hop-response?listed=X-Request-Id,%20x-upstream-hop", headers=c)
+    assert r.status_code == 200
+    assert "x-upstream-hop" not in r.headers and r.headers["x-kept"] == "1"
+    assert r.headers.get_list("x-request-id") == ["client-id"]
+
+
 def test_request_id_kept_or_generated(sidecar):
     r = httpx.get(sidecar["url"] + "/public/id", headers={"X-Request-Id": "abc-123_X.y"})
     assert r.headers["x-request-id"] == "abc-123_X.y" and header_values(r, "x-request-id") == ["abc-123_X.y"]

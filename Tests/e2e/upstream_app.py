@@ -17,6 +17,9 @@ Endpoints
 * ``GET /abort/{n}``         announces content-length 2n, sends n bytes, then
                              drops the connection (exception mid-stream).
 * ``GET /status/{code}``     that status with an empty body.
+* ``GET /hop-response``      "ok" with ``Connection: <listed>`` (query ``listed``,
+                             default ``X-Upstream-Hop``), ``X-Upstream-Hop``,
+                             ``X-Kept`` and ``X-Request-Id: upstream-id``.
 * ``GET /connections``       number of distinct client (host, port) peers seen
                              so far (HTTP and websocket), i.e. upstream TCP
                              connections opened by the sidecar.
@@ -132,6 +135,13 @@ async def abort(n: int) -> StreamingResponse:
 async def status(code: int) -> Response:
     # Starlette omits content-length for 1xx/204/304 and sends no body.
     return Response(status_code=code)
+
+
+@app.get("/hop-response")
+async def hop_response(listed: str = "X-Upstream-Hop") -> Response:
+    # Fields named in Connection are hop-by-hop (RFC 9110 §7.6.1): a proxy must not pass them on.
+    return Response(content=b"ok", headers={"Connection": listed, "X-Upstream-Hop": "secret", "X-Kept": "1",
+                                            "X-Request-Id": "upstream-id"})
 
 
 @app.get("/connections")
