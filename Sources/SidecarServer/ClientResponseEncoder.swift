@@ -2,6 +2,30 @@ import NIOCore
 import NIOHTTP1
 import SidecarCore
 
+/// A response part on its way to the client. A response relayed from the upstream comes as its status and sanitised
+/// field list (``RelayedResponseHead``), serialised from that array: no `HTTPHeaders` and no `HTTPResponseHead` built
+/// per response. The sidecar's own answers come as `HTTPResponseHead`s.
+enum ClientResponsePart {
+    case head(HTTPResponseHead)
+    case relayedHead(RelayedResponseHead)
+    case body(IOData)
+    case end(HTTPHeaders?)
+}
+
+/// The head of a relayed upstream response, after the proxy handler sanitised its fields. A class: one reference fits
+/// in a `NIOAny` as `HTTPResponseHead`'s box does, where the struct was boxed on its way through the pipeline.
+final class RelayedResponseHead {
+    let version: HTTPVersion
+    let status: HTTPResponseStatus
+    let fields: [(String, String)]
+
+    init(version: HTTPVersion, status: HTTPResponseStatus, fields: [(String, String)]) {
+        self.version = version
+        self.status = status
+        self.fields = fields
+    }
+}
+
 /// Serialises responses to the client: HTTP/1.1 wire format with NIO's framing rules, the head in one write, and no
 /// body bytes after an answer to HEAD.
 ///
@@ -25,7 +49,7 @@ import SidecarCore
 /// then delivers the next pipelined request; while shutting down it adds `Connection: close` to final responses and
 /// closes after the last one.
 final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundIn = ClientResponsePart
     typealias OutboundOut = IOData
 
     private let watch: HeadWatch
@@ -38,22 +62,11 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(var head):
-            let code = head.status.code
-            // A non-final 1xx (100 Continue, 103 Early Hints) is followed by the real answer to the same request.
-            if !(code >= 100 && code < 200 && code != 101) {
-                suppressBody = watch.answeringHead
-            }
-            if watch.quiescing, code >= 200 {
-                // Shutting down: tell the client this is the connection's last response, so it does not send another.
-                head.headers.replaceOrAdd(name: "connection", value: "close")
-            }
-            guard !refused, let (buffer, chunked) = Self.serialize(head, allocator: context.channel.allocator) else {
-                refuse(context: context, promise: promise)
-                return
-            }
-            isChunked = chunked && !suppressBody
-            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        case .head(let head):
+            writeHead(version: head.version, status: head.status, fields: head.headers.map { ($0.name, $0.value) }, context: context,
+                      promise: promise)
+        case .relayedHead(let head):
+            writeHead(version: head.version, status: head.status, fields: head.fields, context: context, promise: promise)
         case .body(let chunk):
             if refused {
                 promise?.fail(InvalidResponseHead())
@@ -87,6 +100,28 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             // The next pipelined request, if one waits (it may be answered synchronously, re-entering this method).
             pipelining?.deliverQueued()
         }
+    }
+
+    private func writeHead(version: HTTPVersion, status: HTTPResponseStatus, fields: [(String, String)], context: ChannelHandlerContext,
+                           promise: EventLoopPromise<Void>?) {
+        var fields = fields
+        let code = status.code
+        // A non-final 1xx (100 Continue, 103 Early Hints) is followed by the real answer to the same request.
+        if !(code >= 100 && code < 200 && code != 101) {
+            suppressBody = watch.answeringHead
+        }
+        if watch.quiescing, code >= 200 {
+            // Shutting down: tell the client this is the connection's last response, so it does not send another.
+            fields.removeAll { $0.0.utf8.count == 10 && HeaderName.equalsIgnoringCase($0.0, "connection") }
+            fields.append(("connection", "close"))
+        }
+        guard !refused, let (buffer, chunked) = Self.serialize(version: version, status: status, fields: fields, allocator: context.channel.allocator)
+        else {
+            refuse(context: context, promise: promise)
+            return
+        }
+        isChunked = chunked && !suppressBody
+        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
     }
 
     /// A body part written for a response to HEAD: dropped, and its promise fails with this.
@@ -150,16 +185,22 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         fields.allSatisfy { isValidName($0.name) && isValidValue($0.value) }
     }
 
+    /// `head` in wire form (see below).
+    static func serialize(_ head: HTTPResponseHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
+        serialize(version: head.version, status: head.status, fields: head.headers.map { ($0.name, $0.value) }, allocator: allocator)
+    }
+
     /// The head's wire bytes and whether a body after it is chunked; nil when a name, value or the reason phrase has a
     /// byte that must not be sent.
-    static func serialize(_ head: HTTPResponseHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
-        let code = head.status.code
+    static func serialize(version: HTTPVersion, status: HTTPResponseStatus, fields: [(String, String)],
+                          allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
+        let code = status.code
         let mayHaveBody = !(code >= 100 && code < 200) && code != 204 && code != 304
-        // One pass for the framing fields and the size of every field line (each visit of an `HTTPHeaders` element
-        // retains and releases two strings): dropped framing lines are subtracted afterwards.
+        // One pass for the framing fields and the size of every field line: dropped framing lines are subtracted
+        // afterwards.
         var hasLength = false
         var fieldsSize = 0, lengthLinesSize = 0, encodingLinesSize = 0
-        for (name, value) in head.headers {
+        for (name, value) in fields {
             let line = name.utf8.count + 2 + value.utf8.count + 2
             fieldsSize += line
             switch name.utf8.count {
@@ -168,7 +209,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             default: break
             }
         }
-        let http11 = head.version.major == 1 && head.version.minor >= 1
+        let http11 = version.major == 1 && version.minor >= 1
         // Which framing fields pass, and whether `transfer-encoding: chunked` is appended.
         let keepLength = mayHaveBody
         let chunked = mayHaveBody && !hasLength && http11
@@ -182,12 +223,12 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             }
         }
         let statusLine: String
-        if head.version == .http1_1, case .ok = head.status {
+        if version == .http1_1, case .ok = status {
             statusLine = "HTTP/1.1 200 OK"
         } else {
-            let reason = head.status.reasonPhrase
+            let reason = status.reasonPhrase
             guard isValidValue(reason) else { return nil }
-            statusLine = "HTTP/\(head.version.major).\(head.version.minor) \(code) \(reason)"
+            statusLine = "HTTP/\(version.major).\(version.minor) \(code) \(reason)"
         }
         var size = statusLine.utf8.count + 2 + 2 + fieldsSize - encodingLinesSize
         if !keepLength { size -= lengthLinesSize }
@@ -200,7 +241,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             var at = 0
             HTTPWire.copy(statusLine, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
             // Validated while copied: one pass over each byte.
-            for (name, value) in head.headers where kept(name) {
+            for (name, value) in fields where kept(name) {
                 let nameStart = at
                 HTTPWire.copy(name, to: out, at: &at)
                 // Branch-free accumulation over a byte-class table: a set bit in `bad` marks a byte that must not be sent.

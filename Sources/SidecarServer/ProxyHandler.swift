@@ -61,8 +61,8 @@ final class ProxyContext: @unchecked Sendable {
 /// synchronously on the event loop, injects claims, and streams both bodies with backpressure.
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamDelegate {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias OutboundIn = ClientResponsePart
+    typealias OutboundOut = ClientResponsePart
 
     /// One request/response exchange.
     final class Exchange {
@@ -735,8 +735,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.responseStarted = true
             exchange.status = head.status.code
             if !head.isKeepAlive { exchange.keepUpstream = false }
-            // An array, then one `HTTPHeaders`: `add` would scan each name for non-ASCII bytes (llhttp admitted
-            // only token characters).
+            // An array, which the encoder serialises as it is (no `HTTPHeaders`, whose `add` would scan each name for
+            // non-ASCII bytes; llhttp admitted only token characters).
             var headers: [(String, String)] = []
             headers.reserveCapacity(head.headers.count + 2 + corsHeaders.count)
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
@@ -779,7 +779,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
             if !exchange.clientKeepAlive { headers.append(("connection", "close")) }
             headers.append(contentsOf: corsHeaders)
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: head.status, headers: HTTPHeaders(headers)))), promise: nil)
+            context.write(wrapOutboundOut(.relayedHead(RelayedResponseHead(version: version, status: head.status, fields: headers))), promise: nil)
             responseUnflushed = true
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)

@@ -44,14 +44,26 @@ struct ClientResponseEncoderTests {
         Case("many headers", .ok, (0..<30).map { ("x-h\($0)", String(repeating: "w", count: $0 * 5)) } + [("content-length", "0")]),
     ]
 
+    /// A NIO response part as the proxy handler writes it: a head of the sidecar's own, or (`relayed`) an upstream's
+    /// as its field list.
+    static func part(_ part: HTTPServerResponsePart, relayed: Bool = false) -> ClientResponsePart {
+        switch part {
+        case .head(let head) where relayed:
+            .relayedHead(RelayedResponseHead(version: head.version, status: head.status, fields: head.headers.map { ($0.name, $0.value) }))
+        case .head(let head): .head(head)
+        case .body(let body): .body(body)
+        case .end(let trailers): .end(trailers)
+        }
+    }
+
     /// Everything our encoder writes for a sequence of answers, each to a HEAD request or not, as bytes.
-    static func ours(_ answers: [(head: Bool, parts: [HTTPServerResponsePart])]) throws -> [UInt8] {
+    static func ours(_ answers: [(head: Bool, parts: [HTTPServerResponsePart])], relayed: Bool = false) throws -> [UInt8] {
         let watch = HeadWatch()
         let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: watch))
         defer { _ = try? channel.finish() }
         for answer in answers {
             watch.answeringHead = answer.head  // what ProxyHandler.receiveHead records
-            for part in answer.parts { try channel.writeOutbound(part) }
+            for part in answer.parts { try channel.writeOutbound(Self.part(part, relayed: relayed)) }
         }
         return try drain(channel)
     }
@@ -79,9 +91,10 @@ struct ClientResponseEncoderTests {
             + (c.status.code >= 100 && c.status.code < 200 ? [] : [.end(c.trailers.map(HTTPHeaders.init))])
     }
 
-    @Test("same bytes as NIO's HTTPResponseEncoder when the request was not HEAD", arguments: cases)
-    func sameBytesAsNIO(_ c: Case) throws {
-        let ours = try Self.ours([(false, Self.parts(c))])
+    @Test("same bytes as NIO's HTTPResponseEncoder when the request was not HEAD (own and relayed heads)",
+          arguments: cases, [false, true])
+    func sameBytesAsNIO(_ c: Case, relayed: Bool) throws {
+        let ours = try Self.ours([(false, Self.parts(c))], relayed: relayed)
         let nio = try Self.nio(Self.parts(c))
         #expect(String(decoding: ours, as: UTF8.self) == String(decoding: nio, as: UTF8.self))
         #expect(ours == nio)
@@ -92,15 +105,18 @@ struct ClientResponseEncoderTests {
         let headAnswer: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["transfer-encoding": "chunked"])), .end(nil)]
         let getAnswer: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-a": "1"])),
                                                    .body(.byteBuffer(ByteBuffer(string: "hi"))), .end(nil)]
-        let text = String(decoding: try Self.ours([(true, headAnswer), (false, getAnswer)]), as: UTF8.self)
-        #expect(text == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-                     + "HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        for relayed in [false, true] {
+            let text = String(decoding: try Self.ours([(true, headAnswer), (false, getAnswer)], relayed: relayed), as: UTF8.self)
+            #expect(text == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                         + "HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+        }
         // What NIO's encoder does when nothing tells it about the HEAD: a terminator the client reads as a response.
         let nio = String(decoding: try Self.nio(headAnswer), as: UTF8.self)
         #expect(nio.hasSuffix("\r\n\r\n0\r\n\r\n"))
     }
 
-    @Test func headAnswerWithContentLengthWritesNoBody() throws {
+    @Test(arguments: [false, true])
+    func headAnswerWithContentLengthWritesNoBody(relayed: Bool) throws {
         let parts: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "5"])),
                                                .body(.byteBuffer(ByteBuffer(string: "hello"))), .end(nil)]
         let watch = HeadWatch()
@@ -111,7 +127,7 @@ struct ClientResponseEncoderTests {
         for part in parts {
             let promise = channel.eventLoop.makePromise(of: Void.self)
             if case .body = part { promise.futureResult.whenFailure { _ in bodyFailed = true } }
-            channel.writeAndFlush(part, promise: promise)
+            channel.writeAndFlush(Self.part(part, relayed: relayed), promise: promise)
         }
         var text = ""
         while let data = try channel.readOutbound(as: IOData.self) {
@@ -145,15 +161,17 @@ struct ClientResponseEncoderTests {
         ("CRLF in the reason phrase", HTTPResponseHead(version: .http1_1, status: .custom(code: 200, reasonPhrase: "OK\r\nx-a: 1"))),
     ]
 
-    @Test("a head with a byte that must not be sent is not written, and the connection closes", arguments: invalidHeads)
-    func invalidHeadIsRefused(name: String, head: HTTPResponseHead) throws {
+    @Test("a head with a byte that must not be sent is not written, and the connection closes (own and relayed heads)",
+          arguments: invalidHeads, [false, true])
+    func invalidHeadIsRefused(_ invalid: (name: String, head: HTTPResponseHead), relayed: Bool) throws {
+        let (name, head) = invalid
         let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: HeadWatch()))
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
         var failed = 0
         for part: HTTPServerResponsePart in [.head(head), .body(.byteBuffer(ByteBuffer(string: "x"))), .end(nil)] {
             let promise = channel.eventLoop.makePromise(of: Void.self)
             promise.futureResult.whenFailure { _ in failed += 1 }
-            channel.writeAndFlush(part, promise: promise)
+            channel.writeAndFlush(Self.part(part, relayed: relayed), promise: promise)
         }
         #expect(try Self.drain(channel).isEmpty, "\(name): nothing of the response reaches the wire")
         #expect(failed == 3)
@@ -187,11 +205,11 @@ struct ClientResponseEncoderTests {
     @Test func invalidTrailersAreRefused() throws {
         let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: HeadWatch()))
         defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
-        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "x"))))
+        try channel.writeOutbound(ClientResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+        try channel.writeOutbound(ClientResponsePart.body(.byteBuffer(ByteBuffer(string: "x"))))
         let before = try Self.drain(channel)
         #expect(String(decoding: before, as: UTF8.self).hasSuffix("1\r\nx\r\n"))
-        channel.writeAndFlush(HTTPServerResponsePart.end(HTTPHeaders([("x-t", "a\r\nb")])), promise: nil)
+        channel.writeAndFlush(ClientResponsePart.end(HTTPHeaders([("x-t", "a\r\nb")])), promise: nil)
         #expect(try Self.drain(channel).isEmpty, "no terminator and no trailer block")
         #expect(!channel.isActive)
     }

@@ -31,8 +31,8 @@ struct PipeliningQuiesceTests {
     static func respond(_ channel: EmbeddedChannel) throws -> HTTPResponseHead? {
         var head = HTTPResponseHead(version: .http1_1, status: .ok)
         head.headers.add(name: "content-length", value: "0")
-        try channel.writeOutbound(HTTPServerResponsePart.head(head))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try channel.writeOutbound(ClientResponsePart.head(head))
+        try channel.writeOutbound(ClientResponsePart.end(nil))
         let reader = WireResponseReader()
         while var bytes = try channel.readOutbound(as: ByteBuffer.self) { reader.bytes.writeBuffer(&bytes) }
         return try reader.next(sourceLocation: #_sourceLocation)?.head

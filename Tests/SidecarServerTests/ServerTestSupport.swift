@@ -135,16 +135,20 @@ final class ProxyHarness {
             while var bytes = try channel.readOutbound(as: ByteBuffer.self) { wire.bytes.writeBuffer(&bytes) }
             return try wire.next(sourceLocation: sourceLocation)
         }
-        guard let first = try channel.readOutbound(as: HTTPServerResponsePart.self) else { return nil }
-        guard case .head(let head) = first else {
+        guard let first = try channel.readOutbound(as: ClientResponsePart.self) else { return nil }
+        let head: HTTPResponseHead
+        switch first {
+        case .head(let h): head = h
+        case .relayedHead(let h): head = HTTPResponseHead(version: h.version, status: h.status, headers: HTTPHeaders(h.fields))
+        default:
             Issue.record("first outbound part is not a head: \(first)", sourceLocation: sourceLocation)
             return nil
         }
         var response = CapturedResponse(head: head, body: ByteBuffer(), ended: false)
-        while let part = try channel.readOutbound(as: HTTPServerResponsePart.self) {
+        while let part = try channel.readOutbound(as: ClientResponsePart.self) {
             switch part {
-            case .head(let h):
-                Issue.record("second head before end: \(h)", sourceLocation: sourceLocation)
+            case .head, .relayedHead:
+                Issue.record("second head before end: \(part)", sourceLocation: sourceLocation)
                 return response
             case .body(.byteBuffer(var b)): response.body.writeBuffer(&b)
             case .body(.fileRegion): Issue.record("unexpected file region", sourceLocation: sourceLocation)
