@@ -85,6 +85,12 @@ struct UpstreamRequestEncoderTests {
         #expect(ours == nio)
     }
 
+    /// A `NIOAny` keeps up to three words inline; a larger part is boxed (a heap allocation) at every handler hop.
+    @Test func requestPartsFitInANIOAnyWithoutABox() {
+        #expect(MemoryLayout<UpstreamRequestPart>.size <= 3 * MemoryLayout<Int>.size)
+        #expect(MemoryLayout<ClientResponsePart>.size <= 3 * MemoryLayout<Int>.size)
+    }
+
     @Test func chunkedFramingIsWhatTheUpstreamParses() throws {
         let c = Case("POST", .POST, [("host", "up")], body: ["hello", "world!"])
         let text = String(decoding: try Self.wire(c, nio: false), as: UTF8.self)
