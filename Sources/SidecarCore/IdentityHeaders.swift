@@ -76,6 +76,18 @@ public enum HeaderName {
         return tokens
     }
 
+    /// The whole value is one `keep-alive` or `close` (OWS around it allowed): it lists no field name. The common
+    /// `Connection` value, recognised without splitting it.
+    public static func isFramingOnly(_ value: String) -> Bool {
+        var value = value
+        return value.withUTF8 { bytes in
+            var lo = 0, hi = bytes.count
+            while lo < hi, bytes[lo] == 0x20 || bytes[lo] == 0x09 { lo += 1 }
+            while hi > lo, bytes[hi - 1] == 0x20 || bytes[hi - 1] == 0x09 { hi -= 1 }
+            return hi > lo && isFramingToken(UnsafeBufferPointer(rebasing: bytes[lo..<hi]))
+        }
+    }
+
     /// `keep-alive` or `close`, ASCII case-insensitively.
     static func isFramingToken(_ token: UnsafeBufferPointer<UInt8>) -> Bool {
         func equals(_ lower: StaticString) -> Bool {

@@ -743,14 +743,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             let replaceCORS = !corsHeaders.isEmpty && shared.replaceUpstreamCORS
             var hasRequestID = false
             // `Connection` values, collected in the same pass: the names they list are hop-by-hop too, and are
-            // removed afterwards (rare: upstreams send none, `keep-alive` or `close`), which spares every response
-            // a look-up by name.
+            // removed afterwards (rare: upstreams send none, `keep-alive` or `close` — recognised in place), which
+            // spares every response a look-up by name.
             var connectionValues: [String] = []
             for (name, value) in head.headers {
                 if replaceCORS && CORSPolicy.isOwnedResponseHeader(name) { continue }
                 let kind = HeaderClass.of(name)
                 if kind == .hopByHop {
-                    if name.utf8.count == 10, HeaderName.equalsIgnoringCase(name, "connection") { connectionValues.append(value) }
+                    if name.utf8.count == 10, HeaderName.equalsIgnoringCase(name, "connection"), !HeaderName.isFramingOnly(value) {
+                        connectionValues.append(value)
+                    }
                     if switching { headers.append((name, value)) }
                     continue
                 }

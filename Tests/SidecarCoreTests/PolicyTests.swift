@@ -415,6 +415,15 @@ extension PolicyTests {
             #expect(HeaderName.connectionTokens(values) == expected)
         }
 
+        @Test("isFramingOnly: one keep-alive or close (OWS allowed), which lists no field name",
+              arguments: ["keep-alive", "Keep-Alive", " close\t", "CLOSE", "", "keep-alive, x-a", "close,", "keepalive", "x-secret", ","])
+        func isFramingOnly(value: String) {
+            // `,` and `close,` list nothing either, but are not the common single token: they take the full parse.
+            let listsNothing = HeaderName.connectionTokens([value]).isEmpty
+            if HeaderName.isFramingOnly(value) { #expect(listsNothing, "\(value)") }
+            #expect(HeaderName.isFramingOnly(value) == ["keep-alive", "Keep-Alive", " close\t", "CLOSE"].contains(value))
+        }
+
         static let caseCases: [(String, String, Bool)] = [
             ("X-Secret", "x-secret", true),
             ("x-secret", "X-SECRET", true),
