@@ -127,18 +127,28 @@ public enum ClaimPath {
     }
 }
 
-public struct RouteRule: Sendable, Equatable {
-    public var match: PathMatch
+/// One route: which requests it matches and what they need. A class, immutable once built: the rule a request
+/// matches is handed on per request, and as a struct each hand-off copied it (a retain and release of every field).
+public final class RouteRule: Sendable, Equatable, CustomStringConvertible {
+    public let match: PathMatch
     /// Upper-case methods; nil = any.
-    public var methods: Set<String>?
-    public var mode: AuthMode
-    public var requirements: [ClaimRequirement]
+    public let methods: Set<String>?
+    public let mode: AuthMode
+    public let requirements: [ClaimRequirement]
 
     public init(match: PathMatch, methods: Set<String>? = nil, mode: AuthMode, requirements: [ClaimRequirement] = []) {
         self.match = match
         self.methods = methods
         self.mode = mode
         self.requirements = requirements
+    }
+
+    public static func == (a: RouteRule, b: RouteRule) -> Bool {
+        a.match == b.match && a.methods == b.methods && a.mode == b.mode && a.requirements == b.requirements
+    }
+
+    public var description: String {
+        "RouteRule(match: \(match), methods: \(methods.map { $0.sorted().description } ?? "any"), mode: \(mode), requirements: \(requirements))"
     }
 }
 

@@ -18,12 +18,18 @@ public struct TokenAuthenticator: Sendable {
     /// Tries each candidate token in priority order; the first that verifies wins, else the first failure is reported.
     public func authenticate(cookieHeader: String?, authorization: String?, now: Double) -> Result<VerifiedToken, VerificationFailure> {
         var none = VerifiedTokenCache(capacity: 0)
-        return authenticate(cookieHeader: cookieHeader, authorization: authorization, now: now, cache: &none, identity: nil).map(\.token)
+        return authenticate(cookieHeader: cookieHeader, authorization: authorization, now: now, cache: &none, identity: Self.noIdentityHeaders)
+            .map(\.token)
     }
 
+    /// A mapper that makes no header, for callers that want only the token.
+    static let noIdentityHeaders = IdentityHeaderMapper(mappings: [], claimsHeader: nil)
+
     /// As above, consulting and filling `cache`; the cached entry carries the identity headers `identity` makes.
+    /// (Not optional: wrapping the caller's mapper in an `Optional` copied it per request — a retain and release of
+    /// each of its fields.)
     public func authenticate(cookieHeader: String?, authorization: String?, now: Double, cache: inout VerifiedTokenCache,
-                             identity: IdentityHeaderMapper?) -> Result<VerifiedTokenCache.Entry, VerificationFailure> {
+                             identity: IdentityHeaderMapper) -> Result<VerifiedTokenCache.Entry, VerificationFailure> {
         let candidates: [ExtractedToken]
         switch extractor.extract(cookieHeader: cookieHeader, authorization: authorization) {
         case .failure(let f): return .failure(f)
@@ -37,7 +43,7 @@ public struct TokenAuthenticator: Sendable {
             if let hit = cache.lookup(candidate.value, scope: candidate.scope, now: now) { return .success(hit) }
             switch verifier.verify(candidate.value, scope: candidate.scope, now: now) {
             case .success(let token):
-                let (headers, dropped) = identity?.headers(for: token) ?? ([], [])
+                let (headers, dropped) = identity.headers(for: token)
                 cache.insert(candidate.value, scope: candidate.scope, verified: token, headers: headers, dropped: dropped,
                              leeway: verifier.options.clockTolerance, now: now)
                 return .success(VerifiedTokenCache.Entry(token: token, headers: headers, dropped: dropped, validUntil: now))
