@@ -186,7 +186,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         fields.allSatisfy { isValidName($0.name) && isValidValue($0.value) }
     }
 
-    /// `head` in wire form (see below).
+    /// `head` in wire form (see below), from NIO's head type (for the tests).
     static func serialize(_ head: HTTPResponseHead, allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
         serialize(version: head.version, status: head.status, fields: head.headers.map { ($0.name, $0.value) }, allocator: allocator)
     }

@@ -55,7 +55,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         }
     }
 
-    /// `head` in wire form (tests and the rare caller that has an `HTTPRequestHead`).
+    /// `head` in wire form, from NIO's head type (the tests compare against NIO's encoder with it).
     static func serialize(_ head: HTTPRequestHead, allocator: ByteBufferAllocator) -> UpstreamRequestHead {
         serialize(method: head.method, uri: head.uri, version: head.version, fields: head.headers.map { ($0.name, $0.value) },
                   allocator: allocator)
