@@ -43,10 +43,15 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
         watch.pipelining = self
     }
 
-    /// Breaks the watch ↔ handler cycle (also when a WebSocket upgrade removes the HTTP handlers).
+    /// Breaks the watch ↔ handler cycle (also when a WebSocket upgrade removes the HTTP handlers), and never leaves
+    /// the channel with its reads stopped.
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         if watch.pipelining === self { watch.pipelining = nil }
+        if readsStopped {
+            readsStopped = false
+            try? context.channel.syncOptions?.setOption(.autoRead, value: true)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

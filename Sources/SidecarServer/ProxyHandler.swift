@@ -177,15 +177,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         trace = shared.accessLog.enabled && fields.traceparent != nil
             ? AccessLog.Trace(traceparent: fields.traceparent, tracestate: fields.tracestate) : nil
         let requestID = RequestID.from(fields.requestID, generator: &loop.requestIDs)
-        let config = shared
 
         // Header block size (431) before any other work.
         var headerBytes = head.uri.utf8.count
         for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
         let hasBody = fields.hasBody
-        if headerBytes > config.maxHeaderBytes {
+        if headerBytes > shared.maxHeaderBytes {
             respondLocally(LocalResponse.json(status: .requestHeaderFieldsTooLarge,
-                                              body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(config.maxHeaderBytes) bytes", requestID: requestID),
+                                              body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(shared.maxHeaderBytes) bytes", requestID: requestID),
                                               requestID: requestID, close: true), head: head, outcome: "header_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
@@ -204,7 +203,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             respondLocally(response, head: head, outcome: "method_not_allowed", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
-        if let declared = fields.contentLengths.first.flatMap(Int.init), config.maxBodyBytes > 0, declared > config.maxBodyBytes {
+        if let declared = fields.contentLengths.first.flatMap(Int.init), shared.maxBodyBytes > 0, declared > shared.maxBodyBytes {
             respondLocally(payloadTooLarge(requestID, close: true), head: head, outcome: "body_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
@@ -212,10 +211,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // Health endpoints, without auth.
         // The sidecar's own paths, compared on bytes (never Characters: a combining mark could fuse with `/` or `?`).
         let uri = head.uri.utf8
-        let ownPath = uri.starts(with: config.healthPrefix.utf8) || (!config.forwardAuthPath.isEmpty && uri.starts(with: config.forwardAuthPath.utf8))
+        let ownPath = uri.starts(with: shared.healthPrefix.utf8) || (!shared.forwardAuthPath.isEmpty && uri.starts(with: shared.forwardAuthPath.utf8))
         let pathOnly = ownPath ? String(head.uri[..<(uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex)]) : ""
-        if ownPath, pathOnly.utf8.starts(with: (config.healthPrefix + "/").utf8), head.method == .GET || head.method == .HEAD {
-            let tail = String(decoding: pathOnly.utf8.dropFirst(config.healthPrefix.utf8.count), as: UTF8.self)
+        if ownPath, pathOnly.utf8.starts(with: (shared.healthPrefix + "/").utf8), head.method == .GET || head.method == .HEAD {
+            let tail = String(decoding: pathOnly.utf8.dropFirst(shared.healthPrefix.utf8.count), as: UTF8.self)
             if tail.utf8.elementsEqual("/healthz".utf8) {
                 respondLocally(LocalResponse.json(status: .ok, body: #"{"status":"ok"}"#, requestID: requestID, close: false),
                                head: head, outcome: "health", requestID: requestID, hasBody: hasBody)
@@ -230,14 +229,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let cookie = fields.cookie
         let authorization = fields.authorization
 
-        if ownPath, !config.forwardAuthPath.isEmpty, pathOnly.utf8.elementsEqual(config.forwardAuthPath.utf8) {
+        if ownPath, !shared.forwardAuthPath.isEmpty, pathOnly.utf8.elementsEqual(shared.forwardAuthPath.utf8) {
             forwardAuth(head: head, cookie: cookie, authorization: authorization, requestID: requestID, hasBody: hasBody)
             return
         }
 
         // CORS before authentication: browsers send preflights without credentials.
         if shared.corsEnabled {
-            switch config.cors.evaluate(method: head.method.rawValue, origin: fields.origin, requestMethod: fields.corsRequestMethod,
+            switch shared.cors.evaluate(method: head.method.rawValue, origin: fields.origin, requestMethod: fields.corsRequestMethod,
                                  requestHeaders: fields.corsRequestHeaders,
                                  requestPrivateNetwork: fields.corsRequestPrivateNetwork?.lowercased() == "true") {
             case .preflight(let headers):
@@ -257,7 +256,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             case .actual(let headers):
                 corsHeaders = headers
             case .notCORS, .disallowedOrigin:
-                if let vary = config.cors.cacheVary { corsHeaders = [vary] }
+                if let vary = shared.cors.cacheVary { corsHeaders = [vary] }
             }
         }
 
@@ -463,7 +462,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Rewrites the client's head for the upstream in one pass over its headers.
     private func forwardedHead(_ head: HTTPRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)],
                                requestID: String) -> UpstreamRequestHead {
-        let config = shared
         // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
         let connectionTokens = fields.connection.isEmpty ? [] : HeaderName.connectionTokens(fields.connection).filter { $0 != "upgrade" }
         let customOwned = shared.customOwnedNames
@@ -480,10 +478,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 if value.lowercased().contains("chunked") { chunked = true }
                 continue
             case .host: host = value; continue
-            case .cookie where config.stripCookie:
+            case .cookie where shared.stripCookie:
                 if let kept = stripSessionCookies(value) { headers.append(("cookie", kept)) }
                 continue
-            case .authorization where config.stripAuthorization && value.hasPrefix("Bearer "): continue
+            case .authorization where shared.stripAuthorization && value.hasPrefix("Bearer "): continue
             default:
                 if !customOwned.isEmpty, customOwned.contains(HeaderName.normalized(name)) { continue }
                 if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, name) }) { continue }
