@@ -13,7 +13,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
@@ -26,10 +25,7 @@ let package = Package(
         // Pure token verification: no NIO, no I/O, `now` is a parameter.
         .target(name: "AuthJSToken", dependencies: ["CAuthCrypto", "CJansson"]),
         // Pure policy: config, extraction, CORS, routes, claim headers, sanitising.
-        .target(name: "SidecarCore", dependencies: [
-            "AuthJSToken",
-            .product(name: "Yams", package: "Yams"),
-        ]),
+        .target(name: "SidecarCore", dependencies: ["AuthJSToken"]),
         // All I/O: listener, proxy, upstream pool, health, lifecycle, logs.
         .target(name: "SidecarServer", dependencies: [
             "SidecarCore",

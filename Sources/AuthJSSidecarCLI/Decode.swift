@@ -1,7 +1,7 @@
 import ArgumentParser
 import AuthJSToken
-import Foundation
 import SidecarCore
+import SidecarServer
 
 enum ModeArgument: String, ExpressibleByArgument, CaseIterable {
     case authjsV5 = "authjs-v5", nextauthV4 = "nextauth-v4", jws, auto
@@ -22,7 +22,7 @@ func resolveSecrets(_ flags: [String]) throws -> [String] {
         if flags.contains("") { throw ValidationError("--secret must not be empty") }
         return flags
     }
-    switch SecretsFromEnvironment.load(ProcessInfo.processInfo.environment) {
+    switch SecretsFromEnvironment.load(SystemIO.environment()) {
     case .success(let s): return s
     case .failure(let issue): throw ValidationError("no --secret given and \(issue)")
     }
@@ -73,15 +73,15 @@ struct Decode: ParsableCommand {
         } catch {
             throw ValidationError(error.description)
         }
-        let now = self.now ?? Date().timeIntervalSince1970
+        let now = self.now ?? SystemIO.wallClock()
         let result: Result<VerifiedToken, VerificationFailure>
         if tokenStdin || token != nil {
             var text = token ?? ""
             if tokenStdin {
-                let data = FileHandle.standardInput.readDataToEndOfFile()
+                let data = SystemIO.readToEnd(fd: 0)
                 text = String(decoding: data, as: UTF8.self)
             }
-            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let trimmed = text.trimmingSpaces
             result = authenticator.verifier.verify(trimmed, now: now)
         } else {
             result = authenticator.authenticate(cookieHeader: cookieHeader, authorization: authorization, now: now)

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import SidecarServer
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Entry point: argument-parser subcommands, with the exit codes the `decode` contract fixes
 /// (0 valid, 1 invalid token, 2 usage) instead of argument-parser's default 64 for usage errors.
@@ -17,7 +20,7 @@ struct Main {
                 print(AuthJSSidecar.fullMessage(for: error))
                 exit(0)
             }
-            FileHandle.standardError.write(Data((AuthJSSidecar.fullMessage(for: error) + "\n").utf8))
+            SystemIO.writeAll(AuthJSSidecar.fullMessage(for: error) + "\n", fd: 2)
             exit(code == .failure ? 1 : 2)
         }
     }
@@ -38,5 +41,5 @@ struct UsageError: Error, CustomStringConvertible {
 }
 
 func writeStderr(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    SystemIO.writeAll(line + "\n", fd: 2)
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import AuthJSToken
-import Foundation
 import SidecarCore
+import SidecarServer
 
 extension TokenMinter.Encryption: ExpressibleByArgument {}
 
@@ -31,11 +31,11 @@ struct Mint: ParsableCommand {
     func run() throws {
         let secret = try resolveSecrets(self.secret.map { [$0] } ?? [])[0]
         var text = claims ?? #"{"name":"Demo User","email":"demo@example.com","picture":null,"sub":"demo-user"}"#
-        if claimsStdin { text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) }
+        if claimsStdin { text = String(decoding: SystemIO.readToEnd(fd: 0), as: UTF8.self) }
         guard case .success(.object(let object)) = JSONParser.parseValue(text) else {
             throw ValidationError("the claims must be one JSON object")
         }
-        let stamped = TokenMinter.stampClaims(object, now: now ?? Int64(Date().timeIntervalSince1970), maxAge: maxAge)
+        let stamped = TokenMinter.stampClaims(object, now: now ?? Int64(SystemIO.wallClock()), maxAge: maxAge)
         let token: String
         do {
             switch mode {

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import Logging
 import NIOCore
 import SidecarCore
@@ -36,7 +35,7 @@ struct ConfigFlags: ParsableArguments {
     }
 
     func load() throws -> Result<SidecarConfig, ConfigIssues> {
-        ConfigLoader.load(environment: ProcessInfo.processInfo.environment, flags: try parsedFlags(),
+        ConfigLoader.load(environment: SystemIO.environment(), flags: try parsedFlags(),
                           configPath: configPath, coreCount: System.coreCount)
     }
 }

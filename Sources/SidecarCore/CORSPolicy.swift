@@ -358,7 +358,7 @@ public struct CORSPolicy: Sendable {
         if entry.isEmpty { return .invalid("is empty") }
         if entry.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) { return .invalid("contains whitespace or a control character") }
         if entry.utf8.contains(where: { $0 >= 0x80 }) { return .invalid("is not ASCII (write an internationalised host in its xn-- form)") }
-        guard let sep = entry.range(of: "://") else { return .invalid("is not scheme://host[:port]") }
+        guard let sep = entry.firstRange(of: "://") else { return .invalid("is not scheme://host[:port]") }
         let scheme = entry[..<sep.lowerBound].lowercased()
         guard let first = scheme.utf8.first, isAlpha(first),
               scheme.utf8.allSatisfy({ isAlpha($0) || isDigit($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") }) else {

@@ -1,6 +1,9 @@
 import AuthJSToken
-import Foundation
-import Yams
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Every configuration problem found, reported together.
 public struct ConfigIssues: Error, Sendable {
@@ -62,7 +65,7 @@ public struct RawConfig {
     public var values: [String: String] = [:]
     /// Where each value came from, for messages (`SIDECAR_LISTEN`, `--listen`, `sidecar.yaml: listen`).
     public var origins: [String: String] = [:]
-    var routeNodes: [Yams.Node] = []
+    var routeNodes: [YAMLNode] = []
     var routesOrigin = ""
 
     public init() {}
@@ -73,7 +76,7 @@ public enum ConfigLoader {
     public static func load(environment env: [String: String], flags: [String: String], configPath: String?, coreCount: Int) -> Result<SidecarConfig, ConfigIssues> {
         var file: (name: String, text: String?)?
         if let path = configPath ?? env[Settings.configFileVariable], !path.isEmpty {
-            file = (path, try? String(contentsOfFile: path, encoding: .utf8))
+            file = (path, readTextFile(path))
         }
         return load(environment: env, flags: flags, file: file, coreCount: coreCount)
     }
@@ -109,9 +112,9 @@ public enum ConfigLoader {
     }
 
     static func readYAML(_ text: String, path: String, into raw: inout RawConfig, issues: inout [ConfigIssue]) {
-        let node: Yams.Node?
-        do { node = try Yams.compose(yaml: text) } catch {
-            issues.append(ConfigIssue(key: path, problem: "is not valid YAML (\(String(describing: error).prefix(200)))", hint: "fix the syntax"))
+        let node: YAMLNode?
+        do { node = try YAMLReader.parse(text) } catch {
+            issues.append(ConfigIssue(key: path, problem: "is not valid YAML (\(error.description.prefix(200)))", hint: "fix the syntax; the accepted YAML is described under Configuration in README.md"))
             return
         }
         guard let mapping = node?.mapping else {
@@ -119,14 +122,14 @@ public enum ConfigLoader {
             return
         }
         let known = Set(Settings.all.map(\.file) + ["routes", "cors"])
-        for (k, v) in mapping {
-            guard let key = k.string else { continue }
+        for entry in mapping.entries {
+            let key = entry.key, v = entry.value
             guard known.contains(key) else {
                 issues.append(ConfigIssue(key: "\(path): \(key)", problem: "is not a known setting", hint: "see the configuration reference in README.md"))
                 continue
             }
             if key == "routes" {
-                raw.routeNodes = v.sequence.map(Array.init) ?? []
+                raw.routeNodes = v.sequence ?? []
                 raw.routesOrigin = "\(path): routes"
                 if v.sequence == nil { issues.append(ConfigIssue(key: "\(path): routes", problem: "must be a list", hint: "- {path: /admin, mode: required}")) }
                 continue
@@ -138,8 +141,8 @@ public enum ConfigLoader {
             if key == "cors", let map = v.mapping {
                 // `cors: {origins, methods, headers, expose_headers, credentials, max_age, …}` → `cors_*` keys.
                 let aliases = ["methods": "allowed_methods", "headers": "allowed_headers", "credentials": "allow_credentials"]
-                for (ck, cv) in map {
-                    guard let sub = ck.string else { continue }
+                for entry in map.entries {
+                    let sub = entry.key, cv = entry.value
                     let flat = "cors_" + (aliases[sub] ?? sub)
                     guard known.contains(flat) else {
                         issues.append(ConfigIssue(key: "\(path): cors.\(sub)", problem: "is not a known setting", hint: "see the configuration reference in README.md"))
@@ -153,7 +156,7 @@ public enum ConfigLoader {
             if let seq = v.sequence {
                 raw.values[key] = seq.compactMap(\.string).joined(separator: ",")
             } else if let map = v.mapping {
-                raw.values[key] = map.compactMap { k, v in k.string.flatMap { ks in v.string.map { "\(ks)=\($0)" } } }.joined(separator: ",")
+                raw.values[key] = map.entries.compactMap { e in e.value.string.map { "\(e.key)=\($0)" } }.joined(separator: ",")
             } else if let s = v.string {
                 raw.values[key] = s
             }
@@ -372,7 +375,7 @@ public enum ConfigLoader {
         return .http(address: address, hostHeader: authority.hasSuffix(":80") ? String(authority.dropLast(3)) : authority, basePath: basePath)
     }
 
-    static func parseRoute(_ node: Yams.Node, key: String, issues: inout [ConfigIssue]) -> RouteRule? {
+    static func parseRoute(_ node: YAMLNode, key: String, issues: inout [ConfigIssue]) -> RouteRule? {
         guard let map = node.mapping else {
             issues.append(ConfigIssue(key: key, problem: "is not a mapping", hint: "{path: /admin, match: prefix, mode: required}"))
             return nil
@@ -408,7 +411,7 @@ public enum ConfigLoader {
             if list.isEmpty { issues.append(ConfigIssue(key: "\(key).methods", problem: "is empty", hint: "e.g. methods: [GET, POST]")) }
         }
         var requirements: [ClaimRequirement] = []
-        for (j, r) in (map["require"]?.sequence.map(Array.init) ?? []).enumerated() {
+        for (j, r) in (map["require"]?.sequence ?? []).enumerated() {
             let rkey = "\(key).require[\(j)]"
             guard let rm = r.mapping, let claim = rm["claim"]?.string, !claim.isEmpty else {
                 issues.append(ConfigIssue(key: rkey, problem: "needs `claim:` and one of contains/equals/present", hint: "{claim: roles, contains: admin}"))
@@ -424,27 +427,45 @@ public enum ConfigLoader {
         return issues.count == count ? RouteRule(match: match, methods: methods, mode: mode, requirements: requirements) : nil
     }
 
-    static func jsonValue(_ node: Yams.Node) -> JSONValue {
-        if let seq = node.sequence { return .array(seq.map(jsonValue)) }
-        if let map = node.mapping {
-            return .object(JSONObject(map.compactMap { k, v in k.string.map { ($0, jsonValue(v)) } }))
+    /// A claim requirement's value: YAML 1.2 core-schema typing for plain scalars, quoted scalars stay strings.
+    static func jsonValue(_ node: YAMLNode) -> JSONValue {
+        switch node {
+        case .sequence(let items): return .array(items.map(jsonValue))
+        case .mapping(let map): return .object(JSONObject(map.entries.map { ($0.key, jsonValue($0.value)) }))
+        case .scalar(let scalar):
+            guard scalar.style == .plain else { return .string(scalar.text) }
+            if let b = node.bool { return .bool(b) }
+            if let i = node.int { return .integer(i) }
+            if let d = node.float { return .number(d) }
+            if node.isNull { return .null }
+            return .string(scalar.text)
         }
-        if let scalar = node.scalar {
-            if scalar.style == .plain {
-                if let b = node.bool { return .bool(b) }
-                if let i = node.int { return .integer(Int64(i)) }
-                if let d = node.float { return .number(d) }
-                if node.null != nil { return .null }
-            }
-            return .string(scalar.string)
+    }
+
+    /// A file's text, or nil when it cannot be read or is not UTF-8 (reported as `cannot read`).
+    static func readTextFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { bytes.append(contentsOf: chunk[..<n]); continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return nil }
+            return String(validating: bytes, as: UTF8.self)
         }
-        return .null
     }
 }
 
 extension StringProtocol {
-    var trimmingSpaces: String {
-        String(self).trimmingCharacters(in: .whitespaces)
+    /// The text without leading and trailing whitespace (spaces, tabs, line breaks).
+    public var trimmingSpaces: String {
+        var text = self[...]
+        while let first = text.first, first.isWhitespace { text.removeFirst() }
+        while let last = text.last, last.isWhitespace { text.removeLast() }
+        return String(text)
     }
 }
 

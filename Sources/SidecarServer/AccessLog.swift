@@ -1,5 +1,4 @@
 import AuthJSToken
-import Foundation
 import Logging
 import NIOCore
 
@@ -44,24 +43,24 @@ struct AccessLog: Sendable {
         // The path is logged without its query string: queries can carry secrets.
         let bare = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
         if json {
-            var bytes = Array("{\"ts\":\(String(format: "%.3f", Date().timeIntervalSince1970)),\"request_id\":\"\(requestID)\",\"method\":".utf8)
+            var bytes = Array("{\"ts\":\(SystemIO.threeDecimals(SystemIO.wallClock())),\"request_id\":\"\(requestID)\",\"method\":".utf8)
             JSONValue.writeString(method, to: &bytes)
             bytes.append(contentsOf: ",\"path\":".utf8)
             JSONValue.writeString(bare, to: &bytes)
             var o = String(decoding: bytes, as: UTF8.self)
-            o += ",\"status\":\(status),\"outcome\":\"\(outcome)\",\"ms\":\(String(format: "%.3f", totalMs))"
-            if let upstreamMs { o += ",\"upstream_ms\":\(String(format: "%.3f", upstreamMs))" }
+            o += ",\"status\":\(status),\"outcome\":\"\(outcome)\",\"ms\":\(SystemIO.threeDecimals(totalMs))"
+            if let upstreamMs { o += ",\"upstream_ms\":\(SystemIO.threeDecimals(upstreamMs))" }
             if let trace {
                 o += ",\"traceparent\":\"\(trace.traceparent)\""
                 if let state = trace.tracestate { o += ",\"tracestate\":\"\(state)\"" }
             }
             o += "}\n"
-            FileHandle.standardOutput.write(Data(o.utf8))
+            SystemIO.writeAll(o, fd: 1)
         } else {
             var metadata: Logger.Metadata = [
                 "request_id": "\(requestID)", "method": "\(method)", "path": "\(bare)", "status": "\(status)",
-                "outcome": "\(outcome)", "ms": "\(String(format: "%.3f", totalMs))",
-                "upstream_ms": "\(upstreamMs.map { String(format: "%.3f", $0) } ?? "-")",
+                "outcome": "\(outcome)", "ms": "\(SystemIO.threeDecimals(totalMs))",
+                "upstream_ms": "\(upstreamMs.map { SystemIO.threeDecimals($0) } ?? "-")",
             ]
             if let trace {
                 metadata["traceparent"] = "\(trace.traceparent)"

@@ -1,5 +1,4 @@
 import AuthJSToken
-import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -261,7 +260,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
 
         let decision = shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie,
-                                            authorization: authorization, now: Date().timeIntervalSince1970, cache: &loop.cache)
+                                            authorization: authorization, now: SystemIO.wallClock(), cache: &loop.cache)
         switch decision {
         case .forward(let path, let identity, let dropped, let outcome, _):
             forward(head, fields, path: path, identity: identity, dropped: dropped, outcome: outcome, requestID: requestID, context: context)
@@ -331,7 +330,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let method = head.headers["x-forwarded-method"].first ?? head.headers["x-original-method"].first ?? "GET"
         let uri = head.headers["x-forwarded-uri"].first ?? head.headers["x-original-uri"].first ?? "/"
         let decision = shared.policy.decide(method: method, target: uri, cookie: cookie, authorization: authorization,
-                                            now: Date().timeIntervalSince1970, cache: &loop.cache)
+                                            now: SystemIO.wallClock(), cache: &loop.cache)
         switch decision {
         case .forward(_, let identity, _, let outcome, _):
             var headers = HTTPHeaders()

@@ -66,6 +66,7 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.autoRead, value: true)
+            .channelOption(.recvAllocator, value: SidecarServer.receiveBuffers)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try Self.addHandlers(handler, to: channel.pipeline.syncOperations)

@@ -142,6 +142,28 @@ extension ConfigTests {
             #expect(f.issues.map(\.key) == ["SIDECAR_CONFIG"])
         }
 
+        @Test("a directory or a file that is not UTF-8 cannot be read either")
+        func unreadableKinds() throws {
+            let notUTF8 = FileManager.default.temporaryDirectory.appendingPathComponent("config-tests-\(UUID().uuidString).yaml")
+            try Data([0x6C, 0x69, 0x73, 0x74, 0x65, 0x6E, 0x3A, 0x20, 0xFF, 0xFE, 0x0A]).write(to: notUTF8)
+            defer { try? FileManager.default.removeItem(at: notUTF8) }
+            for path in [FileManager.default.temporaryDirectory.path, notUTF8.path] {
+                let r = ConfigLoader.load(environment: ConfigTests.baseEnv, flags: [:], configPath: path, coreCount: 1)
+                guard case .failure(let f) = r else { Issue.record("\(path) loaded"); continue }
+                #expect(f.issues.map(\.key) == ["SIDECAR_CONFIG"] && f.issues[0].problem.hasPrefix("cannot read"), "\(f.issues)")
+            }
+        }
+
+        @Test("a config file larger than a read chunk is read whole")
+        func largeFile() throws {
+            let filler = String(repeating: "# a comment line to make the file longer than one 64 KiB read\n", count: 2_000)
+            let file = TempYAML(filler + "listen: 127.0.0.1:4445\n")
+            defer { file.remove() }
+            let env = ConfigTests.baseEnv.merging([Settings.configFileVariable: file.path]) { a, _ in a }
+            let c = try #require(ConfigTests.config(env: env))
+            #expect(c.listen == .tcp(host: "127.0.0.1", port: 4445))
+        }
+
         @Test("YAML lists and mappings become comma lists")
         func yamlLists() throws {
             let yaml = """
@@ -468,6 +490,40 @@ extension ConfigTests {
         func routesNotAList() {
             let issues = ConfigTests.issues(yaml: "routes: /admin\n")
             #expect(issues.contains { $0.key.hasSuffix(": routes") })
+        }
+
+        /// The file's YAML is read by this project's strict reader: what it refuses is one issue on the file, with
+        /// the line, column and problem, next to every other configuration problem.
+        @Test("refused YAML is one issue naming the line and the problem", arguments: [
+            ("listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n", "line 2", "duplicate key"),
+            ("cors:\n  origins: [*.example.com]\n", "line 2", "alias"),
+            ("upstream: &u http://a\n", "line 1", "anchor"),
+            ("routes:\n  - path: |\n      /x\n", "line 2", "block scalar"),
+            ("upstream: http://a\n\tlisten: x\n", "line 2", "tab"),
+        ])
+        func refusedYAML(yaml: String, line: String, problem: String) {
+            let issues = ConfigTests.issues(env: ConfigTests.baseEnv.merging(["SIDECAR_THREADS": "zero"]) { $1 }, yaml: yaml)
+            let yamlIssue = issues.first { $0.problem.contains("is not valid YAML") }
+            #expect(yamlIssue?.problem.contains(line) == true, "\(issues.map(\.description))")
+            #expect(yamlIssue?.problem.contains(problem) == true, "\(issues.map(\.description))")
+            #expect(issues.contains { $0.key == "SIDECAR_THREADS" }, "the other problems are still reported")
+        }
+
+        /// YAML 1.2 core schema: only `true`/`false` are booleans, and a quoted value is always a string — so
+        /// `equals: yes` compares with the string "yes" (YAML 1.1 readers made it `true`).
+        @Test("claim values: YAML 1.2 typing, quoted values stay strings")
+        func claimValueTyping() throws {
+            let yaml = """
+            routes:
+              - {path: /a, require: [{claim: c, equals: yes}, {claim: d, equals: "true"}, {claim: e, equals: true},
+                                     {claim: f, equals: 0x10}, {claim: g, equals: ~}, {claim: h, equals: '1.5'}]}
+            """
+            let c = try #require(ConfigTests.config(yaml: yaml))
+            #expect(c.routes.rules.first?.requirements == [
+                .equals(path: "c", value: .string("yes")), .equals(path: "d", value: .string("true")),
+                .equals(path: "e", value: .bool(true)), .equals(path: "f", value: .integer(16)),
+                .equals(path: "g", value: .null), .equals(path: "h", value: .string("1.5")),
+            ])
         }
     }
 }

@@ -169,3 +169,27 @@ struct LocalResponseTests {
         #expect(json["request_id"] as? String == "rid")
     }
 }
+
+/// The C-library replacements for what Foundation did (the executable links no Foundation).
+@Suite("SystemIO")
+struct SystemIOTests {
+    @Test("three decimals, as String(format: \"%.3f\") printed them", arguments: [
+        (0.0, "0.000"), (1.0, "1.000"), (0.0004, "0.000"), (0.0005, "0.001"), (12.3456, "12.346"), (999.9996, "1000.000"),
+        (-1.25, "-1.250"), (-0.0001, "0.000"), (1_795_463_491.6954, "1795463491.695"), (.nan, "0.000"), (.infinity, "0.000"),
+    ])
+    func threeDecimals(value: Double, text: String) {
+        #expect(SystemIO.threeDecimals(value) == text)
+        if value.isFinite, value >= 0 { #expect(String(format: "%.3f", value) == text, "matches the format it replaced") }
+    }
+
+    @Test("the wall clock is Unix time in seconds")
+    func wallClock() {
+        let now = SystemIO.wallClock()
+        #expect(abs(now - Date().timeIntervalSince1970) < 5)
+    }
+
+    @Test("the environment is the process's, as Foundation reads it")
+    func environment() {
+        #expect(SystemIO.environment() == ProcessInfo.processInfo.environment)
+    }
+}
