@@ -87,7 +87,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         var replayHead: UpstreamRequestHead?
         /// The upstream connection came from the idle pool (and so may have been closed by the upstream meanwhile).
         var reusedConnection = false
-        /// The request has no body and its upstream head is not chunked (``UpstreamRequestEncoder``'s framing), so
+        /// The request has no body and its upstream head is not chunked (``UpstreamRequestFraming``), so
         /// its `.end` puts no byte on the wire and is not sent through the upstream pipeline at all.
         var upstreamEndIsEmpty = false
         var isHead: Bool { method == .HEAD }
@@ -381,7 +381,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 ops.removeHandler(context: try ops.context(handlerType: type), promise: nil)
             }
             try remove(up, UpstreamHandler.self)
-            try remove(up, UpstreamRequestEncoder.self)
             try remove(up, ByteToMessageHandler<UpstreamResponseDecoder>.self)
             try remove(down, ClientTimeoutsHandler.self)
             try remove(down, PipeliningHandler.self)

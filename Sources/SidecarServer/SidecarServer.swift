@@ -76,7 +76,7 @@ public final class SidecarServer: @unchecked Sendable {
             .childChannelOption(.recvAllocator, value: SidecarServer.receiveBuffers)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.addClientHandlers(to: channel.pipeline.syncOperations, limit: limit, headerTimeout: headerTimeout,
+                    try Self.addClientHandlers(to: channel, limit: limit, headerTimeout: headerTimeout,
                                                idleTimeout: idle, shared: shared)
                 }
             }
@@ -149,9 +149,10 @@ public final class SidecarServer: @unchecked Sendable {
     /// The HTTP/1 server pipeline of one client connection, assembled by hand so the decoder forwards leftover bytes
     /// after a WebSocket upgrade: limit → timeouts (idle between requests, header block) → response encoder (which
     /// also validates response heads) → request decoder → pipelining → proxy (which also answers parse errors).
-    static func addClientHandlers(to sync: ChannelPipeline.SynchronousOperations, limit: ConnectionLimit, headerTimeout: TimeAmount,
+    static func addClientHandlers(to channel: Channel, limit: ConnectionLimit, headerTimeout: TimeAmount,
                                   idleTimeout: TimeAmount, shared: ProxyContext, watch: HeadWatch = HeadWatch()) throws {
-        try sync.addHandler(ConnectionLimitHandler(limit: limit))
+        guard try ConnectionAdmission.admit(channel, limit: limit) else { return }
+        let sync = channel.pipeline.syncOperations
         try sync.addHandler(ClientTimeoutsHandler(watch: watch, headerTimeout: headerTimeout, idleTimeout: idleTimeout))
         try sync.addHandler(ClientResponseEncoder(watch: watch))
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))

@@ -81,7 +81,6 @@ final class UpstreamPool: @unchecked Sendable {
     static func addHandlers(_ handler: UpstreamHandler, to sync: ChannelPipeline.SynchronousOperations) throws {
         let responseDecoder = HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)
         handler.responseDecoder = responseDecoder
-        try sync.addHandler(UpstreamRequestEncoder())
         try sync.addHandler(ByteToMessageHandler(UpstreamResponseDecoder(responseDecoder)))
         try sync.addHandler(handler)
     }
@@ -125,8 +124,8 @@ protocol UpstreamDelegate: AnyObject {
 /// Relays upstream responses to the current exchange and holds upstream reads while the client cannot keep up.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = UpstreamRequestPart
-    typealias OutboundOut = UpstreamRequestPart
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
 
     /// The proxy handler of the exchange using this connection. Strong, and cleared on every detach (release to the
     /// pool, failure, close): a weak reference would put every retain of the proxy handler on the slow side-table path.
@@ -177,12 +176,16 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The connection's response decoder, told of every request head sent (see ``UpstreamResponseDecoder``).
     var responseDecoder: HTTPResponseDecoder?
 
-    /// Writes a request part from this handler's context: `Channel.write` is generic over the part and is not
+    /// HTTP/1.1 framing of the request parts (the pipeline has no separate encoder).
+    private var framing = UpstreamRequestFraming()
+
+    /// Writes a request part, framed, from this handler's context: `Channel.write` is generic over the part and is not
     /// specialised across modules, so each call cost a run-time cast and a metadata lookup (~1 k instructions).
     /// Every head goes to the response decoder first, so it knows which response answers a HEAD.
     func send(_ part: UpstreamRequestPart) {
+        guard let context else { return }
         if case .head(let head) = part { responseDecoder?.write(data: .head(Self.recordedHead(head.method))) }
-        context?.write(wrapOutboundOut(part), promise: nil)
+        framing.write(part, context: context, promise: nil)
         unflushed = true
     }
 

@@ -28,6 +28,25 @@ final class UpstreamRequestHead {
     }
 }
 
+/// Writes request parts as HTTP/1.1 bytes from a handler's context: the head's serialised bytes, then the body chunked
+/// or as is (the head decided, see ``UpstreamRequestHead/chunked``), then the end (last chunk and trailers).
+struct UpstreamRequestFraming {
+    private var isChunked = false
+
+    mutating func write(_ part: UpstreamRequestPart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        switch part {
+        case .head(let head):
+            isChunked = head.chunked
+            context.write(NIOAny(IOData.byteBuffer(head.bytes)), promise: promise)
+        case .body(let chunk):
+            HTTPWire.writeBody(chunk, chunked: isChunked, context: context, promise: promise)
+        case .end(let trailers):
+            HTTPWire.writeEnd(trailers, chunked: isChunked, context: context, promise: promise)
+            isChunked = false
+        }
+    }
+}
+
 /// Serialises requests to the upstream: HTTP/1.1 wire format with NIO's framing rules, the head in one write.
 ///
 /// The framing is NIO's `HTTPRequestEncoder`'s (tested byte for byte against it): a request that must not have a body
@@ -36,23 +55,18 @@ final class UpstreamRequestHead {
 /// first `Transfer-Encoding` is `chunked`. What differs is the cost: NIO writes the start line and every header name,
 /// separator, value and CRLF separately (four bounds-checked buffer writes per header); here the block is measured,
 /// then copied into one buffer of that size — by the proxy handler, when it makes the head (``serialize(method:uri:version:fields:allocator:)``).
+///
+/// The upstream pipeline does not carry this handler: ``UpstreamHandler`` frames its parts with the same
+/// ``UpstreamRequestFraming`` from its own context (one handler context less per upstream connection, two hops less
+/// per request). This handler is that framing as a pipeline stage, for the byte-for-byte tests against NIO's encoder.
 final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = UpstreamRequestPart
     typealias OutboundOut = IOData
 
-    private var isChunked = false
+    private var framing = UpstreamRequestFraming()
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head(let head):
-            isChunked = head.chunked
-            context.write(wrapOutboundOut(.byteBuffer(head.bytes)), promise: promise)
-        case .body(let chunk):
-            HTTPWire.writeBody(chunk, chunked: isChunked, context: context, promise: promise)
-        case .end(let trailers):
-            HTTPWire.writeEnd(trailers, chunked: isChunked, context: context, promise: promise)
-            isChunked = false
-        }
+        framing.write(unwrapOutboundIn(data), context: context, promise: promise)
     }
 
     /// `head` in wire form, from NIO's head type (the tests compare against NIO's encoder with it).

@@ -227,11 +227,11 @@ struct DeadlineTimerTests {
     }
 }
 
-@Suite("ConnectionLimitHandler")
+@Suite("ConnectionAdmission")
 struct ConnectionLimitTests {
     static func make(_ limit: ConnectionLimit) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(ConnectionLimitHandler(limit: limit))
+        _ = try ConnectionAdmission.admit(channel, limit: limit)
         return channel
     }
 
@@ -281,6 +281,7 @@ struct ConnectionLimitTests {
         try first.connect(to: ServerFixtures.dummyClient).wait()
         #expect(limit.current == 1)
         try first.close().wait()
+        first.embeddedEventLoop.run()   // the close future's callbacks
         #expect(limit.current == 0)
 
         let second = try Self.make(limit)

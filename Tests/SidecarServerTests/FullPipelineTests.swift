@@ -24,7 +24,7 @@ final class RawHarness {
         let shared = ProxyContext(config: config, loops: [ObjectIdentifier(loop): state], upstreamHost: "127.0.0.1:9",
                                   upstreamBasePath: "", logger: ServerFixtures.silentLogger)
         channel = EmbeddedChannel(loop: loop)
-        try SidecarServer.addClientHandlers(to: channel.pipeline.syncOperations, limit: limit,
+        try SidecarServer.addClientHandlers(to: channel, limit: limit,
                                             headerTimeout: .milliseconds(Int64(config.headerTimeout * 1000)),
                                             idleTimeout: .milliseconds(Int64(config.idleTimeout * 1000)), shared: shared, watch: watch)
         try channel.connect(to: ServerFixtures.dummyClient).wait()

@@ -77,4 +77,24 @@ struct UpstreamPipelineTests {
         let context = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<UpstreamResponseDecoder>.self)
         #expect(!(context.handler is _ChannelOutboundHandler))
     }
+
+    @Test("the upstream handler frames the parts itself: a POST without Content-Length goes out chunked, then its end")
+    func handlerFramesChunkedBody() throws {
+        let (channel, handler, _) = try Self.pipeline()
+        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
+        #expect(throws: (any Error).self) { try channel.pipeline.syncOperations.context(handlerType: UpstreamRequestEncoder.self) }
+        let head = UpstreamRequestEncoder.serialize(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/r", headers: ["host": "up"]),
+                                                    allocator: ByteBufferAllocator())
+        #expect(head.chunked)
+        handler.send(.head(head))
+        handler.send(.body(.byteBuffer(ByteBuffer(string: "hello"))))
+        handler.send(.end(nil))
+        handler.flush()
+        var wire = ""
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(let buffer) = data else { Issue.record("file region"); return }
+            wire += String(buffer: buffer)
+        }
+        #expect(wire == "POST /r HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    }
 }
