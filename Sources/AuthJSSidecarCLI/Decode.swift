@@ -78,7 +78,7 @@ struct Decode: ParsableCommand {
         if tokenStdin || token != nil {
             var text = token ?? ""
             if tokenStdin {
-                let data = SystemIO.readToEnd(fd: 0)
+                let data = DescriptorInput.readToEnd(0) ?? []
                 text = String(decoding: data, as: UTF8.self)
             }
             let trimmed = text.trimmingSpaces

@@ -31,7 +31,7 @@ struct Mint: ParsableCommand {
     func run() throws {
         let secret = try resolveSecrets(self.secret.map { [$0] } ?? [])[0]
         var text = claims ?? #"{"name":"Demo User","email":"demo@example.com","picture":null,"sub":"demo-user"}"#
-        if claimsStdin { text = String(decoding: SystemIO.readToEnd(fd: 0), as: UTF8.self) }
+        if claimsStdin { text = String(decoding: DescriptorInput.readToEnd(0) ?? [], as: UTF8.self) }
         guard case .success(.object(let object)) = JSONParser.parseValue(text) else {
             throw ValidationError("the claims must be one JSON object")
         }

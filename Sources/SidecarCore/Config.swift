@@ -447,15 +447,7 @@ public enum ConfigLoader {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { bytes.append(contentsOf: chunk[..<n]); continue }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return nil }
-            return String(validating: bytes, as: UTF8.self)
-        }
+        return DescriptorInput.readToEnd(fd).flatMap { String(validating: $0, as: UTF8.self) }
     }
 }
 
@@ -471,4 +463,19 @@ extension StringProtocol {
 
 extension Double {
     var cleanText: String { self == rounded() && abs(self) < 1e15 ? String(Int64(self)) : String(self) }
+}
+
+/// Reading a whole descriptor on the C library (the config file here; standard input for the CLI's `--token-stdin`).
+public enum DescriptorInput {
+    /// Everything readable until end of file, or nil on a read error (a directory, say); retries `EINTR`.
+    public static func readToEnd(_ fd: Int32) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { bytes.append(contentsOf: chunk[..<n]); continue }
+            if n < 0 && errno == EINTR { continue }
+            return n < 0 ? nil : bytes
+        }
+    }
 }

@@ -29,18 +29,6 @@ public enum SystemIO {
         return out
     }
 
-    /// Everything readable from a descriptor until end of file (standard input for `--token-stdin`).
-    public static func readToEnd(fd: Int32) -> [UInt8] {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { out.append(contentsOf: chunk[..<n]); continue }
-            if n < 0 && errno == EINTR { continue }
-            return out
-        }
-    }
-
     /// Writes all of `text` to a descriptor, retrying partial writes and `EINTR`; gives up on other errors (a closed
     /// stdout must not stop the proxy).
     public static func writeAll(_ text: String, fd: Int32) {
