@@ -61,7 +61,10 @@ public struct YAMLMapping: Sendable, Equatable, Sequence {
     public func makeIterator() -> Iterator { Iterator(base: entries.makeIterator()) }
 }
 
-public indirect enum YAMLNode: Sendable, Equatable {
+/// A node. Not `indirect`: the arrays already break the recursion, and an indirect case's box is referenced by a
+/// pointer carrying the case tag in its spare bits, which LeakSanitizer does not recognise (trees held by globals
+/// were reported as leaks).
+public enum YAMLNode: Sendable, Equatable {
     case scalar(YAMLScalar)
     case sequence([YAMLNode])
     case mapping(YAMLMapping)
