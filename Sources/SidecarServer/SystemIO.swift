@@ -5,7 +5,8 @@ import Darwin
 #endif
 
 /// Process-level I/O on the C library directly, so the executable links no Foundation: Foundation (pulled in by a
-/// `String(format:)` or a `FileHandle`) added ~5 MiB of resident pages and start-up constructors (README "Performance").
+/// `String(format:)` or a `FileHandle`, and by Yams before) cost its start-up constructors and the pages they touch —
+/// idle 19 → 16 MiB, −2.3 MiB with 1 000 connections (README "Performance").
 public enum SystemIO {
     /// Seconds since the Unix epoch (`CLOCK_REALTIME`), the clock token `exp`/`nbf` are compared against.
     public static func wallClock() -> Double {
