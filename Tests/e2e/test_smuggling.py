@@ -440,11 +440,19 @@ def simple_get(port: int, path: str, close: bool = True) -> Resp:
     return resps[0]
 
 
-def upstream_peers(rig) -> set[int]:
-    """Ports of the sidecar's upstream connections seen by uvicorn (`GET /connections`, via the tap's sockets)."""
-    tap_ports = {p for p, _, _ in rig["tap"].snapshot().values()}
-    peers = rig["control"].get("/connections").json()["peers"]
-    return {p for _, p in peers if p in tap_ports}
+def upstream_request_counts(rig) -> dict[int, int]:
+    """Requests uvicorn saw per peer port (`GET /connections`); includes the control client's own peers."""
+    return {p: n for _, p, n in rig["control"].get("/connections").json()["requests"]}
+
+
+def connections_seen_by_upstream(before: dict, after: dict, counts_before: dict[int, int],
+                                 counts_after: dict[int, int]) -> int:
+    """How many of the tap's connections opened since `before` made requests that uvicorn saw.
+
+    Counted by tap connection and uvicorn's per-peer request count rather than by new ports: the kernel may give a new
+    upstream connection the ephemeral port of an old one, which a set of ports would count as old."""
+    new_ports = [port for cid, (port, _, _) in after.items() if cid not in before]
+    return sum(1 for port in new_ports if counts_after.get(port, 0) > counts_before.get(port, 0))
 
 
 @dataclass
@@ -486,7 +494,7 @@ def run_case(rig, payload: bytes, name: str, send_probe: bool = True, settle: fl
     base = simple_get(port, f"/public/base-{name}")
     assert base.status == 200 and base.echo, base.raw
     base_peer = base.echo["client"][1]
-    peers_before = upstream_peers(rig)
+    counts_before = upstream_request_counts(rig)
     before = tap.snapshot()
 
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -519,7 +527,7 @@ def run_case(rig, payload: bytes, name: str, send_probe: bool = True, settle: fl
     probe_peer = probe.echo["client"][1] if probe.echo else -1
     time.sleep(settle)  # let close()s propagate through the tap
     after = tap.snapshot()
-    peers_after = upstream_peers(rig)
+    counts_after = upstream_request_counts(rig)
 
     case_reqs, probe_reqs, errors, dangling, raws = [], [], [], [], {}
     for cid, (uport, data, sidecar_closed) in after.items():
@@ -536,7 +544,8 @@ def run_case(rig, payload: bytes, name: str, send_probe: bool = True, settle: fl
         if rest and not sidecar_closed:
             dangling.append(f"conn :{uport} holds an unfinished request and is still open: {rest[:300]!r}")
     case = Case(payload, raw, closed, responses, same_probe, case_reqs, probe_reqs, raws, errors, dangling, base_peer,
-                probe_peer, len(after) - len(before), len(peers_after - peers_before))
+                probe_peer, len(after) - len(before),
+                connections_seen_by_upstream(before, after, counts_before, counts_after))
     # The probe on a new client connection always gets its own answer through the upstream.
     assert probe.status == 200 and probe.echo and probe.echo["path"] == f"/public/probe-new-{name}", \
         f"response desync: probe got {probe.raw[:400]!r}\n{case.describe()}"

@@ -43,6 +43,9 @@ _CHUNK_BYTES = b"x" * CHUNK
 
 # Distinct (host, port) peers seen by the app, across HTTP and websocket.
 _peers: set[tuple[str, int]] = set()
+# Requests per (host, port) peer: a peer whose count grew made requests since a snapshot, even when the kernel gave
+# a new connection the port of an old one.
+_peer_requests: dict[tuple[str, int], int] = {}
 # Every (method, path) received, so tests can prove what did (not) reach the upstream, e.g. no CORS preflight.
 _requests: list[tuple[str, str]] = []
 
@@ -57,7 +60,9 @@ class PeerRecorder:
         if scope["type"] in ("http", "websocket"):
             client = scope.get("client")
             if client:
-                _peers.add((str(client[0]), int(client[1])))
+                peer = (str(client[0]), int(client[1]))
+                _peers.add(peer)
+                _peer_requests[peer] = _peer_requests.get(peer, 0) + 1
             if scope["type"] == "http" and scope["path"] != "/requests":
                 _requests.append((scope["method"], scope["path"]))
         await self.app(scope, receive, send)
@@ -146,12 +151,14 @@ async def hop_response(listed: str = "X-Upstream-Hop") -> Response:
 
 @app.get("/connections")
 async def connections() -> JSONResponse:
-    return JSONResponse({"connections": len(_peers), "peers": sorted([h, p] for h, p in _peers)})
+    return JSONResponse({"connections": len(_peers), "peers": sorted([h, p] for h, p in _peers),
+                         "requests": sorted([h, p, n] for (h, p), n in _peer_requests.items())})
 
 
 @app.delete("/connections")
 async def reset_connections() -> JSONResponse:
     _peers.clear()
+    _peer_requests.clear()
     return JSONResponse({"connections": 0})
 
 
