@@ -1,6 +1,7 @@
 # Shared by the bench scripts (sourced): the toolchain on PATH, missing tools installed, the kit's tokens made, and
 #   bench_binary            BIN = the release binary as deploy/Dockerfile builds it (static Swift runtime; scratch
 #                           path .build-static; installs the libssl/libjansson headers it needs), unless BIN is set
+#   nio_floor_binary        FLOOR_BIN = the NIO byte relay of Tests/bench/nio-floor, built release as the sidecar is
 #   bench_upstream DIR PORT start a one-worker nginx upstream from the kit's config in DIR (pid in DIR/nginx.pid)
 # Callers: cd to the repository root and set KIT and ROOT first; bench_tools TOOL... installs what is missing.
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
@@ -20,6 +21,11 @@ bench_binary() {
         swift build -c release --static-swift-stdlib --scratch-path .build-static --product authjs-sidecar >&2
         BIN=$ROOT/.build-static/release/authjs-sidecar
     fi
+}
+
+nio_floor_binary() {
+    (cd "$ROOT/Tests/bench/nio-floor" && swift build -c release --static-swift-stdlib >&2)
+    FLOOR_BIN=$ROOT/Tests/bench/nio-floor/.build/release/NIOFloor
 }
 
 bench_upstream() {

@@ -5,6 +5,7 @@
 # token; 8 connections, one request at a time) and prints (I(N2) − I(N1)) / (N2 − N1): start-up cancels out.
 #   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
 #   REQUEST=browser adds the 13 headers a browser's fetch() sends (Accept, User-Agent, Sec-Fetch-*, …) to each request
+#   SERVER=nio-floor counts the NIO byte relay of Tests/bench/nio-floor instead (no HTTP, no token: the floor)
 # Counts user-space instructions only (no kernel, no waiting); one request per event-loop turn, so per-turn costs
 # are included in full (a loaded server spreads them over several requests).
 set -euo pipefail
@@ -14,7 +15,7 @@ KIT=${BENCH_KIT:-$ROOT/../shared/bench}
 N1=${1:-200}; N2=${2:-1200}
 . Tests/bench/common.sh
 bench_tools valgrind nginx
-bench_binary
+if [ "${SERVER:-sidecar}" = nio-floor ]; then nio_floor_binary; BIN=$FLOOR_BIN; else bench_binary; fi
 RUN=$(mktemp -d /tmp/sidecar-instr.XXXXXX)
 UP_PORT=18381; PORT=18391
 cleanup() {
@@ -27,11 +28,13 @@ trap cleanup EXIT
 strip --strip-debug -o "$RUN/sidecar" "$BIN"
 bench_upstream "$RUN" "$UP_PORT"
 
-count() {  # count N -> total instructions of a sidecar process that served N requests
+count() {  # count N -> total instructions of a sidecar (or relay) process that served N requests
     local n=$1
+    local args=(serve)
+    [ "${SERVER:-sidecar}" = nio-floor ] && args=("$PORT" "$UP_PORT")
     AUTH_SECRET=$(cat "$KIT/tokens/secret.txt") SIDECAR_LISTEN=127.0.0.1:$PORT SIDECAR_UPSTREAM=http://127.0.0.1:$UP_PORT \
         SIDECAR_THREADS=1 SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning SIDECAR_TOKEN_FORMATS=authjs-v5,nextauth-v4 \
-        valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.$n" "$RUN/sidecar" serve >"$RUN/vg.$n.log" 2>&1 &
+        valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.$n" "$RUN/sidecar" "${args[@]}" >"$RUN/vg.$n.log" 2>&1 &
     local pid=$!
     for _ in $(seq 240); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break
