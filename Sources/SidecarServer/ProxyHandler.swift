@@ -178,8 +178,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let requestID = RequestID.from(fields.requestID, generator: &loop.requestIDs)
 
         // Header block size (431) before any other work.
-        var headerBytes = head.uri.utf8.count
-        for (n, v) in head.headers { headerBytes += n.utf8.count + v.utf8.count + 4 }
+        let headerBytes = head.uri.utf8.count + fields.headerBytes
         let hasBody = fields.hasBody
         if headerBytes > shared.maxHeaderBytes {
             respondLocally(LocalResponse.json(status: .requestHeaderFieldsTooLarge,

@@ -28,6 +28,8 @@ struct RequestHeadFields {
     /// All `Access-Control-Request-Headers` values joined with `,`.
     var corsRequestHeaders: String?
     var corsRequestPrivateNetwork: String?
+    /// Size of the header block as the 431 check counts it: each name and value plus 4 bytes (`: ` and CRLF).
+    var headerBytes = 0
 
     init(_ headers: HTTPHeaders) {
         for (name, value) in headers {
@@ -36,6 +38,7 @@ struct RequestHeadFields {
     }
 
     private mutating func record(_ name: UnsafeBufferPointer<UInt8>, _ value: String) {
+        headerBytes += name.count + value.utf8.count + 4
         switch name.count {
         case 4:
             if HeaderClass.equalsLower(name, "host") { hosts.append(value) }

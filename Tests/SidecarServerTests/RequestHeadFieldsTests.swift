@@ -26,6 +26,8 @@ struct RequestHeadFieldsTests {
         let headers = HTTPHeaders(Self.blocks[index])
         let f = RequestHeadFields(headers)
         #expect(f.hosts == headers["host"])
+        // Bytes as the wire carries them (UTF-8, `: ` and CRLF per field), the measure of the 431 check.
+        #expect(f.headerBytes == Self.blocks[index].reduce(0) { $0 + Array("\($1.0): \($1.1)\r\n".utf8).count })
         #expect(f.contentLengths == headers["content-length"])
         #expect(f.hasTransferEncoding == headers.contains(name: "transfer-encoding"))
         #expect(f.cookie == (headers["cookie"].isEmpty ? nil : headers["cookie"].joined(separator: "; ")))

@@ -104,9 +104,9 @@ struct UpstreamRequestEncoderTests {
         let head = channel.eventLoop.makePromise(of: Void.self)
         let body = channel.eventLoop.makePromise(of: Void.self)
         let end = channel.eventLoop.makePromise(of: Void.self)
-        head.futureResult.whenSuccess { done.append("head") }
-        body.futureResult.whenSuccess { done.append("body") }
-        end.futureResult.whenSuccess { done.append("end") }
+        head.futureResult.assumeIsolated().whenSuccess { done.append("head") }
+        body.futureResult.assumeIsolated().whenSuccess { done.append("body") }
+        end.futureResult.assumeIsolated().whenSuccess { done.append("end") }
         channel.write(Self.ours(.head(HTTPRequestHead(version: .http1_1, method: .PUT, uri: "/", headers: ["content-length": "1"]))), promise: head)
         channel.write(UpstreamRequestPart.body(.byteBuffer(ByteBuffer(string: "x"))), promise: body)
         channel.write(UpstreamRequestPart.end(nil), promise: end)
