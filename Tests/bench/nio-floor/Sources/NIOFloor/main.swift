@@ -73,11 +73,13 @@ let server = try ServerBootstrap(group: group)
     .bind(host: "127.0.0.1", port: listenPort).wait()
 print("nio-floor relay listening on \(server.localAddress!) -> 127.0.0.1:\(upstreamPort)")
 // SIGINT/SIGTERM exit the process (callgrind writes its counts at exit; a signal's default action kills it first).
+// The handler is `@Sendable`: a closure in top-level code is otherwise main-actor isolated, and Swift 6 traps when
+// Dispatch runs it on a worker thread (SIGILL in `dispatch_assert_queue`, exit 132).
 signal(SIGINT, SIG_IGN)
 signal(SIGTERM, SIG_IGN)
 let stops = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
 for source in stops {
-    source.setEventHandler { exit(0) }
+    source.setEventHandler { @Sendable in exit(0) }
     source.resume()
 }
 try server.closeFuture.wait()
