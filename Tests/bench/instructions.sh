@@ -6,6 +6,8 @@
 #   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
 #   REQUEST=browser adds the 13 headers a browser's fetch() sends (Accept, User-Agent, Sec-Fetch-*, …) to each request
 #   SERVER=nio-floor counts the NIO byte relay of Tests/bench/nio-floor instead (no HTTP, no token: the floor)
+#   LOAD="8 64 256" counts under wrk -t1 at each concurrency instead (LOAD_SECONDS=15 after a 3 s warm-up): whether a
+#                   request costs more instructions when more connections are busy (several requests per loop turn)
 # Counts user-space instructions only (no kernel, no waiting); one request per event-loop turn, so per-turn costs
 # are included in full (a loaded server spreads them over several requests).
 set -euo pipefail
@@ -28,18 +30,22 @@ trap cleanup EXIT
 strip --strip-debug -o "$RUN/sidecar" "$BIN"
 bench_upstream "$RUN" "$UP_PORT"
 
-count() {  # count N -> total instructions of a sidecar (or relay) process that served N requests
-    local n=$1
+start() {  # start NAME -> a sidecar (or relay) under callgrind, counts to $RUN/cg.NAME; sets pid
     local args=(serve)
     [ "${SERVER:-sidecar}" = nio-floor ] && args=("$PORT" "$UP_PORT")
     AUTH_SECRET=$(cat "$KIT/tokens/secret.txt") SIDECAR_LISTEN=127.0.0.1:$PORT SIDECAR_UPSTREAM=http://127.0.0.1:$UP_PORT \
         SIDECAR_THREADS=1 SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning SIDECAR_TOKEN_FORMATS=authjs-v5,nextauth-v4 \
-        valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.$n" "$RUN/sidecar" "${args[@]}" >"$RUN/vg.$n.log" 2>&1 &
-    local pid=$!
+        valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.$1" "$RUN/sidecar" "${args[@]}" >"$RUN/vg.$1.log" 2>&1 &
+    pid=$!
     for _ in $(seq 240); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break
         sleep 0.5
     done
+}
+
+count() {  # count N -> total instructions of a sidecar (or relay) process that served N requests
+    local n=$1
+    start "$n"
     python3 - "$PORT" "$n" "$KIT/tokens/jwe.txt" "${REQUEST:-minimal}" <<'EOF'
 import socket, sys
 port, n, token = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3]).read().strip()
@@ -69,5 +75,24 @@ EOF
     kill -INT "$pid"; wait "$pid" || true
     awk '/^summary:/ {print $2}' "$RUN/cg.$n"
 }
+loaded() {  # loaded C -> instructions per request while wrk keeps C connections busy (counters zeroed after a warm-up)
+    local c=$1
+    start "load$c"
+    local token; token=$(cat "$KIT/tokens/jwe.txt")
+    wrk -t1 -c"$c" -d3s -H "Cookie: authjs.session-token=$token" "http://127.0.0.1:$PORT/" >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    wrk -t1 -c"$c" -d"${LOAD_SECONDS:-15}s" -H "Cookie: authjs.session-token=$token" "http://127.0.0.1:$PORT/" >"$RUN/wrk.$c"
+    kill -INT "$pid"; wait "$pid" || true
+    grep -q "Non-2xx" "$RUN/wrk.$c" && { echo "c=$c: non-2xx responses" >&2; exit 1; }
+    local n total
+    n=$(awk '/requests in/ {print $1}' "$RUN/wrk.$c")
+    total=$(awk '/Collected :/ {print $NF}' "$RUN/vg.load$c.log")  # since the zeroing
+    echo "c=$c: instructions per request under load: $(( total / n ))  ($n requests, $total instructions)"
+}
+if [ -n "${LOAD:-}" ]; then
+    bench_tools wrk
+    for c in $LOAD; do loaded "$c"; done
+    exit 0
+fi
 a=$(count "$N1"); b=$(count "$N2")
 echo "instructions per request: $(( (b - a) / (N2 - N1) ))  ($N1 requests: $a, $N2 requests: $b)"
