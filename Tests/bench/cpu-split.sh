@@ -20,7 +20,7 @@ UP_PORT=18681; SIDECAR_PORT=18691; FLOOR_PORT=18692; NGINX_PORT=18693
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for f in "$RUN/nginx.pid" "$RUN/nginx-proxy.pid"; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+    [ -f "$RUN/nginx.pid" ] && kill "$(cat "$RUN/nginx.pid")" 2>/dev/null || true
     rm -rf "$RUN"
 }
 trap cleanup EXIT

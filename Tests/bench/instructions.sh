@@ -7,7 +7,9 @@
 #   REQUEST=browser adds the 13 headers a browser's fetch() sends (Accept, User-Agent, Sec-Fetch-*, …) to each request
 #   SERVER=nio-floor counts the NIO byte relay of Tests/bench/nio-floor instead (no HTTP, no token: the floor)
 #   LOAD="8 64 256" counts under wrk -t1 at each concurrency instead (LOAD_SECONDS=15 after a 3 s warm-up): whether a
-#                   request costs more instructions when more connections are busy (several requests per loop turn)
+#                   request costs more instructions when more connections are busy (several requests per loop turn);
+#                   CACHE_SIM=1 adds callgrind's cache simulation (32 KiB L1i/L1d and a 1 MiB last level, this machine's
+#                   per-core L1 and L2): simulated misses per request (I1mr, D1mr/D1mw, ILmr, DLmr/DLmw)
 # Counts user-space instructions only (no kernel, no waiting); one request per event-loop turn, so per-turn costs
 # are included in full (a loaded server spreads them over several requests).
 set -euo pipefail
@@ -35,7 +37,8 @@ start() {  # start NAME -> a sidecar (or relay) under callgrind, counts to $RUN/
     [ "${SERVER:-sidecar}" = nio-floor ] && args=("$PORT" "$UP_PORT")
     AUTH_SECRET=$(cat "$KIT/tokens/secret.txt") SIDECAR_LISTEN=127.0.0.1:$PORT SIDECAR_UPSTREAM=http://127.0.0.1:$UP_PORT \
         SIDECAR_THREADS=1 SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning SIDECAR_TOKEN_FORMATS=authjs-v5,nextauth-v4 \
-        valgrind --tool=callgrind --callgrind-out-file="$RUN/cg.$1" "$RUN/sidecar" "${args[@]}" >"$RUN/vg.$1.log" 2>&1 &
+        valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=1048576,16,64} \
+        --callgrind-out-file="$RUN/cg.$1" "$RUN/sidecar" "${args[@]}" >"$RUN/vg.$1.log" 2>&1 &
     pid=$!
     for _ in $(seq 240); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break
@@ -84,10 +87,13 @@ loaded() {  # loaded C -> instructions per request while wrk keeps C connections
     wrk -t1 -c"$c" -d"${LOAD_SECONDS:-15}s" -H "Cookie: authjs.session-token=$token" "http://127.0.0.1:$PORT/" >"$RUN/wrk.$c"
     kill -INT "$pid"; wait "$pid" || true
     grep -q "Non-2xx" "$RUN/wrk.$c" && { echo "c=$c: non-2xx responses" >&2; exit 1; }
-    local n total
+    local n events
     n=$(awk '/requests in/ {print $1}' "$RUN/wrk.$c")
-    total=$(awk '/Collected :/ {print $NF}' "$RUN/vg.load$c.log")  # since the zeroing
-    echo "c=$c: instructions per request under load: $(( total / n ))  ($n requests, $total instructions)"
+    events=$(sed -n 's/^events: //p' "$RUN/cg.load$c")
+    # "Collected : Ir [cache events]": counted since the zeroing
+    awk -v n="$n" -v c="$c" -v ev="$events" '/Collected :/ {
+        split(ev, names, " "); printf "c=%s: per request under load (%d requests):", c, n
+        for (i = 4; i <= NF; i++) printf " %s %.1f", names[i - 3], $i / n; print "" }' "$RUN/vg.load$c.log"
 }
 if [ -n "${LOAD:-}" ]; then
     bench_tools wrk
