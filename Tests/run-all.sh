@@ -4,13 +4,13 @@
 # and a libFuzzer smoke run. Exit status is non-zero if any suite failed.
 #   FUZZ_SECONDS=60 (per fuzz target; 0 skips fuzzing), FUZZ_PARALLEL=2, SANITIZERS="address thread" (or none)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
 need=()
-for p in libssl-dev libjansson-dev pkg-config nginx-light caddy chromium chromium-driver systemd; do
+for p in libssl-dev libjansson-dev pkg-config nginx-light caddy chromium chromium-driver systemd shellcheck; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

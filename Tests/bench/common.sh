@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: the variables it sets (FLOOR_BIN, BIN) are the callers'
 # Shared by the bench scripts (sourced): the toolchain on PATH, missing tools installed, the kit's tokens made, and
 #   bench_binary            BIN = the release binary as deploy/Dockerfile builds it (static Swift runtime; scratch
 #                           path .build-static; installs the libssl/libjansson headers it needs), unless BIN is set

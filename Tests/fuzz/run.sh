@@ -19,7 +19,7 @@
 # 2 on usage or build errors.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
 ALL_TARGETS=(token-v5 token-v4 token-jws token-auto cookie headers path config json)
 SECONDS_PER_TARGET=60
@@ -27,10 +27,11 @@ if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then SECONDS_PER_TARGET=$1; shift; fi
 TARGETS=("$@")
 [[ ${#TARGETS[@]} -eq 0 ]] && TARGETS=("${ALL_TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
-    if [[ ! " ${ALL_TARGETS[*]} " =~ " $t " ]]; then
-        echo "run.sh: unknown target '$t' (known: ${ALL_TARGETS[*]})" >&2
-        exit 2
-    fi
+    case " ${ALL_TARGETS[*]} " in
+        *" $t "*) ;;
+        *) echo "run.sh: unknown target '$t' (known: ${ALL_TARGETS[*]})" >&2
+           exit 2 ;;
+    esac
 done
 PARALLEL=${FUZZ_PARALLEL:-1}
 NICE=${FUZZ_NICE:-10}
@@ -62,11 +63,18 @@ if [[ ${SKIP_CORPUS:-0} != 1 ]]; then
     python3 Tests/fuzz/make-corpus.py --out "$CORPUS" "${TARGETS[@]}" || { echo "run.sh: make-corpus.py failed" >&2; exit 2; }
 fi
 
+# How many reproducers target $1 has left in $ARTIFACTS (libFuzzer names them <prefix><kind>-<hash>).
+artifacts_of() {
+    local n=0 f
+    for f in "$ARTIFACTS/$1-"*; do [[ -e $f ]] && n=$((n + 1)); done
+    echo "$n"
+}
+
 # One target: libFuzzer with the shared limits; the summary line is written to $LOGS/<target>.summary.
 fuzz_one() {
     local t=$1 log=$LOGS/$1.log dict=Tests/fuzz/dict/$1.dict
     local before after
-    before=$(ls "$ARTIFACTS" 2>/dev/null | grep -c "^$t-" || true)
+    before=$(artifacts_of "$t")
     local -a extra=()
     [[ -f $dict ]] && extra+=("-dict=$dict")
     # shellcheck disable=SC2086
@@ -77,7 +85,7 @@ fuzz_one() {
         nice -n "$NICE" "$BIN" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$ARTIFACTS/$t-" "${extra[@]}" ${FUZZ_ARGS:-} "$CORPUS/$t" >"$log" 2>&1
     local rc=$?
-    after=$(ls "$ARTIFACTS" 2>/dev/null | grep -c "^$t-" || true)
+    after=$(artifacts_of "$t")
     local execs rate cov
     execs=$(grep -oE 'stat::number_of_executed_units: +[0-9]+' "$log" | tail -1 | awk '{print $2}')
     rate=$(grep -oE 'stat::average_exec_per_sec: +[0-9]+' "$log" | tail -1 | awk '{print $2}')

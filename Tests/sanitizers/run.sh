@@ -5,7 +5,7 @@
 # Exit status non-zero if a build fails, a test fails, or a sanitizer reports anything (reports make the test
 # process exit non-zero: ASan/TSan halt_on_error, LSan at exit).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 ROOT=$PWD
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
 SUPP="$ROOT/Tests/sanitizers/lsan.supp"

@@ -86,7 +86,7 @@ wait_url() {  # wait_url URL SECONDS
 }
 
 start_upstream() {
-  if [ "${SOAK_UPSTREAM:-uvicorn}" = "echo" ]; then UPSTREAM=echo; return; fi
+  if [ "${SOAK_UPSTREAM:-uvicorn}" = "echo" ]; then UPSTREAM="echo"; return; fi
   UP_PORT=$(free_port)
   (cd "$SOAK_ROOT/Tests/e2e" && exec "$PY" -m uvicorn upstream_app:app --host 127.0.0.1 --port "$UP_PORT" \
       --log-level warning --timeout-keep-alive 60 --backlog 4096 --no-access-log) >"$WORK/upstream.log" 2>&1 &
@@ -96,13 +96,13 @@ start_upstream() {
   UPSTREAM="http://127.0.0.1:$UP_PORT"
 }
 
-start_sidecar() {  # start_sidecar [VAR=value ...]
+start_sidecar() {
   SC_PORT=$(free_port)
   # SWIFTNIO_STRICT: NIO crashes on work handed to a stopped event loop (it only logs otherwise), so a shutdown that
   # does it shows in the exit status.
   env -i PATH="$PATH" HOME="${HOME:-/root}" SWIFTNIO_STRICT=1 AUTH_SECRET="$SOAK_SECRET" SIDECAR_LISTEN="127.0.0.1:$SC_PORT" \
       SIDECAR_UPSTREAM="$UPSTREAM" SIDECAR_THREADS=2 SIDECAR_PUBLIC_PATHS=/public SIDECAR_LOG_LEVEL=warning \
-      SIDECAR_ACCESS_LOG=false "$@" "$BIN" serve >"$WORK/sidecar.log" 2>&1 &
+      SIDECAR_ACCESS_LOG=false "$BIN" serve >"$WORK/sidecar.log" 2>&1 &
   SC_PID=$!
   PIDS_TO_STOP+=("$SC_PID")
   wait_url "http://127.0.0.1:$SC_PORT/_sidecar/healthz" 30
