@@ -55,8 +55,13 @@ let package = Package(
         ]),
         // Release-built micro-benchmark (ns/op), never a timed unit test.
         .executableTarget(name: "SidecarBench", dependencies: ["AuthJSToken", "SidecarCore"]),
-        // libFuzzer entry point for every pure parser (FUZZ_TARGET selects one); see Tests/fuzz/run.sh.
-        .executableTarget(name: "SidecarFuzz", dependencies: ["AuthJSToken", "SidecarCore"],
+        // libFuzzer entry point for every pure parser and the client pipeline (FUZZ_TARGET selects one); see Tests/fuzz/run.sh.
+        .executableTarget(name: "SidecarFuzz", dependencies: [
+            "AuthJSToken", "SidecarCore", "SidecarServer",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         // Test support shared by the test targets: fixture loading and the vector-case schema.
         .target(name: "VectorFixtures", dependencies: ["AuthJSToken"], path: "Tests/VectorFixtures"),

@@ -6,6 +6,7 @@
 //   path                                     PathNormalizer.normalize(target: "/" + input)
 //   config                                   ConfigLoader.load with the input as the YAML file
 //   json                                     JSONParser.parseObject with default limits
+//   pipeline                                 the client's raw bytes through the server's connection pipeline
 //
 // Built with `-DFUZZING` (see Tests/fuzz/run.sh) libFuzzer supplies `main`. Built without it, `SidecarFuzzMain`
 // replays the files (or directories of files) given as arguments through the same code and prints a summary, so a

@@ -17,6 +17,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case path
     case config
     case json
+    case pipeline
 }
 
 /// Fixed inputs shared by every target: the key ring is derived once per process, never per input.
@@ -99,6 +100,7 @@ enum FuzzTargets {
         case .cookie: _ = Fixed.authenticator
         case .headers: _ = Fixed.mapper
         case .path, .json, .config: break
+        case .pipeline: PipelineTarget.prepare()
         }
     }
 
@@ -113,6 +115,7 @@ enum FuzzTargets {
         case .path: path(bytes)
         case .config: config(bytes)
         case .json: json(bytes)
+        case .pipeline: PipelineTarget.run(bytes)
         }
     }
 

@@ -116,6 +116,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var readPaused = false
     /// Output shut after a final answer; remaining input is dropped until the close.
     private var lingering = false
+    /// A parse error was answered and the connection is closing: the decoder may report more errors for the bytes
+    /// after it (at end of input it decodes what is left), and they get no second answer.
+    private var parseErrorAnswered = false
     private var pendingRead = false
     private var remoteIP = "unknown"
     /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
@@ -915,9 +918,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// An unparsable request (NIO's decoder refused the bytes): answered with JSON — 431 for a header block past the
     /// decoder's own limit, 400 otherwise — when no response is under way, then the connection ends, because the byte
-    /// stream cannot be trusted past that point.
+    /// stream cannot be trusted past that point. Answered once: later errors from the same bytes only close.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if lingering {  // input that was only being drained did not parse: nothing more to say
+        if lingering || parseErrorAnswered {  // input that was only being drained did not parse: nothing more to say
             context.close(promise: nil)
             return
         }
@@ -931,10 +934,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
         state = .idle
-        guard answerable, let parseError = error as? HTTPParserError else {
+        // A closed connection (header timeout, or the client's EOF in mid-head: the decoder reports what is left at
+        // the end) has nobody to answer: no 400 is written or counted for it.
+        guard answerable, context.channel.isActive, let parseError = error as? HTTPParserError else {
             context.close(promise: nil)
             return
         }
+        parseErrorAnswered = true
         let requestID = loop.requestIDs.next()
         let tooLarge = parseError == .headerOverflow
         let (head, body) = tooLarge

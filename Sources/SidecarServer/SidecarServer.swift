@@ -160,3 +160,32 @@ public final class SidecarServer: @unchecked Sendable {
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
     }
 }
+
+extension SidecarServer {
+    /// The pipeline of one served client connection, for a channel the caller made: the same handlers, limits and
+    /// policy as `run()` installs, with an upstream pool on `eventLoop`. The pipeline fuzz target drives it on an
+    /// `EmbeddedChannel` with raw bytes (there the upstream connect fails like a refused one).
+    public struct ClientPipeline: Sendable {
+        let shared: ProxyContext
+        let limit: ConnectionLimit
+        let headerTimeout: TimeAmount
+        let idleTimeout: TimeAmount
+
+        public init(config: SidecarConfig, eventLoop: EventLoop, upstream: SocketAddress, upstreamHost: String, logger: Logger) {
+            let pool = UpstreamPool(eventLoop: eventLoop, address: upstream, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)),
+                                    maxIdle: config.upstreamMaxIdle)
+            let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
+            shared = ProxyContext(config: config, loops: [ObjectIdentifier(eventLoop): state], upstreamHost: upstreamHost,
+                                  upstreamBasePath: "", logger: logger)
+            limit = ConnectionLimit(max: config.maxConnections)
+            headerTimeout = .milliseconds(Int64(config.headerTimeout * 1000))
+            idleTimeout = .milliseconds(Int64(config.idleTimeout * 1000))
+        }
+
+        /// Adds the handlers to `channel`, which must be on the pipeline's event loop.
+        public func install(on channel: Channel) throws {
+            try SidecarServer.addClientHandlers(to: channel, limit: limit, headerTimeout: headerTimeout, idleTimeout: idleTimeout,
+                                                shared: shared)
+        }
+    }
+}

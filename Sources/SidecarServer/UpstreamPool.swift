@@ -19,6 +19,11 @@ final class LoopState: @unchecked Sendable {
     }
 }
 
+/// Why a new upstream connection could not be made before any socket was opened.
+enum UpstreamConnectError: Error {
+    case loopCannotHostSockets
+}
+
 /// Keep-alive connections to the upstream, one pool per event loop.
 ///
 /// Confined to its event loop: every method runs there, so there are no locks. Connections are made on the same
@@ -56,12 +61,16 @@ final class UpstreamPool: @unchecked Sendable {
         return connect()
     }
 
-    /// A new connection on this loop.
+    /// A new connection on this loop. On a loop that cannot host sockets (an `EmbeddedEventLoop` in tests and the
+    /// pipeline fuzz target) the connect fails like a refused one instead of trapping in `ClientBootstrap`.
     func connect() -> EventLoopFuture<UpstreamConnection> {
+        guard let bootstrap = ClientBootstrap(validatingGroup: eventLoop) else {
+            return eventLoop.makeFailedFuture(UpstreamConnectError.loopCannotHostSockets)
+        }
         let handler = UpstreamHandler()
         handler.pool = self
         opened += 1
-        return ClientBootstrap(group: eventLoop)
+        return bootstrap
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -31,7 +31,7 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGETS = ["token-v5", "token-v4", "token-jws", "token-auto", "cookie", "headers", "path", "config", "json"]
+TARGETS = ["token-v5", "token-v4", "token-jws", "token-auto", "cookie", "headers", "path", "config", "json", "pipeline"]
 
 # Must match Sources/SidecarFuzz/Targets.swift (Fixed).
 SECRETS = ["fuzz-secret-1", "fuzz-secret-0"]
@@ -263,6 +263,43 @@ CONFIG_SEEDS = [
 
 
 # ------------------------------------------------------------------------------------------------ main
+# Requests as clients send them, and as attackers do: pipelined, split, chunked, smuggling shapes, oversized, garbage.
+PIPELINE_SEEDS = [
+    b"\x00GET /_sidecar/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x05GET /_sidecar/readyz HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00GET /api HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token=abc\r\n\r\n",
+    b"\x07GET /a HTTP/1.1\r\nHost: a\r\n\r\nHEAD /b HTTP/1.1\r\nHost: a\r\n\r\nGET /_sidecar/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00OPTIONS /api HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: POST\r\n"
+    b"Access-Control-Request-Headers: authorization\r\n\r\n",
+    b"\x00OPTIONS /api HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: PUT\r\n\r\n",
+    b"\x03POST /api HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\n folded: x\r\n\r\n",
+    b"\x00\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    b"\x00GET /_sidecar/healthz HTTP/1.0\r\n\r\n",
+    b"\x00GET /_sidecar/healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /_sidecar/healthz HTTP/1.0\r\n\r\n",
+    b"\x02GET /api HTTP/1.1\r\nHost: a\r\n",
+    b"\x00TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+    b"\x00GET /_sidecar/auth HTTP/1.1\r\nHost: a\r\nX-Forwarded-Uri: /x\r\nX-Forwarded-Method: GET\r\n\r\n",
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
+    b"\x00GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\n\r\n",
+    b"\x00GET /api HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x.y.z\r\nX-Auth-Sub: admin\r\n\r\n",
+    b"\x00GET /api HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n",
+    b"\x00GET /%2e%2e/_sidecar/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00GET http://a/_sidecar/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00GET /api HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token.0=a; authjs.session-token.1=b\r\n\r\n",
+    b"\x01GET /api HTTP/1.1\nHost: a\n\n",
+    b"\x00GET /api HTTP/2.0\r\nHost: a\r\n\r\n",
+    b"\x00PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / ".build-fuzz" / "corpus"))
@@ -343,6 +380,15 @@ def main() -> int:
 
     for p in PATHS:
         add("path", p)
+
+    # Client byte streams for the pipeline target (byte 0: the size of the pieces they arrive in). Tokens minted for
+    # the other targets' secrets go in too: they reach decryption and fail there, as a forged session would.
+    for s in PIPELINE_SEEDS:
+        add("pipeline", s)
+    for i, tok in enumerate(minted["v5"][:2] + minted["jws"][:1]):
+        add("pipeline", b"\x00GET /api HTTP/1.1\r\nHost: a\r\nCookie: " + f"{SALTS[1]}={tok}".encode() + b"\r\n\r\n")
+        add("pipeline", bytes([i + 3]) + b"GET /_sidecar/auth HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + tok.encode()
+            + b"\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n")
 
     for s in CONFIG_SEEDS:
         add("config", s)
