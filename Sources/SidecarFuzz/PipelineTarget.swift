@@ -2,6 +2,7 @@ import AuthJSToken
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOHTTP1
 import SidecarCore
 import SidecarServer
 
@@ -46,23 +47,32 @@ enum PipelineTarget {
         config: config, eventLoop: loop, upstream: try! SocketAddress(ipAddress: "127.0.0.1", port: 9), upstreamHost: "127.0.0.1:9",
         logger: Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() })
     static let client = try! SocketAddress(ipAddress: "192.0.2.10", port: 40000)
+    /// The target the invariants report for (libFuzzer is single-threaded).
+    nonisolated(unsafe) static var current = FuzzTarget.pipeline
 
     static func prepare() { _ = pipeline }
 
-    static func run(_ bytes: UnsafeBufferPointer<UInt8>) {
+    static func run(_ bytes: UnsafeBufferPointer<UInt8>) { run(bytes, through: pipeline, forwarding: false) }
+
+    /// Feeds one input through `pipeline`; `forwarding`: the upstream answers (``Forward``), "@T" in the input stands
+    /// for a valid session token, and what reaches the upstream is checked too.
+    static func run(_ bytes: UnsafeBufferPointer<UInt8>, through pipeline: SidecarServer.ClientPipeline, forwarding: Bool) {
+        current = forwarding ? .forward : .pipeline
         guard let first = bytes.first else { return }
-        let stream = UnsafeBufferPointer(rebasing: bytes[1...])
+        let stream = forwarding ? Forward.expand(Array(bytes[1...])) : Array(bytes[1...])
         let piece = first == 0 ? max(stream.count, 1) : Int(first % 64) + 1
         let channel = EmbeddedChannel(loop: loop)
+        channel.remoteAddress = client  // known when the handlers are added, as on an accepted socket
         var output: [UInt8] = []
         func drain() {
+            if forwarding { Forward.pump(output: &output, client: channel) }
             while let buffer = try? channel.readOutbound(as: ByteBuffer.self) { output += buffer.readableBytesView }
         }
         do {
             try pipeline.install(on: channel)
             try channel.connect(to: client).wait()
         } catch {
-            FuzzTargets.fail(.pipeline, "the pipeline could not be set up: \(error)")
+            FuzzTargets.fail(current, "the pipeline could not be set up: \(error)")
         }
         var offset = 0
         while offset < stream.count, channel.isActive {
@@ -78,67 +88,71 @@ enum PipelineTarget {
         if Fixed.verbose { printErr("pipeline output:\n\(String(decoding: output, as: UTF8.self))\n") }
         _ = try? channel.finish(acceptAlreadyClosed: true)
         drain()
-        check(output, inputBytes: stream.count)
+        // A request whose body never ended was never answered by the upstream: its 504 is the upstream timeout.
+        let unanswered = forwarding && Forward.upstreams.contains { !$0.heads.isEmpty }
+        if forwarding { Forward.closeUpstreams() }
+        check(output, inputBytes: stream.count, forwarding: forwarding, unansweredUpstream: unanswered)
     }
 
     // MARK: - the response stream
 
-    static func check(_ out: [UInt8], inputBytes: Int) {
+    static func check(_ out: [UInt8], inputBytes: Int, forwarding: Bool, unansweredUpstream: Bool = false) {
         var at = 0
         var responses = 0
         while at < out.count {
             guard let headEnd = find(out, [0x0D, 0x0A, 0x0D, 0x0A], from: at) else {
-                FuzzTargets.fail(.pipeline, "response head without its blank line: \(FuzzTargets.excerpt(out[at...]))")
+                FuzzTargets.fail(current, "response head without its blank line: \(FuzzTargets.excerpt(out[at...]))")
             }
             let lines = split(out[at..<headEnd])
             let status = statusCode(lines[0])
-            FuzzTargets.check(status != nil, .pipeline, "bad status line: \(FuzzTargets.excerpt(lines[0]))")
+            FuzzTargets.check(status != nil, current, "bad status line: \(FuzzTargets.excerpt(lines[0]))")
             let code = status!
             var length: Int?
             var requestIDs = 0
             for line in lines.dropFirst() {
                 guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
                       line[..<colon].allSatisfy(isTokenByte) else {
-                    FuzzTargets.fail(.pipeline, "bad header line: \(FuzzTargets.excerpt(line))")
+                    FuzzTargets.fail(current, "bad header line: \(FuzzTargets.excerpt(line))")
                 }
                 let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
                 let value = String(decoding: line[(colon + 1)...], as: UTF8.self).trimmingSpaces
-                FuzzTargets.check(!name.hasPrefix("x-auth-"), .pipeline, "identity header \(name) in a response")
+                FuzzTargets.check(!name.hasPrefix("x-auth-"), current, "identity header \(name) in a response")
                 if name == "content-length" {
-                    FuzzTargets.check(length == nil && Int(value) != nil, .pipeline, "bad or repeated Content-Length \(value)")
+                    FuzzTargets.check(length == nil && Int(value) != nil, current, "bad or repeated Content-Length \(value)")
                     length = Int(value)
                 }
                 if name == "x-request-id" { requestIDs += 1 }
-                FuzzTargets.check(name != "transfer-encoding", .pipeline, "a local answer is chunked")
+                FuzzTargets.check(name != "transfer-encoding", current, "a local answer is chunked")
             }
             at = headEnd + 4
             responses += 1
             FuzzTargets.note("status-\(code)")
             if code < 200 {
-                FuzzTargets.check(code == 100, .pipeline, "interim response \(code)")
+                FuzzTargets.check(code == 100, current, "interim response \(code)")
                 continue
             }
-            FuzzTargets.check(code == 200 || code == 204 || code >= 400, .pipeline, "status \(code): was the request forwarded?")
-            FuzzTargets.check(code != 502 && code != 504, .pipeline, "status \(code): a request was forwarded without a session")
-            FuzzTargets.check(requestIDs == 1, .pipeline, "\(requestIDs) X-Request-Id fields in a \(code) response")
+            FuzzTargets.check(code == 200 || code == 204 || code >= 400, current, "status \(code): was the request forwarded?")
+            FuzzTargets.check(code != 502 && (code != 504 || unansweredUpstream), current,
+                              forwarding ? "status \(code) although the upstream answers every request" : "status \(code): a request was forwarded without a session")
+            FuzzTargets.check(requestIDs == 1, current, "\(requestIDs) X-Request-Id fields in a \(code) response")
             if code == 204 {  // no Content-Length and no body (RFC 9110 §8.6)
-                FuzzTargets.check(length == nil, .pipeline, "204 response with Content-Length")
+                FuzzTargets.check(length == nil, current, "204 response with Content-Length")
                 continue
             }
-            guard let length else { FuzzTargets.fail(.pipeline, "\(code) response without Content-Length") }
+            guard let length else { FuzzTargets.fail(current, "\(code) response without Content-Length") }
             // After a HEAD the body is left out; a local body is JSON, so it never starts a status line.
             let bodyFollows = length > 0 && at < out.count && !out[at...].starts(with: Array("HTTP/1.".utf8))
             if bodyFollows {
-                FuzzTargets.check(at + length <= out.count, .pipeline, "body shorter than its Content-Length \(length)")
+                FuzzTargets.check(at + length <= out.count, current, "body shorter than its Content-Length \(length)")
                 let body = Array(out[at..<(at + length)])
                 let parsed = body.withUnsafeBufferPointer { JSONParser.parseObject($0, limits: JSONLimits(), what: "body") }
                 if case .failure(let f) = parsed {
-                    FuzzTargets.fail(.pipeline, "\(code) body is not a JSON object (\(f.reason)): \(FuzzTargets.excerpt(body))")
+                    FuzzTargets.fail(current, "\(code) body is not a JSON object (\(f.reason)): \(FuzzTargets.excerpt(body))")
                 }
                 at += length
             }
         }
-        FuzzTargets.check(responses <= inputBytes / 16 + 1, .pipeline, "\(responses) responses to \(inputBytes) bytes")
+        FuzzTargets.check(responses <= inputBytes / 16 + 1, current, "\(responses) responses to \(inputBytes) bytes")
     }
 
     static func find(_ bytes: [UInt8], _ needle: [UInt8], from: Int) -> Int? {
@@ -162,7 +176,7 @@ enum PipelineTarget {
                 start = i
                 continue
             }
-            FuzzTargets.check(head[i] != 0x0D && head[i] != 0x0A, .pipeline, "bare CR or LF in a response head: \(FuzzTargets.excerpt(head))")
+            FuzzTargets.check(head[i] != 0x0D && head[i] != 0x0A, current, "bare CR or LF in a response head: \(FuzzTargets.excerpt(head))")
             i += 1
         }
         lines.append(head[start..<head.endIndex])

@@ -18,6 +18,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case config
     case json
     case pipeline
+    case forward
 }
 
 /// Fixed inputs shared by every target: the key ring is derived once per process, never per input.
@@ -101,6 +102,7 @@ enum FuzzTargets {
         case .headers: _ = Fixed.mapper
         case .path, .json, .config: break
         case .pipeline: PipelineTarget.prepare()
+        case .forward: Forward.prepare()
         }
     }
 
@@ -116,6 +118,7 @@ enum FuzzTargets {
         case .config: config(bytes)
         case .json: json(bytes)
         case .pipeline: PipelineTarget.run(bytes)
+        case .forward: Forward.run(bytes)
         }
     }
 

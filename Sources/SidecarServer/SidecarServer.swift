@@ -163,17 +163,19 @@ public final class SidecarServer: @unchecked Sendable {
 
 extension SidecarServer {
     /// The pipeline of one served client connection, for a channel the caller made: the same handlers, limits and
-    /// policy as `run()` installs, with an upstream pool on `eventLoop`. The pipeline fuzz target drives it on an
-    /// `EmbeddedChannel` with raw bytes (there the upstream connect fails like a refused one).
+    /// policy as `run()` installs, with an upstream pool on `eventLoop`. The `pipeline` and `forward` fuzz targets
+    /// drive it on an `EmbeddedChannel` with raw bytes; there the upstream connect fails like a refused one, unless
+    /// `upstreamChannel` makes the upstream's channel (an `EmbeddedChannel` the caller answers on).
     public struct ClientPipeline: Sendable {
         let shared: ProxyContext
         let limit: ConnectionLimit
         let headerTimeout: TimeAmount
         let idleTimeout: TimeAmount
 
-        public init(config: SidecarConfig, eventLoop: EventLoop, upstream: SocketAddress, upstreamHost: String, logger: Logger) {
+        public init(config: SidecarConfig, eventLoop: EventLoop, upstream: SocketAddress, upstreamHost: String, logger: Logger,
+                    upstreamChannel: (@Sendable () -> EventLoopFuture<Channel>)? = nil) {
             let pool = UpstreamPool(eventLoop: eventLoop, address: upstream, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)),
-                                    maxIdle: config.upstreamMaxIdle)
+                                    maxIdle: config.upstreamMaxIdle, channelMaker: upstreamChannel)
             let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
             shared = ProxyContext(config: config, loops: [ObjectIdentifier(eventLoop): state], upstreamHost: upstreamHost,
                                   upstreamBasePath: "", logger: logger)

@@ -37,11 +37,17 @@ final class UpstreamPool: @unchecked Sendable {
     /// Connections ever opened (for tests and metrics).
     private(set) var opened = 0
 
-    init(eventLoop: EventLoop, address: SocketAddress, connectTimeout: TimeAmount, maxIdle: Int = 128) {
+    /// Makes the channel of a new connection in place of a socket connect: an in-process upstream on an
+    /// `EmbeddedEventLoop` (the `forward` fuzz target). Nil when serving.
+    let channelMaker: (@Sendable () -> EventLoopFuture<Channel>)?
+
+    init(eventLoop: EventLoop, address: SocketAddress, connectTimeout: TimeAmount, maxIdle: Int = 128,
+         channelMaker: (@Sendable () -> EventLoopFuture<Channel>)? = nil) {
         self.eventLoop = eventLoop
         self.address = address
         self.connectTimeout = connectTimeout
         self.maxIdle = maxIdle
+        self.channelMaker = channelMaker
     }
 
     var idleCount: Int { idle.count }
@@ -64,6 +70,15 @@ final class UpstreamPool: @unchecked Sendable {
     /// A new connection on this loop. On a loop that cannot host sockets (an `EmbeddedEventLoop` in tests and the
     /// pipeline fuzz target) the connect fails like a refused one instead of trapping in `ClientBootstrap`.
     func connect() -> EventLoopFuture<UpstreamConnection> {
+        if let channelMaker {
+            let handler = UpstreamHandler()
+            handler.pool = self
+            opened += 1
+            return channelMaker().flatMapThrowing { channel in
+                try Self.addHandlers(handler, to: channel.pipeline.syncOperations)
+                return UpstreamConnection(channel: channel, handler: handler)
+            }
+        }
         guard let bootstrap = ClientBootstrap(validatingGroup: eventLoop) else {
             return eventLoop.makeFailedFuture(UpstreamConnectError.loopCannotHostSockets)
         }

@@ -31,7 +31,8 @@ import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGETS = ["token-v5", "token-v4", "token-jws", "token-auto", "cookie", "headers", "path", "config", "json", "pipeline"]
+TARGETS = ["token-v5", "token-v4", "token-jws", "token-auto", "cookie", "headers", "path", "config", "json", "pipeline",
+           "forward"]
 
 # Must match Sources/SidecarFuzz/Targets.swift (Fixed).
 SECRETS = ["fuzz-secret-1", "fuzz-secret-0"]
@@ -300,6 +301,24 @@ PIPELINE_SEEDS = [
 ]
 
 
+# Authenticated requests ("@T": a valid token) that try to smuggle identity headers past the sidecar.
+FORWARD_SEEDS = [
+    b"\x00GET /api HTTP/1.1\r\nHost: a\r\nX-Auth-Sub: admin\r\nx-auth-email: root@x\r\nX-AUTH-Role: admin\r\n"
+    b"X-Forwarded-For: 1.2.3.4\r\nCookie: authjs.session-token=@T\r\n\r\n",
+    b"\x05GET /api HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer @T\r\nX-Auth-Claims: e30\r\n\r\n",
+    b"\x07GET /a HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token=@T\r\n\r\nHEAD /b HTTP/1.1\r\nHost: a\r\n"
+    b"Cookie: authjs.session-token=@T\r\n\r\nPOST /c HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token=@T\r\n"
+    b"Content-Length: 3\r\n\r\nabc",
+    b"\x03POST /api HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token=@T\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\nX-Auth-Sub: trailer\r\n\r\n",
+    b"\x00GET /api HTTP/1.1\r\nHost: a\r\nConnection: X-Auth-Sub, keep-alive\r\nX-Auth-Sub: admin\r\n"
+    b"Cookie: authjs.session-token=@T\r\n\r\n",
+    b"\x00GET /api HTTP/1.0\r\nCookie: authjs.session-token=@T\r\n\r\n",
+    b"\x00GET /api HTTP/1.1\r\nHost: a\r\nX_Auth_Sub: admin\r\nX-Auth-Sub : admin\r\nCookie: authjs.session-token.0=@T\r\n\r\n",
+    b"\x00OPTIONS /api HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example.com\r\nCookie: authjs.session-token=@T\r\n\r\n",
+]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / ".build-fuzz" / "corpus"))
@@ -385,6 +404,11 @@ def main() -> int:
     # the other targets' secrets go in too: they reach decryption and fail there, as a forged session would.
     for s in PIPELINE_SEEDS:
         add("pipeline", s)
+    # The forward target replaces each "@T" with a valid session token: the same streams, authenticated.
+    for s in PIPELINE_SEEDS + FORWARD_SEEDS:
+        add("forward", s.replace(b"Host: a\r\n", b"Host: a\r\nCookie: authjs.session-token=@T\r\n", 1))
+    for s in FORWARD_SEEDS:
+        add("forward", s)
     for i, tok in enumerate(minted["v5"][:2] + minted["jws"][:1]):
         add("pipeline", b"\x00GET /api HTTP/1.1\r\nHost: a\r\nCookie: " + f"{SALTS[1]}={tok}".encode() + b"\r\n\r\n")
         add("pipeline", bytes([i + 3]) + b"GET /_sidecar/auth HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + tok.encode()

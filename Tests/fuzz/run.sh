@@ -21,7 +21,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
-ALL_TARGETS=(token-v5 token-v4 token-jws token-auto cookie headers path config json pipeline)
+ALL_TARGETS=(token-v5 token-v4 token-jws token-auto cookie headers path config json pipeline forward)
 SECONDS_PER_TARGET=60
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then SECONDS_PER_TARGET=$1; shift; fi
 TARGETS=("$@")
