@@ -115,7 +115,7 @@ enum Forward {
                 while let data = try? upstream.channel.readOutbound(as: IOData.self) {
                     moved = true
                     guard case .byteBuffer(let buffer) = data else { FuzzTargets.fail(.forward, "a file region was sent upstream") }
-                    do { try upstream.decoder.writeInbound(buffer) } catch {
+                    do { try PipelineTarget.feed(upstream.decoder, buffer) } catch {
                         FuzzTargets.fail(.forward, "what the sidecar sent upstream does not parse (\(error)): \(FuzzTargets.excerpt(buffer.readableBytesView))")
                     }
                     while let part = try? upstream.decoder.readInbound(as: HTTPServerRequestPart.self) {
@@ -131,7 +131,7 @@ enum Forward {
                             let method = upstreams[index].heads.isEmpty ? .GET : upstreams[index].heads.removeFirst()
                             FuzzTargets.note("forwarded")
                             if upstream.channel.isActive {
-                                _ = try? upstream.channel.writeInbound(method == .HEAD ? headResponse : response)
+                                try? PipelineTarget.feed(upstream.channel, method == .HEAD ? headResponse : response)
                             }
                         }
                     }
