@@ -69,7 +69,7 @@ enum Forward {
     /// The identity fields every forwarded request must carry (lower-cased names), from the token itself.
     static let expectedIdentity: [(String, String)] = {
         let cookie = "authjs.session-token=" + String(decoding: token, as: UTF8.self)
-        switch config.authenticator.authenticate(cookieHeader: cookie, authorization: nil, now: SystemClock.seconds) {
+        switch config.authenticator.authenticate(cookieHeader: cookie, authorization: nil, now: SystemIO.wallClock()) {
         case .success(let verified): return config.identity.headers(for: verified).headers.map { ($0.0.lowercased(), $0.1) }
         case .failure(let f):
             printErr("SidecarFuzz: the forward token does not verify: \(f)\n")
@@ -162,14 +162,5 @@ enum Forward {
             _ = try? upstream.decoder.finish(acceptAlreadyClosed: true)
         }
         upstreams.removeAll()
-    }
-}
-
-/// Wall-clock seconds (the sidecar verifies tokens against the real clock).
-enum SystemClock {
-    static var seconds: Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
