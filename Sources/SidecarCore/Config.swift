@@ -46,6 +46,7 @@ public struct SidecarConfig: Sendable {
     public var maxHeaderBytes: Int
     public var idleTimeout: Double
     public var headerTimeout: Double
+    public var clientBodyTimeout: Double
     public var maxConnections: Int
     /// Empty: disabled.
     public var forwardAuthPath: String
@@ -206,6 +207,7 @@ public enum ConfigLoader {
         let maxHeader = number("max_header_bytes", min: 1024, max: 1_048_576, hint: "bytes, e.g. 65536")
         let idle = number("idle_timeout", min: 0.1, max: 86400, hint: "seconds, e.g. 60")
         let headerTimeout = number("header_timeout", min: 0.1, max: 3600, hint: "seconds, e.g. 10")
+        let bodyTimeout = number("client_body_timeout", min: 0.1, max: 86400, hint: "seconds between two reads of a request body, e.g. 60")
         let maxConnections = number("max_connections", min: 1, max: 1_000_000, hint: "e.g. 10000")
         let cacheSize = number("token_cache_size", min: 0, max: 10_000_000, hint: "entries per event loop; 0 disables")
         var forwardAuthPath = value("forward_auth_path")
@@ -321,7 +323,7 @@ public enum ConfigLoader {
             identity: IdentityHeaderMapper(mappings: mappings, claimsHeader: claimsHeaderText.isEmpty ? nil : claimsHeaderText, maxValueBytes: Int(maxIdentity)),
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
             upstreamTimeout: upstreamTimeout, upstreamMaxIdle: Int(upstreamMaxIdle), maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
-            headerTimeout: headerTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
+            headerTimeout: headerTimeout, clientBodyTimeout: bodyTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
             stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors, metricsListen: metricsListen,
             logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))
     }

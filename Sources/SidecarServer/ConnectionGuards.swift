@@ -76,6 +76,10 @@ final class HeadWatch {
     var idleTimeout: TimeAmount?
     /// The timer holds the header-block deadline: a head started and has not arrived yet.
     private(set) var readingHead = false
+    /// The timer holds the body deadline: a request body is arriving (from a head that declares one to its end), and
+    /// each read moves the deadline `bodyTimeout` on. Paused while the proxy stops reading for backpressure.
+    private(set) var readingBody = false
+    private(set) var bodyTimeout = TimeAmount.seconds(60)
     /// Shutdown began (``PipeliningHandler`` saw `ChannelShouldQuiesceEvent`): every final response from now on says
     /// `Connection: close` (``ClientResponseEncoder`` adds it).
     var quiescing = false
@@ -97,6 +101,30 @@ final class HeadWatch {
         timer?.disarm()
     }
 
+    /// A head that declares a body arrived (``ProxyHandler``): the client may pause at most `timeout` between reads.
+    func bodyStarted(timeout: TimeAmount) {
+        readingBody = true
+        bodyTimeout = timeout
+        timer?.arm(in: timeout)
+    }
+
+    /// Bytes of the body arrived (``ClientTimeoutsHandler``), or reading resumed after backpressure.
+    func bodyProgressed() {
+        if readingBody { timer?.arm(in: bodyTimeout) }
+    }
+
+    /// The proxy stopped reading (the upstream is not taking the body): the client is not the one pausing.
+    func bodyReadsPaused() {
+        if readingBody { timer?.disarm() }
+    }
+
+    /// The request's end arrived, or the exchange ended without it (a closing answer).
+    func bodyEnded() {
+        guard readingBody else { return }
+        readingBody = false
+        timer?.disarm()
+    }
+
     /// The response ended: the connection is idle until the next request's first byte.
     func exchangeFinished() {
         awaitingHead = true
@@ -106,10 +134,11 @@ final class HeadWatch {
 
 /// Closes a client connection that stays idle between requests longer than the idle timeout (counted from the end
 /// of the last response, as nginx's `keepalive_timeout`), or whose header block is not complete `headerTimeout`
-/// after its first byte (slowloris guard).
+/// after its first byte (slowloris guard); reports a request body paused longer than the body timeout as
+/// ``ClientBodyTimeoutEvent`` (the proxy answers 408 or ends the exchange).
 ///
-/// Sits before the HTTP decoder and sees raw bytes. Both deadlines live on one lazily re-armed ``DeadlineTimer``:
-/// moving it per request costs a clock read, no scheduled task, and nothing per read of a body.
+/// Sits before the HTTP decoder and sees raw bytes. All deadlines live on one lazily re-armed ``DeadlineTimer``:
+/// moving it per request costs a clock read, no scheduled task; a read of a body costs a clock read.
 final class ClientTimeoutsHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -125,7 +154,15 @@ final class ClientTimeoutsHandler: ChannelInboundHandler, RemovableChannelHandle
 
     func handlerAdded(context: ChannelHandlerContext) {
         let channel = context.channel
-        watch.timer = DeadlineTimer(eventLoop: context.eventLoop) { channel.close(promise: nil) }
+        let watch = self.watch
+        watch.timer = DeadlineTimer(eventLoop: context.eventLoop) {
+            // A stalled body is the proxy's to end: it may owe the client a 408 and must release the upstream.
+            if watch.readingBody, channel.isActive {
+                channel.pipeline.fireUserInboundEventTriggered(ClientBodyTimeoutEvent())
+            } else {
+                channel.close(promise: nil)
+            }
+        }
         if context.channel.isActive, let idle = watch.idleTimeout { watch.timer?.arm(in: idle) }
     }
 
@@ -135,7 +172,11 @@ final class ClientTimeoutsHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if watch.awaitingHead, !watch.readingHead { watch.headStarted(timeout: headerTimeout) }
+        if watch.readingBody {
+            watch.bodyProgressed()
+        } else if watch.awaitingHead, !watch.readingHead {
+            watch.headStarted(timeout: headerTimeout)
+        }
         context.fireChannelRead(data)
     }
 
@@ -150,6 +191,10 @@ final class ClientTimeoutsHandler: ChannelInboundHandler, RemovableChannelHandle
         watch.timer = nil
     }
 }
+
+/// The client paused longer than the body timeout in the middle of a request body (fired by
+/// ``ClientTimeoutsHandler``, handled by ``ProxyHandler``).
+struct ClientBodyTimeoutEvent: Sendable {}
 
 /// Counts open client connections across all event loops; one atomic add per connection, none per request.
 final class ConnectionLimit: Sendable {

@@ -16,6 +16,7 @@ final class ProxyContext: @unchecked Sendable {
     /// Normalised identity header names that do not start with `x-auth-` (those are always stripped); usually empty.
     let customOwnedNames: Set<String>
     let upstreamTimeout: TimeAmount
+    let clientBodyTimeout: TimeAmount
     let corsEnabled: Bool
     /// Read per response; a stored Bool because reaching it through `config.cors` copies the whole policy struct.
     let replaceUpstreamCORS: Bool
@@ -41,6 +42,7 @@ final class ProxyContext: @unchecked Sendable {
         self.accessLog = AccessLog(logger: logger, format: config.logFormat, enabled: config.accessLog)
         self.customOwnedNames = config.identity.ownedNames.filter { !$0.hasPrefix("x-auth-") }
         self.upstreamTimeout = .milliseconds(Int64(config.upstreamTimeout * 1000))
+        self.clientBodyTimeout = .milliseconds(Int64(config.clientBodyTimeout * 1000))
         self.sessionCookieNames = config.authenticator.extractor.cookies.map(\.name)
         self.corsEnabled = config.cors.isEnabled
         self.replaceUpstreamCORS = config.cors.config.replaceUpstreamHeaders
@@ -183,6 +185,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // Header block size (431) before any other work.
         let headerBytes = head.uri.utf8.count + fields.headerBytes
         let hasBody = fields.hasBody
+        if hasBody { watch.bodyStarted(timeout: shared.clientBodyTimeout) }
         if headerBytes > shared.maxHeaderBytes {
             respondLocally(LocalResponse.json(status: .requestHeaderFieldsTooLarge,
                                               body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(shared.maxHeaderBytes) bytes", requestID: requestID),
@@ -608,6 +611,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             let part = UpstreamRequestPart.body(.byteBuffer(buffer))
             if let upstream = exchange.upstream {
                 upstream.handler.send(part)
+                // The upstream's wait counts from the last request bytes it was sent: a slow upload is not a 504.
+                if !exchange.responseStarted { upstreamTimer?.arm(in: shared.upstreamTimeout) }
                 if !upstream.channel.isWritable { pauseReads() }
             } else {
                 exchange.buffered.append(part)
@@ -616,6 +621,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     private func receiveEnd(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) {
+        watch.bodyEnded()
         switch state {
         case .idle: return
         case .discarding(let closeAfter):
@@ -628,6 +634,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             let end = UpstreamRequestPart.end(trailers.flatMap(sanitizedTrailers))
             if let upstream = exchange.upstream {
                 upstream.handler.send(end)
+                if !exchange.responseStarted { upstreamTimer?.arm(in: shared.upstreamTimeout) }
             } else {
                 exchange.buffered.append(end)
             }
@@ -678,7 +685,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    /// Ends an exchange with a sidecar error (502/504) or closes the connection if the response already started.
+    /// Ends an exchange with a sidecar error (502/504, 408 for a stalled body) or closes the connection if the
+    /// response already started.
     private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus, code: String) {
         upstreamTimer?.disarm()
         exchange.upstream?.handler.delegate = nil
@@ -694,7 +702,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             context?.close(promise: nil)
             return
         }
-        let (head, body) = LocalResponse.json(status: status, body: LocalResponse.errorBody(error: status == .gatewayTimeout ? "gateway_timeout" : "bad_gateway", reason: code, requestID: exchange.requestID),
+        let error = switch status {
+        case .gatewayTimeout: "gateway_timeout"
+        case .requestTimeout: "request_timeout"
+        default: "bad_gateway"
+        }
+        let (head, body) = LocalResponse.json(status: status, body: LocalResponse.errorBody(error: error, reason: code, requestID: exchange.requestID),
                                               requestID: exchange.requestID, close: !exchange.requestEnded)
         exchange.status = status.code
         finishLocally(exchange, head: head, body: body, close: !exchange.requestEnded)
@@ -886,14 +899,36 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if readPaused { pendingRead = true } else { context.read() }
     }
 
-    private func pauseReads() { readPaused = true }
+    private func pauseReads() {
+        readPaused = true
+        watch.bodyReadsPaused()
+    }
 
     private func resumeReads(if condition: Bool) {
         guard condition, readPaused else { return }
         readPaused = false
+        watch.bodyProgressed()
         if pendingRead, let context {
             pendingRead = false
             context.read()
+        }
+    }
+
+    /// The client paused in the middle of a request body for longer than `client_body_timeout`. Forwarded: the
+    /// upstream connection (which holds half a request) is closed and the client gets 408, or an aborted response if
+    /// the upstream already answered. Answered locally and draining: the answer is out, the connection closes.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ClientBodyTimeoutEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        watch.bodyEnded()
+        if case .proxying(let exchange) = state, !exchange.requestEnded {
+            exchange.clientKeepAlive = false
+            failExchange(exchange, status: .requestTimeout, code: "client_body_timeout")
+        } else {
+            state = .idle
+            context.close(promise: nil)
         }
     }
 

@@ -14,13 +14,18 @@ final class RawHarness {
     let watch = HeadWatch()
     let config: SidecarConfig
     let limit: ConnectionLimit
+    /// With `upstream: true`, the upstream connections opened so far: in-process channels on the same loop; what the
+    /// sidecar sends is read from their outbound side, and the test answers by firing bytes into them.
+    final class Upstreams: @unchecked Sendable { var channels: [EmbeddedChannel] = [] }
+    let upstreams = Upstreams()
 
-    init(_ overrides: [String: String] = [:], limit: ConnectionLimit = ConnectionLimit(max: 100)) throws {
+    init(_ overrides: [String: String] = [:], limit: ConnectionLimit = ConnectionLimit(max: 100), upstream: Bool = false) throws {
         let config = try ServerFixtures.config(overrides)
         self.config = config
         self.limit = limit
-        let state = LoopState(pool: UpstreamPool(eventLoop: loop, address: ServerFixtures.dummyUpstream, connectTimeout: .seconds(1)),
-                              cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
+        let maker = upstream ? Self.upstreamMaker(loop: loop, upstreams: upstreams) : nil
+        let pool = UpstreamPool(eventLoop: loop, address: ServerFixtures.dummyUpstream, connectTimeout: .seconds(1), channelMaker: maker)
+        let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
         let shared = ProxyContext(config: config, loops: [ObjectIdentifier(loop): state], upstreamHost: "127.0.0.1:9",
                                   upstreamBasePath: "", logger: ServerFixtures.silentLogger)
         channel = EmbeddedChannel(loop: loop)
@@ -32,7 +37,32 @@ final class RawHarness {
 
     deinit { _ = try? channel.finish(acceptAlreadyClosed: true) }
 
+    private static func upstreamMaker(loop: EmbeddedEventLoop, upstreams: Upstreams) -> @Sendable () -> EventLoopFuture<Channel> {
+        nonisolated(unsafe) let loop = loop  // embedded: everything runs on the test's thread
+        return {
+            let channel = EmbeddedChannel(loop: loop)
+            do { try channel.connect(to: ServerFixtures.dummyUpstream).wait() } catch { return loop.makeFailedFuture(error) }
+            upstreams.channels.append(channel)
+            return loop.makeSucceededFuture(channel)
+        }
+    }
+
     func send(_ raw: String) throws { try channel.writeInbound(ByteBuffer(string: raw)) }
+
+    /// Everything the sidecar has sent to upstream connection `index` so far.
+    func upstreamInput(_ index: Int = 0) throws -> String {
+        guard index < upstreams.channels.count else { return "" }
+        var out = ""
+        while let b = try upstreams.channels[index].readOutbound(as: ByteBuffer.self) { out += String(buffer: b) }
+        return out
+    }
+
+    /// The upstream's bytes, as if read from its socket.
+    func upstreamAnswers(_ raw: String, _ index: Int = 0) {
+        let channel = upstreams.channels[index]
+        channel.pipeline.fireChannelRead(ByteBuffer(string: raw))
+        channel.pipeline.fireChannelReadComplete()
+    }
 
     /// Everything written to the wire so far.
     func output() throws -> String {
@@ -178,5 +208,106 @@ struct FullPipelineTests {
         // Bytes the refused client sent anyway never reach the HTTP handlers.
         try? second.send("GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\n\r\n")
         #expect(try second.output().isEmpty)
+    }
+}
+
+/// `client_body_timeout`: how long a client may pause in the middle of a request body (as nginx's), and the
+/// upstream's wait, which counts from the last request bytes it was sent. Driven on the loop's clock.
+@Suite("Server pipeline: request body deadlines")
+struct BodyDeadlineTests {
+    static let timeouts = ["SIDECAR_CLIENT_BODY_TIMEOUT": "5", "SIDECAR_UPSTREAM_TIMEOUT": "60", "SIDECAR_IDLE_TIMEOUT": "600",
+                           "SIDECAR_HEADER_TIMEOUT": "10"]
+
+    static func post(length: Int, token: String?) -> String {
+        let cookie = token.map { "Cookie: \(ServerFixtures.cookieName)=\($0)\r\n" } ?? ""
+        return "POST /api/upload HTTP/1.1\r\nHost: s\r\n\(cookie)Content-Length: \(length)\r\n\r\n"
+    }
+
+    @Test func aForwardedRequestWhoseBodyStallsGets408AndItsUpstreamConnectionIsClosed() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(Self.post(length: 10, token: try ServerFixtures.token()) + "abcd")
+        #expect(try h.upstreamInput().hasSuffix("\r\n\r\nabcd"), "head and the first body bytes are forwarded at once")
+        h.loop.advanceTime(by: .milliseconds(4900))
+        #expect(try h.output() == "" && h.channel.isActive)
+        h.loop.advanceTime(by: .milliseconds(200))
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out) == ["HTTP/1.1 408 Request Timeout"])
+        #expect(out.lowercased().contains("\r\nconnection: close\r\n"))
+        #expect(out.contains(#""error":"request_timeout""#) && out.contains(#""reason":"client_body_timeout""#))
+        #expect(!h.upstreams.channels[0].isActive, "the upstream connection holds half a request: it is closed, never pooled")
+        h.loop.advanceTime(by: .seconds(1))  // the lingering close
+        #expect(!h.channel.isActive)
+    }
+
+    @Test func aBodyThatKeepsComingIsNotCutHoweverLongItTakes() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(Self.post(length: 20, token: try ServerFixtures.token()))
+        for _ in 0..<20 {  // 80 s in all, every pause under the 5 s body timeout
+            h.loop.advanceTime(by: .seconds(4))
+            try h.send("x")
+        }
+        #expect(try h.upstreamInput().hasSuffix("\r\n\r\n" + String(repeating: "x", count: 20)))
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out) == ["HTTP/1.1 200 OK"])
+        #expect(out.hasSuffix("\r\n\r\nok") && h.channel.isActive)
+    }
+
+    /// The upstream timeout used to run from the upstream connection's attach: an upload longer than it got a 504
+    /// although the upstream was only waiting for the rest of the body.
+    @Test func anUploadLongerThanTheUpstreamTimeoutIsNotA504() throws {
+        let h = try RawHarness(Self.timeouts.merging(["SIDECAR_UPSTREAM_TIMEOUT": "6"]) { $1 }, upstream: true)
+        try h.send(Self.post(length: 5, token: try ServerFixtures.token()))
+        for _ in 0..<5 {
+            h.loop.advanceTime(by: .seconds(4))
+            try h.send("y")
+        }
+        #expect(try h.output() == "", "20 s of upload against a 6 s upstream timeout")
+        // Once the request is complete, the upstream has its 6 s to answer.
+        h.loop.advanceTime(by: .milliseconds(5900))
+        #expect(try h.output() == "")
+        h.loop.advanceTime(by: .milliseconds(200))
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 504 Gateway Timeout"])
+    }
+
+    /// Before the body deadline, a client that stopped in the middle of the body of a request the sidecar had
+    /// already answered (401 here) held its connection for ever: no timer ran while the body was drained.
+    @Test func aStalledBodyAfterALocalAnswerClosesTheConnection() throws {
+        let h = try RawHarness(Self.timeouts)
+        try h.send(Self.post(length: 10, token: nil) + "abcd")
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 401 Unauthorized"])
+        h.loop.advanceTime(by: .milliseconds(4900))
+        #expect(h.channel.isActive)
+        h.loop.advanceTime(by: .milliseconds(200))
+        #expect(!h.channel.isActive)
+        #expect(try h.output() == "", "the 401 was the answer; nothing more is written")
+    }
+
+    @Test func theBodyDeadlineEndsWithTheBody() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(Self.post(length: 4, token: try ServerFixtures.token()) + "abcd")
+        #expect(!h.watch.readingBody)
+        h.loop.advanceTime(by: .seconds(30))  // the upstream thinks; the client has nothing more to send
+        #expect(try h.output() == "" && h.channel.isActive)
+        h.upstreamAnswers("HTTP/1.1 204 No Content\r\n\r\n")
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 204 No Content"])
+    }
+
+    /// While the upstream takes no more of the body the sidecar stops reading the client: the client is not the one
+    /// pausing, and its body deadline waits (the upstream's own deadline runs instead).
+    @Test func aPauseForUpstreamBackpressureIsNotTheClientsStall() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(Self.post(length: 10, token: try ServerFixtures.token()) + "ab")
+        let upstream = h.upstreams.channels[0]
+        upstream.isWritable = false
+        try h.send("cd")  // forwarded, and the upstream is not writable: reads pause
+        h.loop.advanceTime(by: .seconds(30))
+        #expect(try h.output() == "" && h.channel.isActive, "no 408 while the sidecar itself stopped reading")
+        upstream.isWritable = true
+        upstream.pipeline.fireChannelWritabilityChanged()
+        h.loop.advanceTime(by: .milliseconds(4900))
+        #expect(try h.output() == "")
+        h.loop.advanceTime(by: .milliseconds(200))
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 408 Request Timeout"], "reading resumed: the client's deadline runs again")
     }
 }

@@ -16,6 +16,7 @@ from conftest import fd_count, mint, start_sidecar
 
 HEADER_TIMEOUT = 2.0
 IDLE_TIMEOUT = 2.0
+BODY_TIMEOUT = 2.0
 SLACK = 1.5  # scheduling slack on a busy 2-core CI box
 
 
@@ -129,7 +130,7 @@ def dribble_until_closed(s: socket.socket, data: bytes, interval: float, limit: 
 def limited(upstream):
     proc, port = start_sidecar(upstream["url"], {
         "SIDECAR_HEADER_TIMEOUT": str(HEADER_TIMEOUT), "SIDECAR_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
-        "SIDECAR_UPSTREAM_TIMEOUT": "10", "SIDECAR_MAX_BODY_BYTES": "1000", "SIDECAR_MAX_HEADER_BYTES": "4096"})
+        "SIDECAR_CLIENT_BODY_TIMEOUT": str(BODY_TIMEOUT), "SIDECAR_UPSTREAM_TIMEOUT": "10", "SIDECAR_MAX_BODY_BYTES": "1000", "SIDECAR_MAX_HEADER_BYTES": "4096"})
     # warm the upstream pools so fd counts are stable
     with httpx.Client() as c:
         for _ in range(4):
@@ -226,6 +227,65 @@ def test_header_timeout_does_not_cut_a_slow_body(limited):
         status, _, resp = read_response(s, timeout=10)
     assert status == 200 and json.loads(resp)["body_bytes"] == len(body), resp
     assert_no_fd_leak(limited["pid"], before)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# request body deadlines: the client's pauses (client_body_timeout), and the upstream's wait counted from the last
+# request bytes it was sent (upstream_timeout)
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_stalled_body_gets_408_and_the_upstream_connection_is_released(limited):
+    """A client stops halfway through the body of a forwarded request: 408 after SIDECAR_CLIENT_BODY_TIMEOUT (not
+    the upstream's 504 after SIDECAR_UPSTREAM_TIMEOUT), the connection closes, and the upstream connection that
+    holds half a request is closed, not pooled."""
+    pid, port = limited["pid"], limited["port"]
+    before = fd_count(pid)
+    token = mint()
+    with connect(port, timeout=15) as s:
+        s.sendall((f"POST /upload HTTP/1.1\r\nHost: x\r\nCookie: authjs.session-token={token}\r\n"
+                   f"Content-Length: 500\r\n\r\n").encode() + b"x" * 100)
+        t0 = time.monotonic()
+        status, headers, body = read_response(s, timeout=BODY_TIMEOUT + 8)
+        answered = time.monotonic() - t0
+        rest, t_closed = recv_until_close(s, 3)
+    assert_clear_json_error(status, headers, body, 408, "request_timeout", "client_body_timeout")
+    assert BODY_TIMEOUT - 0.5 <= answered <= BODY_TIMEOUT + SLACK, f"408 after {answered:.2f} s, want ~{BODY_TIMEOUT} s"
+    assert headers.get("connection", "").lower() == "close" and t_closed is not None and rest == b""
+    assert_no_fd_leak(pid, before)
+
+
+def test_stalled_body_after_a_401_closes_the_connection(limited):
+    """The sidecar answered from the head (no token) and drains the body to keep the connection: a client that stops
+    sending it no longer holds the connection for ever."""
+    pid, port = limited["pid"], limited["port"]
+    before = fd_count(pid)
+    with connect(port, timeout=15) as s:
+        s.sendall(b"POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n" + b"x" * 100)
+        status, _, _ = read_response(s)
+        t0 = time.monotonic()
+        rest, t_closed = recv_until_close(s, BODY_TIMEOUT + 8)
+    assert status == 401
+    assert t_closed is not None, f"connection still open {BODY_TIMEOUT + 8} s into a stalled body"
+    assert t_closed - t0 <= BODY_TIMEOUT + SLACK, f"closed {t_closed - t0:.2f} s after the 401"
+    assert rest == b"", rest
+    assert_no_fd_leak(pid, before)
+
+
+def test_upload_longer_than_the_upstream_timeout_is_not_cut(sidecar, token):
+    """SIDECAR_UPSTREAM_TIMEOUT is 2 s on this sidecar: a body sent over ~3.5 s (a slow client; each pause far under
+    the body timeout) reaches the upstream whole and is answered — it used to be a 504 at 2 s."""
+    body = b"u" * 8
+    with connect(sidecar["port"], timeout=15) as s:
+        s.sendall((f"POST /upload HTTP/1.1\r\nHost: x\r\nCookie: authjs.session-token={token}\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode())
+        t0 = time.monotonic()
+        for b in body:
+            time.sleep(0.45)
+            s.sendall(bytes([b]))
+        assert time.monotonic() - t0 > 3.5
+        status, _, resp = read_response(s, timeout=10)
+    assert status == 200, (status, resp[:300])
+    assert json.loads(resp)["body_bytes"] == len(body), resp
 
 
 # ---------------------------------------------------------------------------------------------------------------
