@@ -47,6 +47,7 @@ public struct SidecarConfig: Sendable {
     public var idleTimeout: Double
     public var headerTimeout: Double
     public var clientBodyTimeout: Double
+    public var clientSendTimeout: Double
     public var maxConnections: Int
     /// Empty: disabled.
     public var forwardAuthPath: String
@@ -208,6 +209,7 @@ public enum ConfigLoader {
         let idle = number("idle_timeout", min: 0.1, max: 86400, hint: "seconds, e.g. 60")
         let headerTimeout = number("header_timeout", min: 0.1, max: 3600, hint: "seconds, e.g. 10")
         let bodyTimeout = number("client_body_timeout", min: 0.1, max: 86400, hint: "seconds between two reads of a request body, e.g. 60")
+        let sendTimeout = number("client_send_timeout", min: 0.1, max: 86400, hint: "seconds a client may leave a response unread, e.g. 60")
         let maxConnections = number("max_connections", min: 1, max: 1_000_000, hint: "e.g. 10000")
         let cacheSize = number("token_cache_size", min: 0, max: 10_000_000, hint: "entries per event loop; 0 disables")
         var forwardAuthPath = value("forward_auth_path")
@@ -323,7 +325,7 @@ public enum ConfigLoader {
             identity: IdentityHeaderMapper(mappings: mappings, claimsHeader: claimsHeaderText.isEmpty ? nil : claimsHeaderText, maxValueBytes: Int(maxIdentity)),
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
             upstreamTimeout: upstreamTimeout, upstreamMaxIdle: Int(upstreamMaxIdle), maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
-            headerTimeout: headerTimeout, clientBodyTimeout: bodyTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
+            headerTimeout: headerTimeout, clientBodyTimeout: bodyTimeout, clientSendTimeout: sendTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
             stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors, metricsListen: metricsListen,
             logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))
     }

@@ -17,6 +17,7 @@ final class ProxyContext: @unchecked Sendable {
     let customOwnedNames: Set<String>
     let upstreamTimeout: TimeAmount
     let clientBodyTimeout: TimeAmount
+    let clientSendTimeout: TimeAmount
     let corsEnabled: Bool
     /// Read per response; a stored Bool because reaching it through `config.cors` copies the whole policy struct.
     let replaceUpstreamCORS: Bool
@@ -43,6 +44,7 @@ final class ProxyContext: @unchecked Sendable {
         self.customOwnedNames = config.identity.ownedNames.filter { !$0.hasPrefix("x-auth-") }
         self.upstreamTimeout = .milliseconds(Int64(config.upstreamTimeout * 1000))
         self.clientBodyTimeout = .milliseconds(Int64(config.clientBodyTimeout * 1000))
+        self.clientSendTimeout = .milliseconds(Int64(config.clientSendTimeout * 1000))
         self.sessionCookieNames = config.authenticator.extractor.cookies.map(\.name)
         self.corsEnabled = config.cors.isEnabled
         self.replaceUpstreamCORS = config.cors.config.replaceUpstreamHeaders
@@ -92,6 +94,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// The request has no body and its upstream head is not chunked (``UpstreamRequestFraming``), so
         /// its `.end` puts no byte on the wire and is not sent through the upstream pipeline at all.
         var upstreamEndIsEmpty = false
+        /// Upstream reads are paused because the client is not taking the response: the exchange's deadline is then
+        /// the client's (`client_send_timeout`), not the upstream's.
+        var relayPaused = false
         var isHead: Bool { method == .HEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
@@ -127,7 +132,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var corsHeaders: [(String, String)] = []
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
     private var trace: AccessLog.Trace?
-    /// The current exchange's wait for the upstream's response head (`upstream_timeout`), one timer per connection.
+    /// The current exchange's one deadline, per connection: the upstream's (`upstream_timeout`: for its response head
+    /// from the last request bytes it was sent, then between reads of a response that continues) or, while the
+    /// client is not taking the response, the client's (`client_send_timeout`).
     /// Holds this handler strongly (a weak reference would move every retain of the handler to the slow side-table
     /// path); `handlerRemoved` breaks the cycle.
     private var upstreamTimer: DeadlineTimer?
@@ -155,11 +162,24 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         upstreamTimer = nil
     }
 
-    /// Nothing of the upstream's response came within `upstream_timeout`: 504.
+    /// The exchange made no progress in time: no response head (504), a response that stopped coming, or a client
+    /// that stopped reading it (both cut: the client must see an aborted response, never a short one).
     private func upstreamTimerExpired() {
-        if case .proxying(let exchange) = state, !exchange.responseStarted, exchange.upstream != nil {
+        guard case .proxying(let exchange) = state, exchange.upstream != nil else { return }
+        if exchange.relayPaused {
+            failExchange(exchange, status: nil, code: "client_send_timeout")  // it is not reading: no answer reaches it
+        } else {
             failExchange(exchange, status: .gatewayTimeout, code: "upstream_timeout")
         }
+    }
+
+    /// Stops or restarts reading the upstream's response as the client's side fills and drains; the exchange's
+    /// deadline follows whose turn it is.
+    private func setRelayPaused(_ paused: Bool, _ exchange: Exchange) {
+        guard paused != exchange.relayPaused, let upstream = exchange.upstream else { return }
+        exchange.relayPaused = paused
+        upstream.handler.setPaused(paused)
+        upstreamTimer?.arm(in: paused ? shared.clientSendTimeout : shared.upstreamTimeout)
     }
 
     // MARK: inbound from the client
@@ -685,15 +705,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    /// Ends an exchange with a sidecar error (502/504, 408 for a stalled body) or closes the connection if the
-    /// response already started.
-    private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus, code: String) {
+    /// Ends an exchange with a sidecar error (502/504, 408 for a stalled body), or closes the connection if the
+    /// response already started or no answer can reach the client (`status` nil).
+    private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus?, code: String) {
         upstreamTimer?.disarm()
         exchange.upstream?.handler.delegate = nil
         exchange.upstream?.channel.close(promise: nil)
         exchange.upstream = nil
         exchange.outcome = code
-        guard !exchange.responseStarted else {
+        guard let status, !exchange.responseStarted else {
             // Mid-response: the client must see an aborted response, never a silently short one.
             exchange.status = 0
             finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 0,
@@ -797,7 +817,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             responseUnflushed = true
-            if !context.channel.isWritable { exchange.upstream?.handler.setPaused(true) }
+            if !context.channel.isWritable { setRelayPaused(true, exchange) }
         case .end(let trailers):
             upstreamTimer?.disarm()
             responseUnflushed = false  // flushed with the `.end` below
@@ -815,6 +835,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                                                               upstreamKeepAlive: exchange.keepUpstream)
             if let upstream = exchange.upstream {
                 exchange.upstream = nil
+                exchange.relayPaused = false
                 upstream.handler.setPaused(false)
                 if ending.reuseUpstream {
                     loop.pool.release(upstream)
@@ -843,6 +864,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func upstreamReadComplete() {
         guard responseUnflushed else { return }
         responseUnflushed = false
+        // The response continues in a later read (a response read whole has disarmed the deadline at its `.end`).
+        if case .proxying(let exchange) = state, !exchange.relayPaused { upstreamTimer?.arm(in: shared.upstreamTimeout) }
         context?.flush()
     }
 
@@ -883,9 +906,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: backpressure and lifecycle
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if case .proxying(let exchange) = state, let upstream = exchange.upstream {
-            upstream.handler.setPaused(!context.channel.isWritable)
-        }
+        if case .proxying(let exchange) = state { setRelayPaused(!context.channel.isWritable, exchange) }
         context.fireChannelWritabilityChanged()
     }
 

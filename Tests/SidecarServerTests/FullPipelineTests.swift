@@ -311,3 +311,73 @@ struct BodyDeadlineTests {
         #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 408 Request Timeout"], "reading resumed: the client's deadline runs again")
     }
 }
+
+/// The deadlines of a response being relayed: the upstream's between reads of a response that continues
+/// (`upstream_timeout`, as nginx's `proxy_read_timeout`), and the client's while it takes none of it
+/// (`client_send_timeout`, as nginx's `send_timeout`). Without them either side could hold both connections for ever.
+@Suite("Server pipeline: response deadlines")
+struct ResponseDeadlineTests {
+    static let timeouts = ["SIDECAR_UPSTREAM_TIMEOUT": "60", "SIDECAR_CLIENT_SEND_TIMEOUT": "20", "SIDECAR_IDLE_TIMEOUT": "600"]
+
+    static func get() throws -> String {
+        "GET /api/report HTTP/1.1\r\nHost: s\r\nCookie: \(ServerFixtures.cookieName)=\(try ServerFixtures.token())\r\n\r\n"
+    }
+
+    @Test func anUpstreamThatStopsInTheMiddleOfAResponseIsCut() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(try Self.get())
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+        let relayed = try h.output()
+        #expect(RawHarness.statusLines(relayed) == ["HTTP/1.1 200 OK"] && relayed.hasSuffix("\r\n\r\nabc"))
+        h.loop.advanceTime(by: .milliseconds(59_900))
+        #expect(h.channel.isActive)
+        h.loop.advanceTime(by: .milliseconds(200))
+        #expect(!h.channel.isActive, "60 s without a byte of the rest of the response: the client sees it cut")
+        #expect(!h.upstreams.channels[0].isActive)
+        #expect(try h.output() == "", "nothing is added to a response that was started")
+    }
+
+    @Test func aResponseThatKeepsComingIsNotCutHoweverLongItTakes() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(try Self.get())
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        for piece in ["a", "b", "c", "d"] {  // 200 s in all, each pause under the 60 s upstream timeout
+            h.loop.advanceTime(by: .seconds(50))
+            h.upstreamAnswers(piece)
+        }
+        h.loop.advanceTime(by: .seconds(50))
+        h.upstreamAnswers("e")
+        let out = try h.output()
+        #expect(out.hasSuffix("\r\n\r\nabcde") && h.channel.isActive)
+        h.loop.advanceTime(by: .seconds(120))
+        #expect(h.channel.isActive, "the exchange ended: its deadline is gone (the idle timeout is 600 s)")
+    }
+
+    @Test func aClientThatTakesNoneOfTheResponseIsCutAfterTheSendTimeout() throws {
+        let h = try RawHarness(Self.timeouts.merging(["SIDECAR_UPSTREAM_TIMEOUT": "5"]) { $1 }, upstream: true)
+        try h.send(try Self.get())
+        h.channel.isWritable = false  // the client's window is full
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+        // While the client takes nothing, the upstream is not read, and its silence is not the upstream's fault.
+        h.loop.advanceTime(by: .milliseconds(19_900))
+        #expect(h.channel.isActive && h.upstreams.channels[0].isActive)
+        h.loop.advanceTime(by: .milliseconds(200))
+        #expect(!h.channel.isActive, "20 s without the client taking any of the response")
+        #expect(!h.upstreams.channels[0].isActive)
+    }
+
+    @Test func aClientThatReadsSlowlyIsNotCut() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(try Self.get())
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+        for piece in ["w", "x", "y"] {  // each time: the window fills, 15 s later the client drains it
+            h.channel.isWritable = false
+            h.upstreamAnswers(piece)
+            h.loop.advanceTime(by: .seconds(15))
+            h.channel.isWritable = true
+            h.channel.pipeline.fireChannelWritabilityChanged()
+        }
+        h.upstreamAnswers("z")
+        #expect(try h.output().hasSuffix("\r\n\r\nwxyz") && h.channel.isActive)
+    }
+}

@@ -17,6 +17,7 @@ from conftest import fd_count, mint, start_sidecar
 HEADER_TIMEOUT = 2.0
 IDLE_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
+SEND_TIMEOUT = 2.0
 SLACK = 1.5  # scheduling slack on a busy 2-core CI box
 
 
@@ -130,7 +131,8 @@ def dribble_until_closed(s: socket.socket, data: bytes, interval: float, limit: 
 def limited(upstream):
     proc, port = start_sidecar(upstream["url"], {
         "SIDECAR_HEADER_TIMEOUT": str(HEADER_TIMEOUT), "SIDECAR_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
-        "SIDECAR_CLIENT_BODY_TIMEOUT": str(BODY_TIMEOUT), "SIDECAR_UPSTREAM_TIMEOUT": "10", "SIDECAR_MAX_BODY_BYTES": "1000", "SIDECAR_MAX_HEADER_BYTES": "4096"})
+        "SIDECAR_CLIENT_BODY_TIMEOUT": str(BODY_TIMEOUT), "SIDECAR_CLIENT_SEND_TIMEOUT": str(SEND_TIMEOUT),
+        "SIDECAR_UPSTREAM_TIMEOUT": "10", "SIDECAR_MAX_BODY_BYTES": "1000", "SIDECAR_MAX_HEADER_BYTES": "4096"})
     # warm the upstream pools so fd counts are stable
     with httpx.Client() as c:
         for _ in range(4):
@@ -286,6 +288,60 @@ def test_upload_longer_than_the_upstream_timeout_is_not_cut(sidecar, token):
         status, _, resp = read_response(s, timeout=10)
     assert status == 200, (status, resp[:300])
     assert json.loads(resp)["body_bytes"] == len(body), resp
+
+
+def test_upstream_that_stops_mid_response_is_cut(sidecar, token):
+    """SIDECAR_UPSTREAM_TIMEOUT is 2 s on this sidecar: an upstream that sends half its body and then nothing is cut
+    ~2 s after its last byte — the client sees an aborted response (never a short one passed off as whole) instead
+    of waiting for ever."""
+    pid = sidecar["proc"].pid
+    before = fd_count(pid)
+    with connect(sidecar["port"], timeout=15) as s:
+        s.sendall(f"GET /stall/1000 HTTP/1.1\r\nHost: x\r\nCookie: authjs.session-token={token}\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf or len(buf.partition(b"\r\n\r\n")[2]) < 1000:
+            d = s.recv(65536)
+            assert d, f"closed before the first half: {buf[:200]!r}"
+            buf += d
+        t_half = time.monotonic()
+        rest, t_closed = recv_until_close(s, 8)
+    assert buf.startswith(b"HTTP/1.1 200") and b"content-length: 2000" in buf.lower()
+    assert t_closed is not None, "still open 8 s after the upstream stopped"
+    assert 2.0 - 0.5 <= t_closed - t_half <= 2.0 + SLACK, f"cut {t_closed - t_half:.2f} s after the last byte, want ~2 s"
+    assert len(buf.partition(b"\r\n\r\n")[2]) + len(rest) == 1000, "the client got exactly what the upstream sent"
+    assert_no_fd_leak(pid, before)
+
+
+def test_client_that_reads_nothing_is_cut_after_the_send_timeout(limited):
+    """A client asks for 100 MB and reads none of it: once the socket buffers are full, the sidecar stops reading the
+    upstream and, SIDECAR_CLIENT_SEND_TIMEOUT later, closes both connections (both were held for ever)."""
+    pid, port = limited["pid"], limited["port"]
+    before = fd_count(pid)
+    token = mint()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    try:
+        s.sendall(f"GET /fixed/100000000 HTTP/1.1\r\nHost: x\r\nCookie: authjs.session-token={token}\r\n\r\n".encode())
+        time.sleep(SEND_TIMEOUT + SLACK + 2)  # the buffers fill within a fraction of a second, then the deadline runs
+        received, t_closed = 0, None
+        s.settimeout(5)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                d = s.recv(1 << 20)
+            except (ConnectionResetError, BrokenPipeError):
+                t_closed = time.monotonic()
+                break
+            if not d:
+                t_closed = time.monotonic()
+                break
+            received += len(d)
+    finally:
+        s.close()
+    assert t_closed is not None, f"still sending after 20 s of reading ({received} bytes)"
+    assert received < 50_000_000, f"{received} bytes: the connection was not cut while the client read nothing"
+    assert_no_fd_leak(pid, before)
 
 
 # ---------------------------------------------------------------------------------------------------------------

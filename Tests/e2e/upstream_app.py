@@ -16,6 +16,8 @@ Endpoints
 * ``GET /slow/{seconds}``    sleeps, then answers JSON.
 * ``GET /abort/{n}``         announces content-length 2n, sends n bytes, then
                              drops the connection (exception mid-stream).
+* ``GET /stall/{n}``         announces content-length 2n, sends n bytes, then
+                             sends nothing more (sleeps for an hour).
 * ``GET /status/{code}``     that status with an empty body.
 * ``GET /hop-response``      "ok" with ``Connection: <listed>`` (query ``listed``,
                              default ``X-Upstream-Hop``), ``X-Upstream-Hop``,
@@ -134,6 +136,16 @@ async def abort(n: int) -> StreamingResponse:
         media_type="application/octet-stream",
         headers={"content-length": str(2 * n)},
     )
+
+
+@app.get("/stall/{n}")
+async def stall(n: int) -> StreamingResponse:
+    async def gen() -> AsyncIterator[bytes]:
+        async for chunk in _x_bytes(n):
+            yield chunk
+        await asyncio.sleep(3600)  # the response has started and stops: only a read timeout ends it
+
+    return StreamingResponse(gen(), media_type="application/octet-stream", headers={"content-length": str(2 * n)})
 
 
 @app.get("/status/{code}")
