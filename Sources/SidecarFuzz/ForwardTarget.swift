@@ -19,9 +19,9 @@ import Glibc
 ///   fuzzed at the byte level: case, whitespace, repeats, folding, chunked bodies and pipelining included);
 /// - no `X-Auth-*` field in request trailers either;
 /// - one `Host` (the upstream's) and one `X-Forwarded-For` (the client's address).
-/// The client's side is checked as in the `pipeline` target (whole responses, one per request, no 502; a 408 or a
-/// 504 only when a request's body never ended: the client's body deadline or the upstream's, which waits for the
-/// rest, ran out when the clock jumped).
+/// The client's side is checked as in the `pipeline` target (whole responses, one per request, no 502 and no 504,
+/// since the upstream answers every whole request at once; a 408 only when a request's body never ended: the
+/// client's body deadline ran out when the clock jumped — never the upstream's, which waits for the rest).
 enum Forward {
     static let secret = "forward-fuzz-secret-0123456789"
     static let upstreamHost = "127.0.0.1:9"

@@ -94,6 +94,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// The request has no body and its upstream head is not chunked (``UpstreamRequestFraming``), so
         /// its `.end` puts no byte on the wire and is not sent through the upstream pipeline at all.
         var upstreamEndIsEmpty = false
+        /// The client is still sending the request body. Until it ends, the exchange waits on the client (its body
+        /// deadline runs, not the upstream's), except while the upstream takes no more of it.
+        var clientBodyPending = false
         /// Upstream reads are paused because the client is not taking the response: the exchange's deadline is then
         /// the client's (`client_send_timeout`), not the upstream's.
         var relayPaused = false
@@ -133,8 +136,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
     private var trace: AccessLog.Trace?
     /// The current exchange's one deadline, per connection: the upstream's (`upstream_timeout`: for its response head
-    /// from the last request bytes it was sent, then between reads of a response that continues) or, while the
-    /// client is not taking the response, the client's (`client_send_timeout`).
+    /// once it has the whole request or while it takes no more of the body, then between reads of a response that
+    /// continues) or, while the client is not taking the response, the client's (`client_send_timeout`). While the
+    /// client is still sending the body, its own body deadline runs instead (``HeadWatch``), so a stalled client is
+    /// a 408, never an upstream's 504.
     /// Holds this handler strongly (a weak reference would move every retain of the handler to the slow side-table
     /// path); `handlerRemoved` breaks the cycle.
     private var upstreamTimer: DeadlineTimer?
@@ -305,6 +310,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange.clientHTTP10 = head.version == .http1_0
         exchange.isUpgrade = Self.isUpgrade(head.method, fields)
         exchange.upstreamEndIsEmpty = Self.upstreamEndIsEmpty(head.method, fields)
+        exchange.clientBodyPending = fields.hasBody
         if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
         state = .proxying(exchange)
         if fields.expectsContinue {
@@ -604,7 +610,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.buffered.removeAll()
         }
         connection.handler.flush()
-        upstreamTimer?.arm(in: shared.upstreamTimeout)
+        // The upstream's turn once it has the whole request; before, the client's (``Exchange/clientBodyPending``).
+        if !exchange.clientBodyPending { upstreamTimer?.arm(in: shared.upstreamTimeout) }
     }
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -631,9 +638,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             let part = UpstreamRequestPart.body(.byteBuffer(buffer))
             if let upstream = exchange.upstream {
                 upstream.handler.send(part)
-                // The upstream's wait counts from the last request bytes it was sent: a slow upload is not a 504.
-                if !exchange.responseStarted { upstreamTimer?.arm(in: shared.upstreamTimeout) }
-                if !upstream.channel.isWritable { pauseReads() }
+                if !upstream.channel.isWritable {
+                    // The upstream takes no more of the body: its turn (and not the client's) until it does.
+                    pauseReads()
+                    if !exchange.responseStarted { upstreamTimer?.arm(in: shared.upstreamTimeout) }
+                }
             } else {
                 exchange.buffered.append(part)
             }
@@ -650,11 +659,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if closeAfter { context.close(promise: nil) }
         case .proxying(let exchange):
             exchange.requestEnded = true
+            if exchange.clientBodyPending {
+                exchange.clientBodyPending = false
+                // The request is whole: the upstream's turn, counted from here (a slow upload is not a 504).
+                if exchange.upstream != nil, !exchange.responseStarted { upstreamTimer?.arm(in: shared.upstreamTimeout) }
+            }
             if exchange.upstreamEndIsEmpty, trailers == nil { return }
             let end = UpstreamRequestPart.end(trailers.flatMap(sanitizedTrailers))
             if let upstream = exchange.upstream {
                 upstream.handler.send(end)
-                if !exchange.responseStarted { upstreamTimer?.arm(in: shared.upstreamTimeout) }
             } else {
                 exchange.buffered.append(end)
             }
@@ -900,7 +913,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {
-        if writable { resumeReads(if: true) }
+        guard writable else { return }
+        resumeReads(if: true)
+        // Taking the body again: back to the client's turn.
+        if case .proxying(let exchange) = state, exchange.clientBodyPending, !exchange.responseStarted { upstreamTimer?.disarm() }
     }
 
     // MARK: backpressure and lifecycle

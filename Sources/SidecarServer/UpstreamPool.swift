@@ -70,20 +70,19 @@ final class UpstreamPool: @unchecked Sendable {
     /// A new connection on this loop. On a loop that cannot host sockets (an `EmbeddedEventLoop` in tests and the
     /// pipeline fuzz target) the connect fails like a refused one instead of trapping in `ClientBootstrap`.
     func connect() -> EventLoopFuture<UpstreamConnection> {
+        let handler = NIOLoopBound(UpstreamHandler(), eventLoop: eventLoop)  // its channel lives on this loop
         if let channelMaker {
-            let handler = UpstreamHandler()
-            handler.pool = self
+            handler.value.pool = self
             opened += 1
             return channelMaker().flatMapThrowing { channel in
-                try Self.addHandlers(handler, to: channel.pipeline.syncOperations)
-                return UpstreamConnection(channel: channel, handler: handler)
+                try Self.addHandlers(handler.value, to: channel.pipeline.syncOperations)
+                return UpstreamConnection(channel: channel, handler: handler.value)
             }
         }
         guard let bootstrap = ClientBootstrap(validatingGroup: eventLoop) else {
             return eventLoop.makeFailedFuture(UpstreamConnectError.loopCannotHostSockets)
         }
-        let handler = UpstreamHandler()
-        handler.pool = self
+        handler.value.pool = self
         opened += 1
         return bootstrap
             .connectTimeout(connectTimeout)
@@ -93,11 +92,11 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.recvAllocator, value: SidecarServer.receiveBuffers)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try Self.addHandlers(handler, to: channel.pipeline.syncOperations)
+                    try Self.addHandlers(handler.value, to: channel.pipeline.syncOperations)
                 }
             }
             .connect(to: address)
-            .map { UpstreamConnection(channel: $0, handler: handler) }
+            .map { UpstreamConnection(channel: $0, handler: handler.value) }
     }
 
     /// An upstream connection's pipeline: built by hand (not `addHTTPClientHandlers`) so a WebSocket upgrade can splice
@@ -130,8 +129,9 @@ final class UpstreamPool: @unchecked Sendable {
     }
 }
 
-/// A pooled upstream channel and its handler.
-struct UpstreamConnection {
+/// A pooled upstream channel and its handler. Confined to its pool's event loop like the pool (made, used and
+/// released there; futures carrying it complete on that loop), hence the unchecked `Sendable`.
+struct UpstreamConnection: @unchecked Sendable {
     let channel: Channel
     let handler: UpstreamHandler
 }

@@ -223,8 +223,12 @@ struct BodyDeadlineTests {
         return "POST /api/upload HTTP/1.1\r\nHost: s\r\n\(cookie)Content-Length: \(length)\r\n\r\n"
     }
 
-    @Test func aForwardedRequestWhoseBodyStallsGets408AndItsUpstreamConnectionIsClosed() throws {
-        let h = try RawHarness(Self.timeouts, upstream: true)
+    /// Whatever the upstream timeout, a client that stops sending is the client's timeout (408), not the upstream's
+    /// (504): the upstream is only waiting for the rest of the body. With both deadlines running, the shorter or the
+    /// first scheduled one won, and slow clients were counted as `upstream_timeout`.
+    @Test(arguments: ["60", "5", "3"])
+    func aForwardedRequestWhoseBodyStallsGets408AndItsUpstreamConnectionIsClosed(upstreamTimeout: String) throws {
+        let h = try RawHarness(Self.timeouts.merging(["SIDECAR_UPSTREAM_TIMEOUT": upstreamTimeout]) { $1 }, upstream: true)
         try h.send(Self.post(length: 10, token: try ServerFixtures.token()) + "abcd")
         #expect(try h.upstreamInput().hasSuffix("\r\n\r\nabcd"), "head and the first body bytes are forwarded at once")
         h.loop.advanceTime(by: .milliseconds(4900))
@@ -291,6 +295,18 @@ struct BodyDeadlineTests {
         #expect(try h.output() == "" && h.channel.isActive)
         h.upstreamAnswers("HTTP/1.1 204 No Content\r\n\r\n")
         #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 204 No Content"])
+    }
+
+    @Test func anUpstreamThatStopsTakingTheBodyGets504() throws {
+        let h = try RawHarness(Self.timeouts.merging(["SIDECAR_UPSTREAM_TIMEOUT": "8"]) { $1 }, upstream: true)
+        try h.send(Self.post(length: 10, token: try ServerFixtures.token()) + "ab")
+        h.upstreams.channels[0].isWritable = false
+        try h.send("cd")
+        h.loop.advanceTime(by: .milliseconds(7900))
+        #expect(try h.output() == "")
+        h.loop.advanceTime(by: .milliseconds(200))
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out) == ["HTTP/1.1 504 Gateway Timeout"] && out.contains(#""reason":"upstream_timeout""#))
     }
 
     /// While the upstream takes no more of the body the sidecar stops reading the client: the client is not the one

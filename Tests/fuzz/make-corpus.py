@@ -298,6 +298,10 @@ PIPELINE_SEEDS = [
     b"\x01GET /api HTTP/1.1\nHost: a\n\n",
     b"\x00GET /api HTTP/2.0\r\nHost: a\r\n\r\n",
     b"\x00PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    # "@W": 61 s pass (past every deadline) — a body stalled after a 401, a head stalled, an idle keep-alive.
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc@Wdefghij",
+    b"\x03GET /api HTTP/1.1\r\nHost: a\r\n@W\r\n",
+    b"\x00GET /_sidecar/healthz HTTP/1.1\r\nHost: a\r\n\r\n@WGET /_sidecar/healthz HTTP/1.1\r\nHost: a\r\n\r\n",
 ]
 
 
@@ -316,6 +320,12 @@ FORWARD_SEEDS = [
     b"\x00GET /api HTTP/1.0\r\nCookie: authjs.session-token=@T\r\n\r\n",
     b"\x00GET /api HTTP/1.1\r\nHost: a\r\nX_Auth_Sub: admin\r\nX-Auth-Sub : admin\r\nCookie: authjs.session-token.0=@T\r\n\r\n",
     b"\x00OPTIONS /api HTTP/1.1\r\nHost: a\r\nOrigin: https://app.example.com\r\nCookie: authjs.session-token=@T\r\n\r\n",
+    # "@W": 61 s pass — a forwarded body stalled (408), a chunked body stalled, a pause between requests.
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token=@T\r\nContent-Length: 10\r\n\r\nabc@Wdefghij",
+    b"\x02POST /api HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token=@T\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"3\r\nabc\r\n@W0\r\n\r\n",
+    b"\x00GET /a HTTP/1.1\r\nHost: a\r\nCookie: authjs.session-token=@T\r\n\r\n@WGET /b HTTP/1.1\r\nHost: a\r\n"
+    b"Cookie: authjs.session-token=@T\r\n\r\n",
 ]
 
 
