@@ -126,7 +126,7 @@ struct ClientResponseEncoderTests {
         var bodyFailed = false
         for part in parts {
             let promise = channel.eventLoop.makePromise(of: Void.self)
-            if case .body = part { promise.futureResult.whenFailure { _ in bodyFailed = true } }
+            if case .body = part { promise.futureResult.assumeIsolated().whenFailure { _ in bodyFailed = true } }
             channel.writeAndFlush(Self.part(part, relayed: relayed), promise: promise)
         }
         var text = ""
@@ -170,7 +170,7 @@ struct ClientResponseEncoderTests {
         var failed = 0
         for part: HTTPServerResponsePart in [.head(head), .body(.byteBuffer(ByteBuffer(string: "x"))), .end(nil)] {
             let promise = channel.eventLoop.makePromise(of: Void.self)
-            promise.futureResult.whenFailure { _ in failed += 1 }
+            promise.futureResult.assumeIsolated().whenFailure { _ in failed += 1 }
             channel.writeAndFlush(Self.part(part, relayed: relayed), promise: promise)
         }
         #expect(try Self.drain(channel).isEmpty, "\(name): nothing of the response reaches the wire")

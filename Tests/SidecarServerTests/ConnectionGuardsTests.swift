@@ -269,7 +269,7 @@ struct ConnectionLimitTests {
         try refused.pipeline.syncOperations.addHandler(spy)
         try refused.connect(to: ServerFixtures.dummyClient).wait()
         #expect(spy.activeCount == 0)
-        try? refused.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+        _ = try? refused.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
         #expect(spy.reads == 0)
         limit.release()
     }
