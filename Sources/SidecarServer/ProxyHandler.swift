@@ -848,7 +848,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                                                               upstreamKeepAlive: exchange.keepUpstream)
             if let upstream = exchange.upstream {
                 exchange.upstream = nil
-                exchange.relayPaused = false
                 upstream.handler.setPaused(false)
                 if ending.reuseUpstream {
                     loop.pool.release(upstream)
