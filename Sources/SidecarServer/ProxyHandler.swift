@@ -775,7 +775,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .head(let head):
             // 1xx informational responses (103 Early Hints) are not relayed; 100 never comes since Expect is answered here.
             if head.status.code >= 100 && head.status.code < 200 && !(exchange.isUpgrade && head.status == .switchingProtocols) { return }
-            upstreamTimer?.disarm()
+            // The upstream answered; a client that is not reading keeps its send deadline.
+            if !exchange.relayPaused { upstreamTimer?.disarm() }
             exchange.responseStarted = true
             exchange.status = head.status.code
             if !head.isKeepAlive { exchange.keepUpstream = false }

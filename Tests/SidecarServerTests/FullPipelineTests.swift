@@ -382,6 +382,20 @@ struct ResponseDeadlineTests {
         #expect(!h.upstreams.channels[0].isActive)
     }
 
+    /// The client's window was already full when the response began (a head and body in one read): the head must
+    /// not clear the client's send deadline, or a client that never reads would hold both connections again.
+    @Test func aClientThatIsNotReadingWhenTheResponseBeginsIsStillCut() throws {
+        let h = try RawHarness(Self.timeouts, upstream: true)
+        try h.send(try Self.get())
+        h.channel.isWritable = false
+        h.channel.pipeline.fireChannelWritabilityChanged()
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst part")
+        h.loop.advanceTime(by: .milliseconds(19_900))
+        #expect(h.channel.isActive)
+        h.loop.advanceTime(by: .milliseconds(200))
+        #expect(!h.channel.isActive && !h.upstreams.channels[0].isActive)
+    }
+
     @Test func aClientThatReadsSlowlyIsNotCut() throws {
         let h = try RawHarness(Self.timeouts, upstream: true)
         try h.send(try Self.get())
