@@ -94,9 +94,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// The request has no body and its upstream head is not chunked (``UpstreamRequestFraming``), so
         /// its `.end` puts no byte on the wire and is not sent through the upstream pipeline at all.
         var upstreamEndIsEmpty = false
-        /// The client is still sending the request body. Until it ends, the exchange waits on the client (its body
-        /// deadline runs, not the upstream's), except while the upstream takes no more of it.
-        var clientBodyPending = false
         /// Upstream reads are paused because the client is not taking the response: the exchange's deadline is then
         /// the client's (`client_send_timeout`), not the upstream's.
         var relayPaused = false
@@ -138,8 +135,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// The current exchange's one deadline, per connection: the upstream's (`upstream_timeout`: for its response head
     /// once it has the whole request or while it takes no more of the body, then between reads of a response that
     /// continues) or, while the client is not taking the response, the client's (`client_send_timeout`). While the
-    /// client is still sending the body, its own body deadline runs instead (``HeadWatch``), so a stalled client is
-    /// a 408, never an upstream's 504.
+    /// client is still sending the body (``HeadWatch/readingBody``), its own body deadline runs instead, so a stalled
+    /// client is a 408, never an upstream's 504.
     /// Holds this handler strongly (a weak reference would move every retain of the handler to the slow side-table
     /// path); `handlerRemoved` breaks the cycle.
     private var upstreamTimer: DeadlineTimer?
@@ -310,7 +307,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange.clientHTTP10 = head.version == .http1_0
         exchange.isUpgrade = Self.isUpgrade(head.method, fields)
         exchange.upstreamEndIsEmpty = Self.upstreamEndIsEmpty(head.method, fields)
-        exchange.clientBodyPending = fields.hasBody
         if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
         state = .proxying(exchange)
         if fields.expectsContinue {
@@ -610,8 +606,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.buffered.removeAll()
         }
         connection.handler.flush()
-        // The upstream's turn once it has the whole request; before, the client's (``Exchange/clientBodyPending``).
-        if !exchange.clientBodyPending { upstreamTimer?.arm(in: shared.upstreamTimeout) }
+        // The upstream's turn once it has the whole request; while the client still sends the body, the client's.
+        if !watch.readingBody { upstreamTimer?.arm(in: shared.upstreamTimeout) }
     }
 
     private func receiveBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -650,6 +646,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     private func receiveEnd(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) {
+        let bodyWasPending = watch.readingBody
         watch.bodyEnded()
         switch state {
         case .idle: return
@@ -659,10 +656,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if closeAfter { context.close(promise: nil) }
         case .proxying(let exchange):
             exchange.requestEnded = true
-            if exchange.clientBodyPending {
-                exchange.clientBodyPending = false
+            if bodyWasPending, exchange.upstream != nil, !exchange.responseStarted {
                 // The request is whole: the upstream's turn, counted from here (a slow upload is not a 504).
-                if exchange.upstream != nil, !exchange.responseStarted { upstreamTimer?.arm(in: shared.upstreamTimeout) }
+                upstreamTimer?.arm(in: shared.upstreamTimeout)
             }
             if exchange.upstreamEndIsEmpty, trailers == nil { return }
             let end = UpstreamRequestPart.end(trailers.flatMap(sanitizedTrailers))
@@ -916,7 +912,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard writable else { return }
         resumeReads(if: true)
         // Taking the body again: back to the client's turn.
-        if case .proxying(let exchange) = state, exchange.clientBodyPending, !exchange.responseStarted { upstreamTimer?.disarm() }
+        if case .proxying(let exchange) = state, watch.readingBody, !exchange.responseStarted { upstreamTimer?.disarm() }
     }
 
     // MARK: backpressure and lifecycle
