@@ -35,7 +35,13 @@ final class RawHarness {
         try channel.connect(to: ServerFixtures.dummyClient).wait()
     }
 
-    deinit { _ = try? channel.finish(acceptAlreadyClosed: true) }
+    /// The client channel first (an exchange in flight closes its upstream connection), then the upstream channels
+    /// still open (pooled): each pipeline holds its pool through its handler and the pool holds the connection, a
+    /// cycle only a close breaks — left open, LeakSanitizer reports it.
+    deinit {
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+        for upstream in upstreams.channels { _ = try? upstream.finish(acceptAlreadyClosed: true) }
+    }
 
     private static func upstreamMaker(loop: EmbeddedEventLoop, upstreams: Upstreams) -> @Sendable () -> EventLoopFuture<Channel> {
         nonisolated(unsafe) let loop = loop  // embedded: everything runs on the test's thread
