@@ -96,8 +96,10 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// After a response's `.end` was written: delivers queued events until the next head must wait for the current
-    /// exchange. Re-entrant calls (a response ended synchronously while an event was being delivered) leave the work
-    /// to the outer loop.
+    /// exchange, then a read-complete, as a read burst ends — the proxy flushes what it forwarded upstream on it, so
+    /// without it a queued request's body and end stayed unsent (a pipelined POST after a HEAD got a 504; found by
+    /// the `forward` fuzz target). Re-entrant calls (a response ended synchronously while an event was being
+    /// delivered) leave the work to the outer loop.
     func deliverQueued() {
         guard current == nil, !queue.isEmpty, !draining, let context else { return }
         draining = true
@@ -107,6 +109,7 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
             queue.removeFirst()
             deliver(next, context: context)
         }
+        context.fireChannelReadComplete()
         if readsStopped, queue.count < maxQueued {
             readsStopped = false
             try? context.channel.syncOptions?.setOption(.autoRead, value: true)

@@ -217,6 +217,26 @@ struct FullPipelineTests {
     }
 }
 
+/// Found by the `forward` fuzz target: a request with a body, pipelined behind another and delivered from the
+/// pipelining queue when that one's response ended, was forwarded but its body and end never flushed upstream (the
+/// flush rides on the client's read-complete, and no read happened): the upstream waited, the client got a 504.
+@Suite("Server pipeline: pipelined requests reach the upstream whole")
+struct PipelinedForwardingTests {
+    @Test(arguments: ["HEAD", "GET"])
+    func aPipelinedRequestWithABodyIsFlushedUpstream(first: String) throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        let cookie = "Cookie: \(ServerFixtures.cookieName)=\(try ServerFixtures.token())\r\n"
+        try h.send("\(first) /b HTTP/1.1\r\nHost: s\r\n\(cookie)\r\n"
+                   + "POST /c HTTP/1.1\r\nHost: s\r\n\(cookie)Content-Length: 3\r\n\r\nabc")
+        #expect(try h.upstreamInput().hasPrefix("\(first) /b HTTP/1.1\r\n"))
+        h.upstreamAnswers(first == "HEAD" ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        let forwarded = try h.upstreamInput()
+        #expect(forwarded.hasPrefix("POST /c HTTP/1.1\r\n") && forwarded.hasSuffix("\r\n\r\nabc"), "the queued request went upstream whole")
+        h.upstreamAnswers("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 200 OK", "HTTP/1.1 201 Created"])
+    }
+}
+
 /// `client_body_timeout`: how long a client may pause in the middle of a request body (as nginx's), and the
 /// upstream's wait, which counts from the last request bytes it was sent. Driven on the loop's clock.
 @Suite("Server pipeline: request body deadlines")

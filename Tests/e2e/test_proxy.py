@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -188,6 +189,19 @@ def test_pipelined_requests_answered_in_order(sidecar, token):
     order = [resp.find(f'"path":"/public/p{i}"'.encode()) for i in range(5)]
     assert all(o > 0 for o in order) and order == sorted(order)
     assert resp.rfind(b"HTTP/1.1 401") > order[-1]
+
+
+@pytest.mark.parametrize("first", ["HEAD", "GET"])
+def test_pipelined_upload_behind_another_request_reaches_the_upstream_whole(sidecar, token, first):
+    """Found by the `forward` fuzz target: a POST pipelined behind another request was forwarded when that one's
+    response ended, but its body was never flushed upstream — the upstream waited and the client got a 504."""
+    c = f"Cookie: authjs.session-token={token}\r\n"
+    reqs = (f"{first} /public/first HTTP/1.1\r\nHost: x\r\n{c}\r\n"
+            f"POST /upload HTTP/1.1\r\nHost: x\r\n{c}Content-Length: 3\r\nConnection: close\r\n\r\nabc").encode()
+    resp = raw_exchange(sidecar["port"], reqs, until_close=True)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3})", resp)
+    assert statuses == [b"200", b"200"], resp[:600]
+    assert b'"body_bytes":3' in resp, resp[-300:]
 
 
 def test_upstream_connections_are_reused(sidecar, upstream, token):
