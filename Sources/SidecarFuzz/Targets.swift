@@ -19,6 +19,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case json
     case pipeline
     case forward
+    case upstreamResponse = "upstream-response"
 }
 
 /// Fixed inputs shared by every target: the key ring is derived once per process, never per input.
@@ -103,6 +104,7 @@ enum FuzzTargets {
         case .path, .json, .config: break
         case .pipeline: PipelineTarget.prepare()
         case .forward: Forward.prepare()
+        case .upstreamResponse: break
         }
     }
 
@@ -119,6 +121,7 @@ enum FuzzTargets {
         case .json: json(bytes)
         case .pipeline: PipelineTarget.run(bytes)
         case .forward: Forward.run(bytes)
+        case .upstreamResponse: UpstreamResponseTarget.run(bytes)
         }
     }
 

@@ -306,6 +306,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange.clientKeepAlive = head.isKeepAlive
         exchange.clientHTTP10 = head.version == .http1_0
         exchange.isUpgrade = Self.isUpgrade(head.method, fields)
+        upstreamHead.wantsUpgrade = exchange.isUpgrade
         exchange.upstreamEndIsEmpty = Self.upstreamEndIsEmpty(head.method, fields)
         if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
         state = .proxying(exchange)
@@ -408,7 +409,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 ops.removeHandler(context: try ops.context(handlerType: type), promise: nil)
             }
             try remove(up, UpstreamHandler.self)
-            try remove(up, ByteToMessageHandler<UpstreamResponseDecoder>.self)
             try remove(down, ClientTimeoutsHandler.self)
             try remove(down, PipeliningHandler.self)
             try remove(down, ClientResponseEncoder.self)
@@ -765,21 +765,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     // MARK: UpstreamDelegate
 
-    func upstreamRead(_ part: HTTPClientResponsePart) {
+    func upstreamRead(_ event: UpstreamResponseEvent) {
         guard case .proxying(let exchange) = state, let context else { return }
-        switch part {
+        switch event {
         case .head(let head):
-            // 1xx informational responses (103 Early Hints) are not relayed; 100 never comes since Expect is answered here.
-            if head.status.code >= 100 && head.status.code < 200 && !(exchange.isUpgrade && head.status == .switchingProtocols) { return }
+            // Interim 1xx responses (103 Early Hints) never come here: the parser consumes them; a 101 only answers an
+            // upgrade request.
             // The upstream answered; a client that is not reading keeps its send deadline.
             if !exchange.relayPaused { upstreamTimer?.disarm() }
             exchange.responseStarted = true
             exchange.status = head.status.code
-            if !head.isKeepAlive { exchange.keepUpstream = false }
+            if !head.keepAlive { exchange.keepUpstream = false }
             // An array, which the encoder serialises as it is (no `HTTPHeaders`, whose `add` would scan each name for
-            // non-ASCII bytes; llhttp admitted only token characters).
+            // non-ASCII bytes; the parser admitted only token characters).
             var headers: [(String, String)] = []
-            headers.reserveCapacity(head.headers.count + 2 + corsHeaders.count)
+            headers.reserveCapacity(head.fields.count + 2 + corsHeaders.count)
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
             let replaceCORS = !corsHeaders.isEmpty && shared.replaceUpstreamCORS
             var hasRequestID = false
@@ -787,7 +787,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // removed afterwards (rare: upstreams send none, `keep-alive` or `close` — recognised in place), which
             // spares every response a look-up by name.
             var connectionValues: [String] = []
-            for (name, value) in head.headers {
+            for (name, value) in head.fields {
                 if replaceCORS && CORSPolicy.isOwnedResponseHeader(name) { continue }
                 let kind = HeaderClass.of(name)
                 if kind == .hopByHop {
@@ -817,7 +817,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 version = .http1_0
                 let code = head.status.code
                 let bodiless = exchange.isHead || (code >= 100 && code < 200) || code == 204 || code == 304
-                if !bodiless && !head.headers.contains(name: "content-length") { exchange.clientKeepAlive = false }
+                if !bodiless && !head.hasContentLength { exchange.clientKeepAlive = false }
                 if exchange.clientKeepAlive { headers.append(("connection", "keep-alive")) }
             }
             if !exchange.clientKeepAlive { headers.append(("connection", "close")) }

@@ -99,12 +99,9 @@ final class UpstreamPool: @unchecked Sendable {
             .map { UpstreamConnection(channel: $0, handler: handler.value) }
     }
 
-    /// An upstream connection's pipeline: built by hand (not `addHTTPClientHandlers`) so a WebSocket upgrade can splice
-    /// the raw bytes after 101, and so request heads reach the response decoder without a write-observing hop.
+    /// An upstream connection's pipeline: one handler, which frames requests and parses responses itself (see
+    /// ``UpstreamResponseParser``); a WebSocket upgrade splices the raw bytes after its 101.
     static func addHandlers(_ handler: UpstreamHandler, to sync: ChannelPipeline.SynchronousOperations) throws {
-        let responseDecoder = HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes)
-        handler.responseDecoder = responseDecoder
-        try sync.addHandler(ByteToMessageHandler(UpstreamResponseDecoder(responseDecoder)))
         try sync.addHandler(handler)
     }
 
@@ -138,16 +135,18 @@ struct UpstreamConnection: @unchecked Sendable {
 
 /// Receives what the proxy handler needs from an upstream connection, on the shared event loop.
 protocol UpstreamDelegate: AnyObject {
-    func upstreamRead(_ part: HTTPClientResponsePart)
+    func upstreamRead(_ event: UpstreamResponseEvent)
     func upstreamReadComplete()
     func upstreamClosed()
     func upstreamError(_ error: Error)
     func upstreamWritabilityChanged(_ writable: Bool)
 }
 
-/// Relays upstream responses to the current exchange and holds upstream reads while the client cannot keep up.
+/// Frames requests to an upstream connection, parses its responses into events for the current exchange, and holds
+/// upstream reads while the client cannot keep up.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = IOData
     typealias OutboundOut = IOData
 
@@ -158,15 +157,30 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var paused = false
     private var pendingRead = false
     private var context: ChannelHandlerContext?
+    private var parser = UpstreamResponseParser()
+    /// Bytes read after a 101 (the upgraded protocol's first), passed on when the splice removes this handler.
+    private var upgradedBytes: ByteBuffer?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if let delegate { delegate.upstreamRead(part) } else {
-            // A response nobody asked for (or bytes after one): this connection cannot be reused.
-            context.close(promise: nil)
+        var input = unwrapInboundIn(data)
+        do {
+            while let event = try parser.next(&input) {
+                guard let delegate else {
+                    // A response nobody is waiting for: this connection cannot be reused.
+                    context.close(promise: nil)
+                    return
+                }
+                if parser.upgraded, case .end = event, input.readableBytes > 0 {
+                    upgradedBytes = input
+                    input.moveReaderIndex(to: input.writerIndex)
+                }
+                delegate.upstreamRead(event)
+            }
+        } catch {
+            fail(error, context: context)
         }
     }
 
@@ -177,15 +191,33 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         pool?.forget(self)
-        delegate?.upstreamClosed()
+        do {
+            // A response delimited by the close ends here; one cut short fails its exchange.
+            if let event = try parser.endOfInput() { delegate?.upstreamRead(event) }
+            delegate?.upstreamClosed()
+        } catch {
+            delegate?.upstreamError(error)
+        }
         delegate = nil
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        fail(error, context: context)
+    }
+
+    private func fail(_ error: Error, context: ChannelHandlerContext) {
         delegate?.upstreamError(error)
         delegate = nil
         context.close(promise: nil)
+    }
+
+    func removeHandler(context: ChannelHandlerContext, removalToken: ChannelHandlerContext.RemovalToken) {
+        if let bytes = upgradedBytes {
+            upgradedBytes = nil
+            context.fireChannelRead(wrapInboundOut(bytes))
+        }
+        context.leavePipeline(removalToken: removalToken)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -197,36 +229,18 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if paused { pendingRead = true } else { context.read() }
     }
 
-    /// The connection's response decoder, told of every request head sent (see ``UpstreamResponseDecoder``).
-    var responseDecoder: HTTPResponseDecoder?
-
     /// HTTP/1.1 framing of the request parts (the pipeline has no separate encoder).
     private var framing = UpstreamRequestFraming()
 
     /// Writes a request part, framed, from this handler's context: `Channel.write` is generic over the part and is not
     /// specialised across modules, so each call cost a run-time cast and a metadata lookup (~1 k instructions).
-    /// Every head goes to the response decoder first, so it knows which response answers a HEAD.
+    /// Every head is recorded on the response parser first, so it knows a response is due and how it is framed.
     func send(_ part: UpstreamRequestPart) {
         guard let context else { return }
-        if case .head(let head) = part { responseDecoder?.write(data: .head(Self.recordedHead(head.method))) }
+        if case .head(let head) = part { parser.requestSent(isHEAD: head.method == .HEAD, wantsUpgrade: head.wantsUpgrade) }
         framing.write(part, context: context, promise: nil)
         unflushed = true
     }
-
-    /// What the response decoder keeps of a request head: its method (the rest is never read). Shared heads for the
-    /// common methods, so recording one costs no allocation.
-    static func recordedHead(_ method: HTTPMethod) -> HTTPRequestHead {
-        switch method {
-        case .GET: return recordedGET
-        case .HEAD: return recordedHEAD
-        case .POST: return recordedPOST
-        default: return HTTPRequestHead(version: .http1_1, method: method, uri: "")
-        }
-    }
-
-    private static let recordedGET = HTTPRequestHead(version: .http1_1, method: .GET, uri: "")
-    private static let recordedHEAD = HTTPRequestHead(version: .http1_1, method: .HEAD, uri: "")
-    private static let recordedPOST = HTTPRequestHead(version: .http1_1, method: .POST, uri: "")
 
     /// Flushes what ``send(_:)`` wrote; nothing when it has all been flushed (the proxy handler flushes once more at the
     /// end of each client read burst, usually after the request went out whole).
@@ -245,31 +259,5 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             pendingRead = false
             context.read()
         }
-    }
-}
-
-/// NIO's HTTP/1 response decoder, told of request heads by ``UpstreamHandler/send(_:)`` instead of by watching writes.
-///
-/// NIO's decoder learns which response answers a HEAD request (no body, whatever its `Content-Length`) by observing
-/// outbound writes, which makes its `ByteToMessageHandler` an outbound handler too: every request part then takes a
-/// hop through it, with a run-time cast in unspecialised generic code (~3 k instructions per request, measured).
-/// This wrapper forwards decoding to the same decoder object and does not observe writes; the upstream handler, which
-/// writes every request head on the connection, records each one on the decoder just before writing it — the same
-/// call, in the same order, that the observing handler made.
-struct UpstreamResponseDecoder: ByteToMessageDecoder {
-    typealias InboundOut = HTTPClientResponsePart
-    let decoder: HTTPResponseDecoder
-
-    init(_ decoder: HTTPResponseDecoder) { self.decoder = decoder }
-
-    func decoderAdded(context: ChannelHandlerContext) { decoder.decoderAdded(context: context) }
-    func decoderRemoved(context: ChannelHandlerContext) { decoder.decoderRemoved(context: context) }
-
-    func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        try decoder.decode(context: context, buffer: &buffer)
-    }
-
-    func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        try decoder.decodeLast(context: context, buffer: &buffer, seenEOF: seenEOF)
     }
 }

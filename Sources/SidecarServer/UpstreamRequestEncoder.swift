@@ -16,10 +16,12 @@ enum UpstreamRequestPart {
 /// three words inline, and as a struct this (41 bytes) made every request part on its way upstream a boxed existential.
 final class UpstreamRequestHead {
     let bytes: ByteBuffer
-    /// Recorded on the response decoder: the answer to a HEAD has no body.
+    /// Recorded on the response parser: the answer to a HEAD has no body.
     let method: HTTPMethod
     /// The body goes out chunked (NIO's framing rules, see ``UpstreamRequestEncoder``).
     let chunked: Bool
+    /// Asks for a protocol upgrade: only then may the response be a 101 that ends HTTP on the connection.
+    var wantsUpgrade = false
 
     init(bytes: ByteBuffer, method: HTTPMethod, chunked: Bool) {
         self.bytes = bytes

@@ -44,7 +44,6 @@ final class RawHarness {
     }
 
     private static func upstreamMaker(loop: EmbeddedEventLoop, upstreams: Upstreams) -> @Sendable () -> EventLoopFuture<Channel> {
-        nonisolated(unsafe) let loop = loop  // embedded: everything runs on the test's thread
         return {
             let channel = EmbeddedChannel(loop: loop)
             do { try channel.connect(to: ServerFixtures.dummyUpstream).wait() } catch { return loop.makeFailedFuture(error) }

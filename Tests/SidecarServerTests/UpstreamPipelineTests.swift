@@ -4,15 +4,15 @@ import NIOHTTP1
 import Testing
 @testable import SidecarServer
 
-/// The upstream connection's pipeline as ``UpstreamPool`` builds it: request heads reach the response decoder through
+/// The upstream connection's pipeline as ``UpstreamPool`` builds it: request heads reach the response parser through
 /// ``UpstreamHandler/send(_:)`` (no write-observing hop), so a HEAD response's `Content-Length` announces no body.
 @Suite("Upstream pipeline")
 struct UpstreamPipelineTests {
     /// Records what the upstream handler delivers, as short strings.
     final class Recorder: UpstreamDelegate {
         var parts: [String] = []
-        func upstreamRead(_ part: HTTPClientResponsePart) {
-            switch part {
+        func upstreamRead(_ event: UpstreamResponseEvent) {
+            switch event {
             case .head(let head): parts.append("head \(head.status.code)")
             case .body(let buffer): parts.append("body \(String(buffer: buffer))")
             case .end: parts.append("end")
@@ -68,14 +68,6 @@ struct UpstreamPipelineTests {
         Self.send(.GET, .GET, through: handler)
         try channel.writeInbound(Self.twoResponses)
         #expect(recorder.parts == ["head 200", "body HTTP/", "end", "error"])
-    }
-
-    @Test("request parts do not pass through the decoder's handler: it is inbound only")
-    func decoderIsInboundOnly() throws {
-        let (channel, _, _) = try Self.pipeline()
-        defer { _ = try? channel.finish(acceptAlreadyClosed: true) }
-        let context = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<UpstreamResponseDecoder>.self)
-        #expect(!(context.handler is _ChannelOutboundHandler))
     }
 
     @Test("the upstream handler frames the parts itself: a POST without Content-Length goes out chunked, then its end")

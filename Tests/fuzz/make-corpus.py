@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ["token-v5", "token-v4", "token-jws", "token-auto", "cookie", "headers", "path", "config", "json", "pipeline",
-           "forward"]
+           "forward", "upstream-response"]
 
 # Must match Sources/SidecarFuzz/Targets.swift (Fixed).
 SECRETS = ["fuzz-secret-1", "fuzz-secret-0"]
@@ -329,6 +329,28 @@ FORWARD_SEEDS = [
 ]
 
 
+# Upstream response streams (byte 0: bit 0 the first request is a HEAD, bits 1-2 one to four requests outstanding,
+# bits 3-7 the read size, 0 = one read). Framing by length, chunks and close; interim responses; trailers; the
+# refusals the parser makes (TE with CL, obs-fold, bare LF, conflicting lengths).
+UPSTREAM_RESPONSE_SEEDS = [
+    b"\x00HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello",
+    b"\x01HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+    b"\x03HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+    b"\x08HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n",
+    b"\x10HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"\x00HTTP/1.1 200 OK\r\n\r\nall of it until the close",
+    b"\x06HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\nHTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx",
+    b"\x18HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"\x00HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+    b"\x00HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+    b"\x00HTTP/1.1 200 OK\r\nA: b\r\n c\r\nContent-Length: 0\r\n\r\n",
+    b"\x00HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+    b"\x00HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+    b"\x00HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"\x02HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\nHTTP/1.1 200 \r\nA:  x y \t\r\nB:\r\nContent-Length:0\r\n\r\n",
+]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / ".build-fuzz" / "corpus"))
@@ -423,6 +445,9 @@ def main() -> int:
         add("pipeline", b"\x00GET /api HTTP/1.1\r\nHost: a\r\nCookie: " + f"{SALTS[1]}={tok}".encode() + b"\r\n\r\n")
         add("pipeline", bytes([i + 3]) + b"GET /_sidecar/auth HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + tok.encode()
             + b"\r\n\r\nGET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+
+    for s in UPSTREAM_RESPONSE_SEEDS:
+        add("upstream-response", s)
 
     for s in CONFIG_SEEDS:
         add("config", s)
