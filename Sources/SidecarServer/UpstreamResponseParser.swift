@@ -163,6 +163,7 @@ public struct UpstreamResponseParser: Sendable {
             if input.readableBytes > Self.maxHeadBytes { throw fail("response head over \(Self.maxHeadBytes) bytes") }
             return keep(&input)
         }
+        guard headLength > 0 else { throw fail("bare LF in the response head") }
         let parsed: ParsedHead = try input.withUnsafeReadableBytes { bytes in
             try Self.parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<headLength]))
         }
@@ -322,6 +323,7 @@ public struct UpstreamResponseParser: Sendable {
             if input.readableBytes > Self.maxHeadBytes { throw fail("trailers over \(Self.maxHeadBytes) bytes") }
             return keep(&input)
         }
+        guard length > 0 else { throw fail("bare LF in the trailers") }
         var fields = FieldBlock()
         let error: String? = input.withUnsafeReadableBytes { bytes in
             let block = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
@@ -340,17 +342,18 @@ public struct UpstreamResponseParser: Sendable {
     // MARK: byte-level scanning
 
     /// The length of the bytes up to and including the first CRLF CRLF (or, with `fromLineStart`, a leading CRLF
-    /// ends an empty block), or `nil` if it is not within `limit` bytes.
+    /// ends an empty block); `nil` if it is not within `limit` bytes; -1 at a bare LF, so a head that will never have
+    /// its CRLF CRLF fails at once instead of waiting for the upstream timeout.
     static func lengthThroughEmptyLine(_ buffer: ByteBuffer, limit: Int, fromLineStart: Bool = false) -> Int? {
         buffer.withUnsafeReadableBytes { bytes in
             let end = min(bytes.count, limit)
-            guard end >= 2 else { return nil }
-            if fromLineStart, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
+            if fromLineStart, end >= 2, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
             var index = 0
-            while index + 3 < end {
-                // Jump between LFs: a head has few of them.
-                if bytes[index + 3] != 0x0A { index += bytes[index + 3] == 0x0D ? 1 : 4; continue }
-                if bytes[index] == 0x0D, bytes[index + 1] == 0x0A, bytes[index + 2] == 0x0D { return index + 4 }
+            while index < end {
+                if bytes[index] == 0x0A {
+                    guard index >= 1, bytes[index - 1] == 0x0D else { return -1 }
+                    if index >= 3, bytes[index - 2] == 0x0A, bytes[index - 3] == 0x0D { return index + 1 }
+                }
                 index += 1
             }
             return nil
