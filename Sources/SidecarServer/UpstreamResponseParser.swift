@@ -416,6 +416,7 @@ public struct UpstreamResponseParser: Sendable {
         }
         index += 2
         var block = FieldBlock()
+        block.fields.reserveCapacity(16)  // one allocation for a typical head, not four growths
         if let error = parseFields(bytes, from: &index, into: &block) { parsed.error = error; return parsed }
         guard !block.contentLengthConflict else { parsed.error = "conflicting or invalid Content-Length"; return parsed }
         parsed.fields = block.fields
@@ -431,6 +432,9 @@ public struct UpstreamResponseParser: Sendable {
 
     /// Parses field lines from `index` through the empty line that ends the block; returns an error text or `nil`.
     static func parseFields(_ bytes: UnsafeRawBufferPointer, from index: inout Int, into block: inout FieldBlock) -> String? {
+        // The byte-class table read once (a lazy global: each access would check its initialisation).
+        let classes = ClientResponseEncoder.byteClasses
+        let notInName = ClientResponseEncoder.notInName, notInValue = ClientResponseEncoder.notInValue
         while true {
             guard index + 1 < bytes.count else { return "field block without its empty line" }
             if bytes[index] == 0x0D {
@@ -440,7 +444,7 @@ public struct UpstreamResponseParser: Sendable {
             }
             // Name: one or more token characters, then ':' at once (no whitespace before it, RFC 9112 §5.1).
             let nameStart = index
-            while index < bytes.count, ClientResponseEncoder.byteClasses[Int(bytes[index])] & ClientResponseEncoder.notInName == 0 { index += 1 }
+            while index < bytes.count, classes[Int(bytes[index])] & notInName == 0 { index += 1 }
             guard index > nameStart else {
                 return bytes[index] == 0x20 || bytes[index] == 0x09 ? "obsolete line folding" : "invalid field name"
             }
@@ -449,15 +453,18 @@ public struct UpstreamResponseParser: Sendable {
             index += 1
             while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
             let valueStart = index
-            var valueEnd = index
+            // Value bytes up to the CR: HTAB, SP, VCHAR, obs-text (one table load each); then trailing whitespace off.
             while index < bytes.count {
                 let byte = bytes[index]
-                if byte == 0x0D { break }
-                guard byte >= 0x20 && byte != 0x7F || byte == 0x09 else { return byte == 0x0A ? "bare LF" : "control byte in a field value" }
+                if classes[Int(byte)] & notInValue != 0 {
+                    if byte == 0x0D { break }
+                    return byte == 0x0A ? "bare LF" : "control byte in a field value"
+                }
                 index += 1
-                if byte != 0x20 && byte != 0x09 { valueEnd = index }
             }
             guard index + 1 < bytes.count, bytes[index + 1] == 0x0A else { return "bare CR" }
+            var valueEnd = index
+            while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
             index += 2
             let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
             let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])

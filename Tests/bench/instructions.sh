@@ -4,6 +4,7 @@
 # a one-worker nginx upstream (the bench kit's config) and the sidecar under callgrind with one event-loop thread, sends N1 and then N2 keep-alive requests (v5 JWE session cookie, the kit's
 # token; 8 connections, one request at a time) and prints (I(N2) − I(N1)) / (N2 − N1): start-up cancels out.
 #   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
+#   KEEP_PROFILE=dir keeps the callgrind outputs there
 #   REQUEST=browser adds the 13 headers a browser's fetch() sends (Accept, User-Agent, Sec-Fetch-*, …) to each request
 #   SERVER=nio-floor counts the NIO byte relay of Tests/bench/nio-floor instead (no HTTP, no token: the floor)
 #   LOAD="8 64 256" counts under wrk -t1 at each concurrency instead (LOAD_SECONDS=15 after a 3 s warm-up): whether a
@@ -102,3 +103,6 @@ if [ -n "${LOAD:-}" ]; then
 fi
 a=$(count "$N1"); b=$(count "$N2")
 echo "instructions per request: $(( (b - a) / (N2 - N1) ))  ($N1 requests: $a, $N2 requests: $b)"
+# KEEP_PROFILE=dir keeps both callgrind outputs (callgrind_annotate dir/cg.N2, or diff them: callgrind_annotate
+# --diff needs valgrind ≥ 3.21) for a per-function view.
+if [ -n "${KEEP_PROFILE:-}" ]; then mkdir -p "$KEEP_PROFILE" && cp "$RUN/cg.$N1" "$RUN/cg.$N2" "$KEEP_PROFILE/"; fi
