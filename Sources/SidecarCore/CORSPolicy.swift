@@ -280,6 +280,15 @@ public struct CORSPolicy: Sendable {
 
     /// True for response headers this policy owns (`Access-Control-*`, any case): with `replaceUpstreamHeaders` the
     /// server drops the upstream's, so a permissive upstream default cannot widen the policy configured here.
+    /// ``isOwnedResponseHeader(_:)`` on a name's bytes.
+    public static func isOwnedResponseHeader(bytes name: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefix: StaticString = "access-control-"
+        guard name.count >= prefix.utf8CodeUnitCount else { return false }
+        let p = prefix.utf8Start
+        for i in 0..<prefix.utf8CodeUnitCount where (name[i] >= 0x41 && name[i] <= 0x5A ? name[i] + 32 : name[i]) != p[i] { return false }
+        return true
+    }
+
     public static func isOwnedResponseHeader(_ name: String) -> Bool {
         let prefix = "access-control-".utf8
         let n = name.utf8

@@ -18,13 +18,28 @@ enum ClientResponsePart {
 final class RelayedResponseHead {
     let version: HTTPVersion
     let status: HTTPResponseStatus
-    let fields: [(String, String)]
+    /// The upstream head's bytes and the fields kept from it, copied to the client as they came (the upstream
+    /// response parser validated every name and value byte).
+    let block: ByteBuffer
+    let kept: [FieldRange]
+    /// Fields the proxy adds after them (`X-Request-Id`, `Connection`, CORS), validated as they are serialised.
+    let added: [(String, String)]
 
-    init(version: HTTPVersion, status: HTTPResponseStatus, fields: [(String, String)]) {
+    init(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange], added: [(String, String)]) {
         self.version = version
         self.status = status
-        self.fields = fields
+        self.block = block
+        self.kept = kept
+        self.added = added
     }
+
+    /// A head of fields given as strings only.
+    convenience init(version: HTTPVersion, status: HTTPResponseStatus, fields: [(String, String)]) {
+        self.init(version: version, status: status, block: ByteBuffer(), kept: [], added: fields)
+    }
+
+    /// Every field, kept then added, as strings (tests).
+    var fields: [(String, String)] { kept.map { ($0.name(in: block), $0.value(in: block)) } + added }
 }
 
 /// Serialises responses to the client: HTTP/1.1 wire format with NIO's framing rules, the head in one write, and no
@@ -67,7 +82,8 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             writeHead(version: head.version, status: head.status, fields: head.headers.map { ($0.name, $0.value) }, context: context,
                       promise: promise)
         case .relayedHead(let head):
-            writeHead(version: head.version, status: head.status, fields: head.fields, context: context, promise: promise)
+            writeHead(version: head.version, status: head.status, block: head.block, kept: head.kept, fields: head.added, context: context,
+                      promise: promise)
         case .body(let chunk):
             if refused {
                 promise?.fail(InvalidResponseHead())
@@ -103,20 +119,22 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         }
     }
 
-    private func writeHead(version: HTTPVersion, status: HTTPResponseStatus, fields: [(String, String)], context: ChannelHandlerContext,
-                           promise: EventLoopPromise<Void>?) {
+    private func writeHead(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
+                           fields: [(String, String)], context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         var fields = fields
         let code = status.code
         // A non-final 1xx (100 Continue, 103 Early Hints) is followed by the real answer to the same request.
         if !(code >= 100 && code < 200 && code != 101) {
             suppressBody = watch.answeringHead
         }
-        if watch.quiescing, code >= 200 {
+        let lastResponse = watch.quiescing && code >= 200
+        if lastResponse {
             // Shutting down: tell the client this is the connection's last response, so it does not send another.
             fields.removeAll { $0.0.utf8.count == 10 && HeaderName.equalsIgnoringCase($0.0, "connection") }
             fields.append(("connection", "close"))
         }
-        guard !refused, let (buffer, chunked) = Self.serialize(version: version, status: status, fields: fields, allocator: context.channel.allocator)
+        guard !refused, let (buffer, chunked) = Self.serialize(version: version, status: status, block: block, kept: kept, dropKeptConnection: lastResponse,
+                                                               fields: fields, allocator: context.channel.allocator)
         else {
             refuse(context: context, promise: promise)
             return
@@ -192,29 +210,17 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     }
 
     /// The head's wire bytes and whether a body after it is chunked; nil when a name, value or the reason phrase has a
-    /// byte that must not be sent.
-    static func serialize(version: HTTPVersion, status: HTTPResponseStatus, fields: [(String, String)],
+    /// byte that must not be sent. The fields are `kept` (ranges in `block`, already validated, copied as they are;
+    /// without `Connection` when `dropKeptConnection`) followed by `fields` (validated while copied).
+    static func serialize(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
+                          dropKeptConnection: Bool = false, fields: [(String, String)],
                           allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
         let code = status.code
         let mayHaveBody = !(code >= 100 && code < 200) && code != 204 && code != 304
-        // One pass for the framing fields and the size of every field line: dropped framing lines are subtracted
-        // afterwards.
-        var hasLength = false
-        var fieldsSize = 0, lengthLinesSize = 0, encodingLinesSize = 0
-        for (name, value) in fields {
-            let line = name.utf8.count + 2 + value.utf8.count + 2
-            fieldsSize += line
-            switch name.utf8.count {
-            case 14: if HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true; lengthLinesSize += line }
-            case 17: if HeaderName.equalsIgnoringCase(name, "transfer-encoding") { encodingLinesSize += line }
-            default: break
-            }
-        }
         let http11 = version.major == 1 && version.minor >= 1
         // Which framing fields pass, and whether `transfer-encoding: chunked` is appended.
         let keepLength = mayHaveBody
-        let chunked = mayHaveBody && !hasLength && http11
-        func kept(_ name: String) -> Bool {
+        func keeps(_ name: String) -> Bool {
             switch name.utf8.count {
             case 14: return keepLength || !HeaderName.equalsIgnoringCase(name, "content-length")
             // Always rewritten: dropped, then `chunked` appended when the body is chunked. (NIO keeps an HTTP/1.0
@@ -223,47 +229,79 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             default: return true
             }
         }
-        let statusLine: String
-        if version == .http1_1, case .ok = status {
-            statusLine = "HTTP/1.1 200 OK"
-        } else {
-            let reason = status.reasonPhrase
-            guard isValidValue(reason) else { return nil }
-            statusLine = "HTTP/\(version.major).\(version.minor) \(code) \(reason)"
-        }
-        var size = statusLine.utf8.count + 2 + 2 + fieldsSize - encodingLinesSize
-        if !keepLength { size -= lengthLinesSize }
-        if chunked { size += chunkedField.utf8.count }
-        let classes = Self.byteClasses
-        var valid = true
-        var buffer = allocator.buffer(capacity: size)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
-            let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            var at = 0
-            HTTPWire.copy(statusLine, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
-            // Validated while copied: one pass over each byte.
-            for (name, value) in fields where kept(name) {
-                let nameStart = at
-                HTTPWire.copy(name, to: out, at: &at)
-                // Branch-free accumulation over a byte-class table: a set bit in `bad` marks a byte that must not be sent.
-                var bad: UInt8 = at > nameStart ? 0 : Self.notInName
-                for i in nameStart..<at { bad |= classes[Int(out[i])] & Self.notInName }
-                out[at] = 0x3A; out[at + 1] = 0x20; at += 2
-                let valueStart = at
-                HTTPWire.copy(value, to: out, at: &at)
-                for i in valueStart..<at { bad |= classes[Int(out[i])] & Self.notInValue }
-                out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
-                if bad != 0 {
-                    valid = false
-                    return 0
-                }
+        func keeps(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+            switch name.count {
+            case 10: return !dropKeptConnection || !HeaderClass.equalsLower(name, "connection")
+            case 14: return keepLength || !HeaderClass.equalsLower(name, "content-length")
+            case 17: return !HeaderClass.equalsLower(name, "transfer-encoding")
+            default: return true
             }
-            if chunked { HTTPWire.copy(chunkedField, to: out, at: &at) }
-            out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
-            assert(at == size)
-            return at
         }
-        return valid ? (buffer, chunked) : nil
+        return block.withUnsafeReadableBytes { raw -> (ByteBuffer, chunked: Bool)? in
+            let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            func name(_ r: FieldRange) -> UnsafeBufferPointer<UInt8> {
+                UnsafeBufferPointer(start: base.map { $0 + Int(r.nameStart) }, count: Int(r.nameCount))
+            }
+            // One pass for the framing fields and the size of every field line that is kept.
+            var hasLength = false
+            var fieldsSize = 0
+            for r in kept where keeps(name(r)) {
+                fieldsSize += Int(r.nameCount) + 2 + Int(r.valueCount) + 2
+                if r.nameCount == 14, HeaderClass.equalsLower(name(r), "content-length") { hasLength = true }
+            }
+            for (name, value) in fields where keeps(name) {
+                fieldsSize += name.utf8.count + 2 + value.utf8.count + 2
+                if name.utf8.count == 14, HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true }
+            }
+            let chunked = mayHaveBody && !hasLength && http11
+            let statusLine: String
+            if version == .http1_1, case .ok = status {
+                statusLine = "HTTP/1.1 200 OK"
+            } else {
+                let reason = status.reasonPhrase
+                guard isValidValue(reason) else { return nil }
+                statusLine = "HTTP/\(version.major).\(version.minor) \(code) \(reason)"
+            }
+            var size = statusLine.utf8.count + 2 + 2 + fieldsSize
+            if chunked { size += chunkedField.utf8.count }
+            let classes = Self.byteClasses
+            var valid = true
+            var buffer = allocator.buffer(capacity: size)
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+                let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                var at = 0
+                HTTPWire.copy(statusLine, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                for r in kept where keeps(name(r)) {
+                    let line = base! + Int(r.nameStart)
+                    (out + at).update(from: line, count: Int(r.nameCount)); at += Int(r.nameCount)
+                    out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                    (out + at).update(from: base! + Int(r.valueStart), count: Int(r.valueCount)); at += Int(r.valueCount)
+                    out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                }
+                // Validated while copied: one pass over each byte.
+                for (name, value) in fields where keeps(name) {
+                    let nameStart = at
+                    HTTPWire.copy(name, to: out, at: &at)
+                    // Branch-free accumulation over a byte-class table: a set bit in `bad` marks a byte that must not be sent.
+                    var bad: UInt8 = at > nameStart ? 0 : Self.notInName
+                    for i in nameStart..<at { bad |= classes[Int(out[i])] & Self.notInName }
+                    out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                    let valueStart = at
+                    HTTPWire.copy(value, to: out, at: &at)
+                    for i in valueStart..<at { bad |= classes[Int(out[i])] & Self.notInValue }
+                    out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                    if bad != 0 {
+                        valid = false
+                        return 0
+                    }
+                }
+                if chunked { HTTPWire.copy(chunkedField, to: out, at: &at) }
+                out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                assert(at == size)
+                return at
+            }
+            return valid ? (buffer, chunked) : nil
+        }
     }
 }
 

@@ -776,40 +776,48 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             exchange.responseStarted = true
             exchange.status = head.status.code
             if !head.keepAlive { exchange.keepUpstream = false }
-            // An array, which the encoder serialises as it is (no `HTTPHeaders`, whose `add` would scan each name for
-            // non-ASCII bytes; the parser admitted only token characters).
-            var headers: [(String, String)] = []
-            headers.reserveCapacity(head.fields.count + 2 + corsHeaders.count)
+            // The upstream's fields stay bytes: each name is classified in place and the kept ones are copied to the
+            // client as they came (no `String` per field; the parser validated every byte).
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
             let replaceCORS = !corsHeaders.isEmpty && shared.replaceUpstreamCORS
+            var kept: [FieldRange] = []
+            kept.reserveCapacity(head.fieldRanges.count)
             var hasRequestID = false
             // `Connection` values, collected in the same pass: the names they list are hop-by-hop too, and are
             // removed afterwards (rare: upstreams send none, `keep-alive` or `close` — recognised in place), which
             // spares every response a look-up by name.
             var connectionValues: [String] = []
-            for (name, value) in head.fields {
-                if replaceCORS && CORSPolicy.isOwnedResponseHeader(name) { continue }
-                let kind = HeaderClass.of(name)
-                if kind == .hopByHop {
-                    if name.utf8.count == 10, HeaderName.equalsIgnoringCase(name, "connection"), !HeaderName.isFramingOnly(value) {
-                        connectionValues.append(value)
+            head.block.withUnsafeReadableBytes { raw in
+                guard let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+                for range in head.fieldRanges {
+                    let name = UnsafeBufferPointer(start: base + Int(range.nameStart), count: Int(range.nameCount))
+                    if replaceCORS && CORSPolicy.isOwnedResponseHeader(bytes: name) { continue }
+                    let kind = HeaderClass.of(bytes: name)
+                    if kind == .hopByHop {
+                        if name.count == 10, HeaderClass.equalsLower(name, "connection") {
+                            let value = range.value(in: head.block)
+                            if !HeaderName.isFramingOnly(value) { connectionValues.append(value) }
+                        }
+                        if switching { kept.append(range) }
+                        continue
                     }
-                    if switching { headers.append((name, value)) }
-                    continue
+                    if kind == .requestID { hasRequestID = true }
+                    kept.append(range)
                 }
-                if kind == .requestID { hasRequestID = true }
-                headers.append((name, value))
             }
             if !connectionValues.isEmpty {
                 let listed = HeaderName.connectionTokens(connectionValues)
                 if !listed.isEmpty {
-                    headers.removeAll { field in
-                        HeaderClass.of(field.0) != .hopByHop && listed.contains { HeaderName.equalsIgnoringCase($0, field.0) }
+                    kept.removeAll { range in
+                        let name = range.name(in: head.block)
+                        return HeaderClass.of(name) != .hopByHop && listed.contains { HeaderName.equalsIgnoringCase($0, name) }
                     }
-                    hasRequestID = headers.contains { HeaderClass.of($0.0) == .requestID }
+                    hasRequestID = kept.contains { HeaderClass.of($0.name(in: head.block)) == .requestID }
                 }
             }
-            if !hasRequestID { headers.append(("x-request-id", exchange.requestID)) }
+            var added: [(String, String)] = []
+            added.reserveCapacity(2 + corsHeaders.count)
+            if !hasRequestID { added.append(("x-request-id", exchange.requestID)) }
             var version = HTTPVersion.http1_1
             if exchange.clientHTTP10 {
                 // No chunked coding for an HTTP/1.0 client: without a Content-Length the body ends with the
@@ -818,11 +826,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 let code = head.status.code
                 let bodiless = exchange.isHead || (code >= 100 && code < 200) || code == 204 || code == 304
                 if !bodiless && !head.hasContentLength { exchange.clientKeepAlive = false }
-                if exchange.clientKeepAlive { headers.append(("connection", "keep-alive")) }
+                if exchange.clientKeepAlive { added.append(("connection", "keep-alive")) }
             }
-            if !exchange.clientKeepAlive { headers.append(("connection", "close")) }
-            headers.append(contentsOf: corsHeaders)
-            context.write(wrapOutboundOut(.relayedHead(RelayedResponseHead(version: version, status: head.status, fields: headers))), promise: nil)
+            if !exchange.clientKeepAlive { added.append(("connection", "close")) }
+            added.append(contentsOf: corsHeaders)
+            let relayed = RelayedResponseHead(version: version, status: head.status, block: head.block, kept: kept, added: added)
+            context.write(wrapOutboundOut(.relayedHead(relayed)), promise: nil)
             responseUnflushed = true
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)

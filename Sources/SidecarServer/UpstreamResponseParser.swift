@@ -1,15 +1,36 @@
 import NIOCore
 import NIOHTTP1
 
-/// A response head read from an upstream: what the proxy handler relays and decides on, nothing more.
+/// A response head read from an upstream: what the proxy handler relays and decides on, nothing more. Its fields stay
+/// bytes — ranges in the head's own bytes, validated by the parser — so relaying one makes no `String`s: the proxy
+/// classifies names in place and the client encoder copies the kept lines as they came.
 public struct UpstreamResponseHead: Sendable {
     public var version: HTTPVersion
     public var status: HTTPResponseStatus
-    /// Every field as received (names and values as bytes → `String`; validated, so no byte is replaced).
-    public var fields: [(String, String)]
+    /// The head's bytes (a slice of the read, not a copy) and where each field's name and value lie in them.
+    public var block: ByteBuffer
+    public var fieldRanges: [FieldRange]
     /// Whether the connection may carry another exchange after this response (version, `Connection`, framing).
     public var keepAlive: Bool
     public var hasContentLength: Bool
+
+    /// Every field as strings (tests and the rare paths that need them).
+    public var fields: [(String, String)] {
+        fieldRanges.map { ($0.name(in: block), $0.value(in: block)) }
+    }
+}
+
+/// Where a field's name and value lie in a block of bytes (the value without surrounding whitespace).
+public struct FieldRange: Sendable {
+    public let nameStart: Int32, nameCount: Int32, valueStart: Int32, valueCount: Int32
+
+    public func name(in block: ByteBuffer) -> String {
+        block.getString(at: block.readerIndex + Int(nameStart), length: Int(nameCount)) ?? ""
+    }
+
+    public func value(in block: ByteBuffer) -> String {
+        block.getString(at: block.readerIndex + Int(valueStart), length: Int(valueCount)) ?? ""
+    }
 }
 
 /// One step of an upstream response, in wire order.
@@ -164,10 +185,10 @@ public struct UpstreamResponseParser: Sendable {
             return keep(&input)
         }
         guard headLength > 0 else { throw fail("bare LF in the response head") }
-        let parsed: ParsedHead = try input.withUnsafeReadableBytes { bytes in
+        var parsed: ParsedHead = try input.withUnsafeReadableBytes { bytes in
             try Self.parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<headLength]))
         }
-        input.moveReaderIndex(forwardBy: headLength)
+        parsed.block = input.readSlice(length: headLength)!
         if let error = parsed.error { throw fail(error) }
         let code = parsed.status
         if code >= 100 && code < 200 {
@@ -203,8 +224,8 @@ public struct UpstreamResponseParser: Sendable {
     }
 
     private func head(_ parsed: ParsedHead, keepAlive: Bool) -> UpstreamResponseHead {
-        UpstreamResponseHead(version: parsed.version, status: HTTPResponseStatus(statusCode: parsed.status), fields: parsed.fields,
-                             keepAlive: keepAlive, hasContentLength: parsed.contentLength != nil)
+        UpstreamResponseHead(version: parsed.version, status: HTTPResponseStatus(statusCode: parsed.status), block: parsed.block,
+                             fieldRanges: parsed.ranges, keepAlive: keepAlive, hasContentLength: parsed.contentLength != nil)
     }
 
     private mutating func finishResponse(trailers: HTTPHeaders?) -> UpstreamResponseEvent {
@@ -335,8 +356,8 @@ public struct UpstreamResponseParser: Sendable {
         if fields.contentLength != nil || fields.contentLengthConflict || fields.transferEncodings > 0 {
             throw fail("framing field in trailers")
         }
-        input.moveReaderIndex(forwardBy: length)
-        return finishResponse(trailers: fields.fields.isEmpty ? nil : HTTPHeaders(fields.fields))
+        let block = input.readSlice(length: length)!
+        return finishResponse(trailers: fields.ranges.isEmpty ? nil : HTTPHeaders(fields.ranges.map { ($0.name(in: block), $0.value(in: block)) }))
     }
 
     // MARK: byte-level scanning
@@ -363,7 +384,8 @@ public struct UpstreamResponseParser: Sendable {
     struct ParsedHead {
         var version = HTTPVersion.http1_1
         var status = 0
-        var fields: [(String, String)] = []
+        var ranges: [FieldRange] = []
+        var block = ByteBuffer()
         var contentLength: Int?
         var hasTransferEncoding = false
         var transferEncodingIsChunked = false
@@ -373,7 +395,7 @@ public struct UpstreamResponseParser: Sendable {
     }
 
     struct FieldBlock {
-        var fields: [(String, String)] = []
+        var ranges: [FieldRange] = []
         var contentLength: Int?
         var contentLengthConflict = false
         var transferEncodings = 0
@@ -416,10 +438,10 @@ public struct UpstreamResponseParser: Sendable {
         }
         index += 2
         var block = FieldBlock()
-        block.fields.reserveCapacity(16)  // one allocation for a typical head, not four growths
+        block.ranges.reserveCapacity(16)  // one allocation for a typical head, not four growths
         if let error = parseFields(bytes, from: &index, into: &block) { parsed.error = error; return parsed }
         guard !block.contentLengthConflict else { parsed.error = "conflicting or invalid Content-Length"; return parsed }
-        parsed.fields = block.fields
+        parsed.ranges = block.ranges
         parsed.contentLength = block.contentLength
         if block.transferEncodings > 0 {
             parsed.hasTransferEncoding = true
@@ -469,7 +491,8 @@ public struct UpstreamResponseParser: Sendable {
             let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
             let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
             noteFraming(name: name, value: value, in: &block)
-            block.fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            block.ranges.append(FieldRange(nameStart: Int32(nameStart), nameCount: Int32(nameEnd - nameStart),
+                                           valueStart: Int32(valueStart), valueCount: Int32(valueEnd - valueStart)))
         }
     }
 
