@@ -190,6 +190,8 @@ public struct UpstreamResponseParser: Sendable {
         }
         parsed.block = input.readSlice(length: headLength)!
         if let error = parsed.error { throw fail(error) }
+        // Refused in every head, bodiless ones included (as llhttp does): the two disagree on where the message ends.
+        if parsed.hasTransferEncoding && parsed.contentLength != nil { throw fail("both Transfer-Encoding and Content-Length") }
         let code = parsed.status
         if code >= 100 && code < 200 {
             if code == 101 && requestWantsUpgrade {
@@ -210,7 +212,6 @@ public struct UpstreamResponseParser: Sendable {
             state = .bodyEnded
         } else if parsed.hasTransferEncoding {
             guard parsed.transferEncodingIsChunked else { throw fail("Transfer-Encoding other than chunked") }
-            guard parsed.contentLength == nil else { throw fail("both Transfer-Encoding and Content-Length") }
             guard parsed.version.minor == 1 else { throw fail("Transfer-Encoding in an HTTP/1.0 response") }
             state = .chunkSize
         } else if let length = parsed.contentLength {
