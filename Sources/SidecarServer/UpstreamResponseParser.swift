@@ -523,16 +523,11 @@ public struct UpstreamResponseParser: Sendable {
         }
     }
 
-    /// ASCII case-insensitive comparison with a lowercase literal.
+    /// `HeaderClass.equalsLower` (ASCII case-insensitive against a lower-case literal) on raw bytes.
+    @inline(__always)
     static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-        let literal = lowercase.utf8Start
-        for index in 0..<bytes.count {
-            let byte = bytes[index]
-            let folded = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
-            if folded != literal[index] { return false }
-        }
-        return true
+        HeaderClass.equalsLower(UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count),
+                                lowercase)
     }
 
     /// Calls `body` with each comma-separated token of a list value, whitespace trimmed.
