@@ -413,7 +413,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             try remove(down, PipeliningHandler.self)
             try remove(down, ClientResponseEncoder.self)
             down.removeHandler(context: context, promise: nil)
-            try remove(down, ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try remove(down, ClientRequestDecoder.self)
         } catch {
             shared.logger.warning("websocket splice failed", metadata: ["request_id": "\(exchange.requestID)", "error": "\(error)"])
             upstream.channel.close(promise: nil)
@@ -680,7 +680,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let context else { return }
         var responseHead = response.0
         for (n, v) in corsHeaders { responseHead.headers.add(name: n, value: v) }
-        if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") { responseHead.headers.add(name: "connection", value: "close") }
+        if watch.inputStopped {
+            // After an upgrade request or CONNECT no request can follow: this answer is the connection's last.
+            responseHead.headers.replaceOrAdd(name: "connection", value: "close")
+        } else if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") {
+            responseHead.headers.add(name: "connection", value: "close")
+        }
         let client = ExchangeEnding.afterLocalAnswer(bodyPending: hasBody, closeRequested: responseHead.headers["connection"].contains("close"),
                                                      sizeLimit: !drainBody)
         finish(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
@@ -990,12 +995,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         context.fireChannelInactive()
     }
 
-    /// llhttp's own cap on a header block (NIO's default); past it the decoder fails before the configured check.
-    static let parserHeaderLimit = 80 * 1024
-
-    /// An unparsable request (NIO's decoder refused the bytes): answered with JSON — 431 for a header block past the
-    /// decoder's own limit, 400 otherwise — when no response is under way, then the connection ends, because the byte
-    /// stream cannot be trusted past that point. Answered once: later errors from the same bytes only close.
+    /// An unparsable request (``ClientRequestDecoder`` refused the bytes): answered with JSON — the refusal's status
+    /// (400; 431 for a head past the parser's limit; 501, 505) — when no response is under way, then the connection
+    /// ends, because the byte stream cannot be trusted past that point. Answered once: later errors only close.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if lingering || parseErrorAnswered {  // input that was only being drained did not parse: nothing more to say
             context.close(promise: nil)
@@ -1011,18 +1013,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
         state = .idle
-        // A closed connection (header timeout, or the client's EOF in mid-head: the decoder reports what is left at
-        // the end) has nobody to answer: no 400 is written or counted for it.
-        guard answerable, context.channel.isActive, let parseError = error as? HTTPParserError else {
+        // A closed connection (header timeout, or the client's EOF in mid-request) has nobody to answer: no 400 is
+        // written or counted for it.
+        guard answerable, context.channel.isActive, let refusal = error as? ClientRequestError else {
             context.close(promise: nil)
             return
         }
         parseErrorAnswered = true
         let requestID = loop.requestIDs.next()
-        let tooLarge = parseError == .headerOverflow
-        let (head, body) = tooLarge
-            ? LocalResponse.json(status: .requestHeaderFieldsTooLarge, body: LocalResponse.errorBody(error: "request_header_fields_too_large", reason: "header block over \(min(shared.config.maxHeaderBytes, Self.parserHeaderLimit)) bytes", requestID: requestID), requestID: requestID, close: true)
-            : LocalResponse.json(status: .badRequest, body: LocalResponse.errorBody(error: "bad_request", reason: "unparsable HTTP request", requestID: requestID), requestID: requestID, close: true)
+        let tooLarge = refusal.status == .requestHeaderFieldsTooLarge
+        let reason = tooLarge ? "header block over \(min(shared.config.maxHeaderBytes, ClientRequestParser.maxHeadBytes)) bytes" : refusal.reason
+        let (head, body) = LocalResponse.json(status: refusal.status, body: LocalResponse.errorBody(error: refusal.code, reason: reason, requestID: requestID),
+                                              requestID: requestID, close: true)
         finish(requestID: requestID, method: "-", path: "-", status: head.status.code, outcome: tooLarge ? "header_too_large" : "bad_request",
                start: .now(), upstreamStart: nil)
         context.write(wrapOutboundOut(.head(head)), promise: nil)

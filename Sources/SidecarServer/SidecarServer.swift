@@ -146,8 +146,8 @@ public final class SidecarServer: @unchecked Sendable {
         }
     }
 
-    /// The HTTP/1 server pipeline of one client connection, assembled by hand so the decoder forwards leftover bytes
-    /// after a WebSocket upgrade: limit → timeouts (idle between requests, header block) → response encoder (which
+    /// The HTTP/1 server pipeline of one client connection (the decoder forwards leftover bytes after a WebSocket
+    /// upgrade): limit → timeouts (idle between requests, header block) → response encoder (which
     /// also validates response heads) → request decoder → pipelining → proxy (which also answers parse errors).
     static func addClientHandlers(to channel: Channel, limit: ConnectionLimit, headerTimeout: TimeAmount,
                                   idleTimeout: TimeAmount, shared: ProxyContext, watch: HeadWatch = HeadWatch()) throws {
@@ -155,7 +155,7 @@ public final class SidecarServer: @unchecked Sendable {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(ClientTimeoutsHandler(watch: watch, headerTimeout: headerTimeout, idleTimeout: idleTimeout))
         try sync.addHandler(ClientResponseEncoder(watch: watch))
-        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try sync.addHandler(ClientRequestDecoder(watch: watch))
         try sync.addHandler(PipeliningHandler(watch: watch))
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
     }

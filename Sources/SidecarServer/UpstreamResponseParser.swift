@@ -69,7 +69,7 @@ public struct UpstreamResponseParser: Sendable {
     /// Longest response head (status line, fields, final empty line), and longest trailer block; NIO's default limit.
     public static let maxHeadBytes = 80 * 1024
     /// Longest chunk-size line, extensions included.
-    public static let maxChunkLineBytes = 4 * 1024
+    public static let maxChunkLineBytes = ChunkedBodyReader.maxLineBytes
 
     private enum State {
         /// Waiting for a status line (between responses, or before the first).
@@ -77,17 +77,14 @@ public struct UpstreamResponseParser: Sendable {
         case fixedBody(remaining: Int)
         /// The body is complete (or there is none): `.end` comes next.
         case bodyEnded
-        case chunkSize
-        case chunkData(remaining: Int)
-        /// The CRLF after a chunk's data.
-        case chunkDataEnd
-        case trailers
+        case chunked
         case untilClose
         /// After a 101 to an upgrade request, a response that closes the connection, or an error: no more HTTP here.
         case done
     }
 
     private var state = State.head
+    private var chunked = ChunkedBodyReader()
     /// Bytes of an incomplete line-based element (head, chunk-size line, trailers) kept for the next read.
     private var pending: ByteBuffer?
     /// Requests written and not yet answered, oldest first, as bits (bit 0 is the oldest): whether each was a HEAD
@@ -136,25 +133,14 @@ public struct UpstreamResponseParser: Sendable {
                 return .body(input.readSlice(length: count)!)
             case .bodyEnded:
                 return finishResponse(trailers: nil)
-            case .chunkSize:
-                guard let lineLength = try line(&input, limit: Self.maxChunkLineBytes, what: "chunk-size line") else { return nil }
-                let size: Int? = input.withUnsafeReadableBytes { bytes in
-                    Self.chunkSize(UnsafeRawBufferPointer(rebasing: bytes[0..<(lineLength - 2)]))
+            case .chunked:
+                let step: ChunkedBodyReader.Step
+                do { step = try chunked.next(&input, maxTrailerBytes: Self.maxHeadBytes) } catch { throw fail(error.reason) }
+                switch step {
+                case .body(let data): return .body(data)
+                case .end(let trailers): return finishResponse(trailers: trailers)
+                case .needMore: return keep(&input)
                 }
-                guard let size else { throw fail("invalid chunk-size line") }
-                input.moveReaderIndex(forwardBy: lineLength)
-                state = size == 0 ? .trailers : .chunkData(remaining: size)
-            case .chunkData(let remaining):
-                guard input.readableBytes > 0 else { return nil }
-                let count = min(remaining, input.readableBytes)
-                state = count == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - count)
-                return .body(input.readSlice(length: count)!)
-            case .chunkDataEnd:
-                guard input.readableBytes >= 2 else { return keep(&input) }
-                guard input.readInteger(as: UInt16.self) == 0x0D0A else { throw fail("chunk data not followed by CRLF") }
-                state = .chunkSize
-            case .trailers:
-                return try parseTrailers(&input)
             case .untilClose:
                 guard input.readableBytes > 0 else { return nil }
                 return .body(input.readSlice(length: input.readableBytes)!)
@@ -180,7 +166,7 @@ public struct UpstreamResponseParser: Sendable {
     // MARK: heads
 
     private mutating func parseHead(_ input: inout ByteBuffer) throws -> UpstreamResponseEvent? {
-        guard let headLength = Self.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes) else {
+        guard let headLength = HTTPScan.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes) else {
             if input.readableBytes > Self.maxHeadBytes { throw fail("response head over \(Self.maxHeadBytes) bytes") }
             return keep(&input)
         }
@@ -213,7 +199,7 @@ public struct UpstreamResponseParser: Sendable {
         } else if parsed.hasTransferEncoding {
             guard parsed.transferEncodingIsChunked else { throw fail("Transfer-Encoding other than chunked") }
             guard parsed.version.minor == 1 else { throw fail("Transfer-Encoding in an HTTP/1.0 response") }
-            state = .chunkSize
+            state = .chunked
         } else if let length = parsed.contentLength {
             state = length == 0 ? .bodyEnded : .fixedBody(remaining: length)
         } else {
@@ -253,134 +239,7 @@ public struct UpstreamResponseParser: Sendable {
         return .bad(reason)
     }
 
-    // MARK: chunked framing
-
-    /// The length of the CRLF-terminated line at the start of `input`, or `nil` (bytes kept) if it has not all come.
-    private mutating func line(_ input: inout ByteBuffer, limit: Int, what: String) throws -> Int? {
-        let length: Int? = input.withUnsafeReadableBytes { bytes in
-            var index = 0
-            while index < bytes.count {
-                if bytes[index] == 0x0A { return index + 1 }
-                index += 1
-            }
-            return nil
-        }
-        guard let length else {
-            if input.readableBytes > limit { throw fail("\(what) over \(limit) bytes") }
-            _ = keep(&input)
-            return nil
-        }
-        guard length <= limit else { throw fail("\(what) over \(limit) bytes") }
-        guard length >= 2, input.getInteger(at: input.readerIndex + length - 2, as: UInt8.self) == 0x0D else {
-            throw fail("bare LF in a \(what)")
-        }
-        return length
-    }
-
-    /// A chunk-size line without its CRLF: hex digits, then optional extensions `;name[=token|"quoted"]` (ignored)
-    /// with no whitespace anywhere — the RFC's BWS is refused, as llhttp refuses it, so both read the same lines.
-    static func chunkSize(_ line: UnsafeRawBufferPointer) -> Int? {
-        var size = 0
-        var index = 0
-        while index < line.count, let digit = hexValue(line[index]) {
-            guard size <= (Int.max >> 4) else { return nil }
-            size = size << 4 | digit
-            index += 1
-        }
-        guard index > 0, index <= 16 else { return nil }
-        while index < line.count {
-            guard line[index] == UInt8(ascii: ";") else { return nil }
-            index += 1
-            guard skipToken(line, &index) else { return nil }
-            guard index < line.count, line[index] == UInt8(ascii: "=") else { continue }
-            index += 1
-            if index < line.count, line[index] == UInt8(ascii: "\"") {
-                guard skipQuotedString(line, &index) else { return nil }
-            } else {
-                guard skipToken(line, &index) else { return nil }
-            }
-        }
-        return size
-    }
-
-    /// Moves past one or more token characters; false if there is none.
-    private static func skipToken(_ line: UnsafeRawBufferPointer, _ index: inout Int) -> Bool {
-        let start = index
-        while index < line.count, ClientResponseEncoder.byteClasses[Int(line[index])] & ClientResponseEncoder.notInName == 0 { index += 1 }
-        return index > start
-    }
-
-    /// Moves past a quoted-string (RFC 9110 §5.6.4) starting at its opening quote; false if it is malformed or open.
-    private static func skipQuotedString(_ line: UnsafeRawBufferPointer, _ index: inout Int) -> Bool {
-        index += 1
-        while index < line.count {
-            let byte = line[index]
-            if byte == UInt8(ascii: "\"") { index += 1; return true }
-            if byte == UInt8(ascii: "\\") {
-                index += 1
-                guard index < line.count else { return false }
-            }
-            guard ClientResponseEncoder.isValueByte(line[index]) else { return false }
-            index += 1
-        }
-        return false
-    }
-
-    private static func hexValue(_ byte: UInt8) -> Int? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return Int(byte - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return Int(byte - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return Int(byte - UInt8(ascii: "A") + 10)
-        default: return nil
-        }
-    }
-
-    private mutating func parseTrailers(_ input: inout ByteBuffer) throws -> UpstreamResponseEvent? {
-        // The common case: no trailers, the last chunk's CRLF at once.
-        if input.readableBytes >= 2, input.getInteger(at: input.readerIndex, as: UInt16.self) == 0x0D0A {
-            input.moveReaderIndex(forwardBy: 2)
-            return finishResponse(trailers: nil)
-        }
-        guard let length = Self.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes, fromLineStart: true) else {
-            if input.readableBytes > Self.maxHeadBytes { throw fail("trailers over \(Self.maxHeadBytes) bytes") }
-            return keep(&input)
-        }
-        guard length > 0 else { throw fail("bare LF in the trailers") }
-        var fields = FieldBlock()
-        let error: String? = input.withUnsafeReadableBytes { bytes in
-            let block = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
-            var index = 0
-            return Self.parseFields(block, from: &index, into: &fields)
-        }
-        if let error { throw fail(error) }
-        // Framing fields have no place in trailers (RFC 9110 §6.5.1); llhttp refuses them too.
-        if fields.contentLength != nil || fields.contentLengthConflict || fields.transferEncodings > 0 {
-            throw fail("framing field in trailers")
-        }
-        let block = input.readSlice(length: length)!
-        return finishResponse(trailers: fields.ranges.isEmpty ? nil : HTTPHeaders(fields.ranges.map { ($0.name(in: block), $0.value(in: block)) }))
-    }
-
     // MARK: byte-level scanning
-
-    /// The length of the bytes up to and including the first CRLF CRLF (or, with `fromLineStart`, a leading CRLF
-    /// ends an empty block); `nil` if it is not within `limit` bytes; -1 at a bare LF, so a head that will never have
-    /// its CRLF CRLF fails at once instead of waiting for the upstream timeout.
-    static func lengthThroughEmptyLine(_ buffer: ByteBuffer, limit: Int, fromLineStart: Bool = false) -> Int? {
-        buffer.withUnsafeReadableBytes { bytes in
-            let end = min(bytes.count, limit)
-            if fromLineStart, end >= 2, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
-            var index = 0
-            while index < end {
-                if bytes[index] == 0x0A {
-                    guard index >= 1, bytes[index - 1] == 0x0D else { return -1 }
-                    if index >= 3, bytes[index - 2] == 0x0A, bytes[index - 3] == 0x0D { return index + 1 }
-                }
-                index += 1
-            }
-            return nil
-        }
-    }
 
     struct ParsedHead {
         var version = HTTPVersion.http1_1
@@ -393,16 +252,6 @@ public struct UpstreamResponseParser: Sendable {
         var connectionClose = false
         var connectionKeepAlive = false
         var error: String?
-    }
-
-    struct FieldBlock {
-        var ranges: [FieldRange] = []
-        var contentLength: Int?
-        var contentLengthConflict = false
-        var transferEncodings = 0
-        var transferEncodingIsChunked = false
-        var connectionClose = false
-        var connectionKeepAlive = false
     }
 
     /// Parses a whole head (status line through the empty line).
@@ -438,9 +287,9 @@ public struct UpstreamResponseParser: Sendable {
             return parsed
         }
         index += 2
-        var block = FieldBlock()
+        var block = HTTPScan.FieldBlock()
         block.ranges.reserveCapacity(16)  // one allocation for a typical head, not four growths
-        if let error = parseFields(bytes, from: &index, into: &block) { parsed.error = error; return parsed }
+        if let error = HTTPScan.parseFields(bytes, from: &index, into: &block) { parsed.error = error; return parsed }
         guard !block.contentLengthConflict else { parsed.error = "conflicting or invalid Content-Length"; return parsed }
         parsed.ranges = block.ranges
         parsed.contentLength = block.contentLength
@@ -453,92 +302,5 @@ public struct UpstreamResponseParser: Sendable {
         return parsed
     }
 
-    /// Parses field lines from `index` through the empty line that ends the block; returns an error text or `nil`.
-    static func parseFields(_ bytes: UnsafeRawBufferPointer, from index: inout Int, into block: inout FieldBlock) -> String? {
-        // The byte-class table read once (a lazy global: each access would check its initialisation).
-        let classes = ClientResponseEncoder.byteClasses
-        let notInName = ClientResponseEncoder.notInName, notInValue = ClientResponseEncoder.notInValue
-        while true {
-            guard index + 1 < bytes.count else { return "field block without its empty line" }
-            if bytes[index] == 0x0D {
-                guard bytes[index + 1] == 0x0A else { return "bare CR" }
-                index += 2
-                return nil
-            }
-            // Name: one or more token characters, then ':' at once (no whitespace before it, RFC 9112 §5.1).
-            let nameStart = index
-            while index < bytes.count, classes[Int(bytes[index])] & notInName == 0 { index += 1 }
-            guard index > nameStart else {
-                return bytes[index] == 0x20 || bytes[index] == 0x09 ? "obsolete line folding" : "invalid field name"
-            }
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return "invalid field name" }
-            let nameEnd = index
-            index += 1
-            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
-            let valueStart = index
-            // Value bytes up to the CR: HTAB, SP, VCHAR, obs-text (one table load each); then trailing whitespace off.
-            while index < bytes.count {
-                let byte = bytes[index]
-                if classes[Int(byte)] & notInValue != 0 {
-                    if byte == 0x0D { break }
-                    return byte == 0x0A ? "bare LF" : "control byte in a field value"
-                }
-                index += 1
-            }
-            guard index + 1 < bytes.count, bytes[index + 1] == 0x0A else { return "bare CR" }
-            var valueEnd = index
-            while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-            index += 2
-            let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
-            let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
-            noteFraming(name: name, value: value, in: &block)
-            block.ranges.append(FieldRange(nameStart: Int32(nameStart), nameCount: Int32(nameEnd - nameStart),
-                                           valueStart: Int32(valueStart), valueCount: Int32(valueEnd - valueStart)))
-        }
-    }
 
-    /// Records what the framing depends on: `Content-Length`, `Transfer-Encoding`, `Connection`.
-    private static func noteFraming(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, in block: inout FieldBlock) {
-        switch name.count {
-        case 14 where equalsLowercase(name, "content-length"):
-            var length = 0
-            guard value.count > 0, value.count <= 18 else { block.contentLengthConflict = true; return }
-            for byte in value {
-                guard byte >= 0x30 && byte <= 0x39 else { block.contentLengthConflict = true; return }
-                length = length * 10 + Int(byte - 0x30)
-            }
-            // A second copy is refused even when equal, as nginx and llhttp refuse it.
-            if block.contentLength != nil { block.contentLengthConflict = true }
-            block.contentLength = length
-        case 17 where equalsLowercase(name, "transfer-encoding"):
-            block.transferEncodings += 1
-            block.transferEncodingIsChunked = equalsLowercase(value, "chunked")
-        case 10 where equalsLowercase(name, "connection"):
-            forEachToken(value) { token in
-                if equalsLowercase(token, "close") { block.connectionClose = true }
-                if equalsLowercase(token, "keep-alive") { block.connectionKeepAlive = true }
-            }
-        default:
-            break
-        }
-    }
-
-    /// `HeaderClass.equalsLower` (ASCII case-insensitive against a lower-case literal) on raw bytes.
-    @inline(__always)
-    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
-        HeaderClass.equalsLower(UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count),
-                                lowercase)
-    }
-
-    /// Calls `body` with each comma-separated token of a list value, whitespace trimmed.
-    private static func forEachToken(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
-        var start = 0
-        for index in 0...value.count where index == value.count || value[index] == UInt8(ascii: ",") {
-            var lower = start, upper = index
-            while lower < upper, value[lower] == 0x20 || value[lower] == 0x09 { lower += 1 }
-            while upper > lower, value[upper - 1] == 0x20 || value[upper - 1] == 0x09 { upper -= 1 }
-            if upper > lower { body(UnsafeRawBufferPointer(rebasing: value[lower..<upper])) }
-            start = index + 1
-        }
-    }
 }

@@ -1,0 +1,296 @@
+import NIOCore
+import NIOHTTP1
+
+/// Byte-level pieces of HTTP/1 message parsing shared by ``ClientRequestParser`` and ``UpstreamResponseParser``: the
+/// end of a header block, field lines (validated, as ranges), the framing fields, chunk-size lines. One reading of
+/// the bytes on both sides of the proxy, so neither can be fooled where the other is not.
+enum HTTPScan {
+    /// The length of the bytes up to and including the first CRLF CRLF (or, with `fromLineStart`, a leading CRLF
+    /// ends an empty block); `nil` if it is not within `limit` bytes; -1 at a bare LF, so a head that will never have
+    /// its CRLF CRLF fails at once instead of waiting for the upstream timeout.
+    static func lengthThroughEmptyLine(_ buffer: ByteBuffer, limit: Int, fromLineStart: Bool = false) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes in
+            let end = min(bytes.count, limit)
+            if fromLineStart, end >= 2, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
+            var index = 0
+            while index < end {
+                if bytes[index] == 0x0A {
+                    guard index >= 1, bytes[index - 1] == 0x0D else { return -1 }
+                    if index >= 3, bytes[index - 2] == 0x0A, bytes[index - 3] == 0x0D { return index + 1 }
+                }
+                index += 1
+            }
+            return nil
+        }
+    }
+
+    struct FieldBlock {
+        var ranges: [FieldRange] = []
+        var contentLength: Int?
+        var contentLengthConflict = false
+        var transferEncodings = 0
+        var transferEncodingIsChunked = false
+        var connectionClose = false
+        var connectionKeepAlive = false
+        var connectionUpgrade = false
+        var hasUpgrade = false
+    }
+
+    /// Parses field lines from `index` through the empty line that ends the block; returns an error text or `nil`.
+    static func parseFields(_ bytes: UnsafeRawBufferPointer, from index: inout Int, into block: inout FieldBlock) -> String? {
+        // The byte-class table read once (a lazy global: each access would check its initialisation).
+        let classes = ClientResponseEncoder.byteClasses
+        let notInName = ClientResponseEncoder.notInName, notInValue = ClientResponseEncoder.notInValue
+        while true {
+            guard index + 1 < bytes.count else { return "field block without its empty line" }
+            if bytes[index] == 0x0D {
+                guard bytes[index + 1] == 0x0A else { return "bare CR" }
+                index += 2
+                return nil
+            }
+            // Name: one or more token characters, then ':' at once (no whitespace before it, RFC 9112 §5.1).
+            let nameStart = index
+            while index < bytes.count, classes[Int(bytes[index])] & notInName == 0 { index += 1 }
+            guard index > nameStart else {
+                return bytes[index] == 0x20 || bytes[index] == 0x09 ? "obsolete line folding" : "invalid field name"
+            }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return "invalid field name" }
+            let nameEnd = index
+            index += 1
+            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
+            let valueStart = index
+            // Value bytes up to the CR: HTAB, SP, VCHAR, obs-text (one table load each); then trailing whitespace off.
+            while index < bytes.count {
+                let byte = bytes[index]
+                if classes[Int(byte)] & notInValue != 0 {
+                    if byte == 0x0D { break }
+                    return byte == 0x0A ? "bare LF" : "control byte in a field value"
+                }
+                index += 1
+            }
+            guard index + 1 < bytes.count, bytes[index + 1] == 0x0A else { return "bare CR" }
+            var valueEnd = index
+            while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+            index += 2
+            let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
+            let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
+            noteFraming(name: name, value: value, in: &block)
+            block.ranges.append(FieldRange(nameStart: Int32(nameStart), nameCount: Int32(nameEnd - nameStart),
+                                           valueStart: Int32(valueStart), valueCount: Int32(valueEnd - valueStart)))
+        }
+    }
+
+    /// Records what the framing depends on: `Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`.
+    static func noteFraming(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, in block: inout FieldBlock) {
+        switch name.count {
+        case 14 where equalsLowercase(name, "content-length"):
+            var length = 0
+            guard value.count > 0, value.count <= 18 else { block.contentLengthConflict = true; return }
+            for byte in value {
+                guard byte >= 0x30 && byte <= 0x39 else { block.contentLengthConflict = true; return }
+                length = length * 10 + Int(byte - 0x30)
+            }
+            // A second copy is refused even when equal, as nginx and llhttp refuse it.
+            if block.contentLength != nil { block.contentLengthConflict = true }
+            block.contentLength = length
+        case 17 where equalsLowercase(name, "transfer-encoding"):
+            block.transferEncodings += 1
+            block.transferEncodingIsChunked = equalsLowercase(value, "chunked")
+        case 10 where equalsLowercase(name, "connection"):
+            forEachToken(value) { token in
+                if equalsLowercase(token, "close") { block.connectionClose = true }
+                if equalsLowercase(token, "keep-alive") { block.connectionKeepAlive = true }
+                if equalsLowercase(token, "upgrade") { block.connectionUpgrade = true }
+            }
+        case 7 where equalsLowercase(name, "upgrade"):
+            block.hasUpgrade = true
+        default:
+            break
+        }
+    }
+
+    /// `HeaderClass.equalsLower` (ASCII case-insensitive against a lower-case literal) on raw bytes.
+    @inline(__always)
+    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        HeaderClass.equalsLower(UnsafeBufferPointer(start: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count),
+                                lowercase)
+    }
+
+    /// Calls `body` with each comma-separated token of a list value, whitespace trimmed.
+    static func forEachToken(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
+        var start = 0
+        for index in 0...value.count where index == value.count || value[index] == UInt8(ascii: ",") {
+            var lower = start, upper = index
+            while lower < upper, value[lower] == 0x20 || value[lower] == 0x09 { lower += 1 }
+            while upper > lower, value[upper - 1] == 0x20 || value[upper - 1] == 0x09 { upper -= 1 }
+            if upper > lower { body(UnsafeRawBufferPointer(rebasing: value[lower..<upper])) }
+            start = index + 1
+        }
+    }
+
+    /// A chunk-size line without its CRLF: hex digits, then optional extensions `;name[=token|"quoted"]` (ignored)
+    /// with no whitespace anywhere — the RFC's BWS is refused, as llhttp refuses it, so both read the same lines.
+    static func chunkSize(_ line: UnsafeRawBufferPointer) -> Int? {
+        var size = 0
+        var index = 0
+        while index < line.count, let digit = hexValue(line[index]) {
+            guard size <= (Int.max >> 4) else { return nil }
+            size = size << 4 | digit
+            index += 1
+        }
+        guard index > 0, index <= 16 else { return nil }
+        while index < line.count {
+            guard line[index] == UInt8(ascii: ";") else { return nil }
+            index += 1
+            guard skipToken(line, &index) else { return nil }
+            guard index < line.count, line[index] == UInt8(ascii: "=") else { continue }
+            index += 1
+            if index < line.count, line[index] == UInt8(ascii: "\"") {
+                guard skipQuotedString(line, &index) else { return nil }
+            } else {
+                guard skipToken(line, &index) else { return nil }
+            }
+        }
+        return size
+    }
+
+    /// Moves past one or more token characters; false if there is none.
+    static func skipToken(_ line: UnsafeRawBufferPointer, _ index: inout Int) -> Bool {
+        let start = index
+        while index < line.count, ClientResponseEncoder.byteClasses[Int(line[index])] & ClientResponseEncoder.notInName == 0 { index += 1 }
+        return index > start
+    }
+
+    /// Moves past a quoted-string (RFC 9110 §5.6.4) starting at its opening quote; false if it is malformed or open.
+    static func skipQuotedString(_ line: UnsafeRawBufferPointer, _ index: inout Int) -> Bool {
+        index += 1
+        while index < line.count {
+            let byte = line[index]
+            if byte == UInt8(ascii: "\"") { index += 1; return true }
+            if byte == UInt8(ascii: "\\") {
+                index += 1
+                guard index < line.count else { return false }
+            }
+            guard ClientResponseEncoder.isValueByte(line[index]) else { return false }
+            index += 1
+        }
+        return false
+    }
+
+    static func hexValue(_ byte: UInt8) -> Int? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return Int(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return Int(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return Int(byte - UInt8(ascii: "A") + 10)
+        default: return nil
+        }
+    }
+}
+
+/// Why bytes were refused, in words for the log and the error body (each parser wraps it in its own error type).
+struct HTTPFramingRefusal: Error {
+    let reason: String
+}
+
+/// Reads one chunked body (RFC 9112 §7.1) as a pure state machine: data as slices of the input, then the end with any
+/// trailers. Shared by both parsers, so a request body and a response body end at the same byte by the same rules:
+/// chunk-size lines strict (hex digits, extensions without whitespace, CRLF), at most ``maxLineBytes``; the CRLF
+/// after each chunk's data; trailers validated like a head, at most `maxTrailerBytes`, no framing fields in them
+/// (RFC 9110 §6.5.1; llhttp refuses them too).
+struct ChunkedBodyReader {
+    enum Step {
+        case body(ByteBuffer)
+        case end(HTTPHeaders?)
+        /// The rest of `input` is an incomplete line: the caller keeps it for the next read.
+        case needMore
+    }
+
+    /// Longest chunk-size line, extensions included.
+    static let maxLineBytes = 4 * 1024
+
+    private enum State {
+        case size
+        case data(remaining: Int)
+        /// The CRLF after a chunk's data.
+        case dataEnd
+        case trailers
+    }
+
+    private var state = State.size
+
+    /// The next step from `input` (consuming what it used). After `.end` the reader is ready for another body.
+    mutating func next(_ input: inout ByteBuffer, maxTrailerBytes: Int) throws(HTTPFramingRefusal) -> Step {
+        while true {
+            switch state {
+            case .size:
+                guard let lineLength = try Self.line(input, limit: Self.maxLineBytes, what: "chunk-size line") else { return .needMore }
+                let size: Int? = input.withUnsafeReadableBytes { bytes in
+                    HTTPScan.chunkSize(UnsafeRawBufferPointer(rebasing: bytes[0..<(lineLength - 2)]))
+                }
+                guard let size else { throw HTTPFramingRefusal(reason: "invalid chunk-size line") }
+                input.moveReaderIndex(forwardBy: lineLength)
+                state = size == 0 ? .trailers : .data(remaining: size)
+            case .data(let remaining):
+                guard input.readableBytes > 0 else { return .needMore }
+                let count = min(remaining, input.readableBytes)
+                state = count == remaining ? .dataEnd : .data(remaining: remaining - count)
+                return .body(input.readSlice(length: count)!)
+            case .dataEnd:
+                guard input.readableBytes >= 2 else { return .needMore }
+                guard input.readInteger(as: UInt16.self) == 0x0D0A else { throw HTTPFramingRefusal(reason: "chunk data not followed by CRLF") }
+                state = .size
+            case .trailers:
+                guard let trailers = try Self.trailers(&input, limit: maxTrailerBytes) else { return .needMore }
+                state = .size
+                return .end(trailers.isEmpty ? nil : trailers)
+            }
+        }
+    }
+
+    /// The length of the CRLF-terminated line at the start of `input`, or `nil` if it has not all come.
+    private static func line(_ input: ByteBuffer, limit: Int, what: String) throws(HTTPFramingRefusal) -> Int? {
+        let length: Int? = input.withUnsafeReadableBytes { bytes in
+            var index = 0
+            while index < bytes.count {
+                if bytes[index] == 0x0A { return index + 1 }
+                index += 1
+            }
+            return nil
+        }
+        guard let length else {
+            if input.readableBytes > limit { throw HTTPFramingRefusal(reason: "\(what) over \(limit) bytes") }
+            return nil
+        }
+        guard length <= limit else { throw HTTPFramingRefusal(reason: "\(what) over \(limit) bytes") }
+        guard length >= 2, input.getInteger(at: input.readerIndex + length - 2, as: UInt8.self) == 0x0D else {
+            throw HTTPFramingRefusal(reason: "bare LF in a \(what)")
+        }
+        return length
+    }
+
+    /// The trailer block after the last chunk (empty: none), or `nil` if it has not all come.
+    private static func trailers(_ input: inout ByteBuffer, limit: Int) throws(HTTPFramingRefusal) -> HTTPHeaders? {
+        // The common case: no trailers, the last chunk's CRLF at once.
+        if input.readableBytes >= 2, input.getInteger(at: input.readerIndex, as: UInt16.self) == 0x0D0A {
+            input.moveReaderIndex(forwardBy: 2)
+            return HTTPHeaders()
+        }
+        guard let length = HTTPScan.lengthThroughEmptyLine(input, limit: limit, fromLineStart: true) else {
+            if input.readableBytes > limit { throw HTTPFramingRefusal(reason: "trailers over \(limit) bytes") }
+            return nil
+        }
+        guard length > 0 else { throw HTTPFramingRefusal(reason: "bare LF in the trailers") }
+        var fields = HTTPScan.FieldBlock()
+        let error: String? = input.withUnsafeReadableBytes { bytes in
+            let block = UnsafeRawBufferPointer(rebasing: bytes[0..<length])
+            var index = 0
+            return HTTPScan.parseFields(block, from: &index, into: &fields)
+        }
+        if let error { throw HTTPFramingRefusal(reason: error) }
+        if fields.contentLength != nil || fields.contentLengthConflict || fields.transferEncodings > 0 {
+            throw HTTPFramingRefusal(reason: "framing field in trailers")
+        }
+        let block = input.readSlice(length: length)!
+        return HTTPHeaders(fields.ranges.map { ($0.name(in: block), $0.value(in: block)) })
+    }
+}
