@@ -1,5 +1,10 @@
 import NIOCore
 import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Byte-level pieces of HTTP/1 message parsing shared by ``ClientRequestParser`` and ``UpstreamResponseParser``: the
 /// end of a header block, field lines (validated, as ranges), the framing fields, chunk-size lines. One reading of
@@ -11,17 +16,31 @@ enum HTTPScan {
     static func lengthThroughEmptyLine(_ buffer: ByteBuffer, limit: Int, fromLineStart: Bool = false) -> Int? {
         buffer.withUnsafeReadableBytes { bytes in
             let end = min(bytes.count, limit)
+            guard let base = bytes.baseAddress, end > 0 else { return nil }
             if fromLineStart, end >= 2, bytes[0] == 0x0D, bytes[1] == 0x0A { return 2 }
+            // Line by line with memchr (vectorised in libc): a head is a few lines, one of them a kilobyte of cookie.
             var index = 0
             while index < end {
-                if bytes[index] == 0x0A {
-                    guard index >= 1, bytes[index - 1] == 0x0D else { return -1 }
-                    if index >= 3, bytes[index - 2] == 0x0A, bytes[index - 3] == 0x0D { return index + 1 }
-                }
-                index += 1
+                guard let found = memchr(base + index, 0x0A, end - index) else { return nil }
+                let lf = base.distance(to: UnsafeRawPointer(found))
+                guard lf >= 1, bytes[lf - 1] == 0x0D else { return -1 }
+                if lf >= 3, bytes[lf - 2] == 0x0A, bytes[lf - 3] == 0x0D { return lf + 1 }
+                index = lf + 1
             }
             return nil
         }
+    }
+
+    /// Whether any of eight bytes may be one a field value cannot hold: below 0x20 (HTAB, which it can, is then
+    /// rechecked byte by byte) or DEL. obs-text (0x80–0xFF) has its high bit set and is never flagged. The "hasless" and
+    /// "haszero" word tests of *Bit Twiddling Hacks*: they may flag a clean word (only slower), never miss a byte.
+    @inline(__always)
+    static func mayHoldNonValueByte(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        let below20 = (word &- ones &* 0x20) & ~word & highs
+        let del = word ^ (ones &* 0x7F)
+        let isDel = (del &- ones) & ~del & highs
+        return below20 | isDel != 0
     }
 
     struct FieldBlock {
@@ -59,8 +78,13 @@ enum HTTPScan {
             index += 1
             while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
             let valueStart = index
-            // Value bytes up to the CR: HTAB, SP, VCHAR, obs-text (one table load each); then trailing whitespace off.
-            while index < bytes.count {
+            // Value bytes up to the CR: HTAB, SP, VCHAR, obs-text — eight at a time while none can be anything else,
+            // else one table load each; then trailing whitespace off.
+            while true {
+                while index &+ 8 <= bytes.count, !mayHoldNonValueByte(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
+                    index &+= 8
+                }
+                guard index < bytes.count else { break }
                 let byte = bytes[index]
                 if classes[Int(byte)] & notInValue != 0 {
                     if byte == 0x0D { break }
