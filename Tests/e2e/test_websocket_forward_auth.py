@@ -31,6 +31,38 @@ def test_websocket_upgrade_needs_a_token(sidecar):
     assert "401" in str(info.value)
 
 
+def _exchange_raw(port: int, payload: bytes, wait: float = 3.0) -> tuple[bytes, bool]:
+    """Sends `payload` on a fresh connection; returns what came back and whether the sidecar closed within `wait`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(payload)
+        got, deadline = b"", time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                return got, False
+            if not chunk:
+                return got, True
+            got += chunk
+        return got, False
+
+
+@pytest.mark.parametrize("with_token", [False, True], ids=["refused-401", "upstream-refuses"])
+def test_an_upgrade_request_that_is_not_upgraded_ends_the_connection(sidecar, token, with_token):
+    # After an upgrade request the bytes that follow belong to the new protocol, so they are never read as requests.
+    # Answered with anything but a 101 (a 401 here, or the upstream's refusal of a path with no WebSocket), the answer
+    # says Connection: close and the connection ends — before (NIO's decoder), it stayed open, reading nothing.
+    cookie = f"Cookie: authjs.session-token={token}\r\n" if with_token else ""
+    upgrade = (f"GET /api/echo HTTP/1.1\r\nHost: x\r\n{cookie}Connection: Upgrade\r\nUpgrade: websocket\r\n"
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
+    got, closed = _exchange_raw(sidecar["port"], upgrade + b"GET /docs/after HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = got.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 401") if not with_token else (head.startswith(b"http/1.1 ") and head[9:12] != b"101"), got[:300]
+    assert b"\r\nconnection: close" in head, got[:300]
+    assert got.count(b"HTTP/1.1 ") == 1, f"a request after the upgrade request was answered: {got!r}"
+    assert closed, "the connection stayed open after the answer to an upgrade request"
+
+
 def test_forward_auth_endpoint(sidecar, token):
     url = sidecar["url"] + "/_sidecar/auth"
     r = httpx.get(url, headers={"Cookie": f"authjs.session-token={token}", "X-Forwarded-Uri": "/api/x", "X-Forwarded-Method": "GET"})
