@@ -229,7 +229,10 @@ public struct ClientRequestParser: Sendable {
         // Target: visible ASCII (RFC 3986 has no other bytes; llhttp refuses them too), then one SP.
         let targetStart = index
         while index < bytes.count, bytes[index] > 0x20, bytes[index] < 0x7F { index += 1 }
-        guard index > targetStart, index < bytes.count, bytes[index] == 0x20 else { throw .bad("malformed request target") }
+        guard index > targetStart, index < bytes.count, bytes[index] == 0x20,
+              isTargetForm(UnsafeRawBufferPointer(rebasing: bytes[targetStart..<index]), isCONNECT: method == .CONNECT) else {
+            throw .bad("malformed request target")
+        }
         let targetEnd = index
         index += 1
         // Version: "HTTP/d.d" then CRLF; 1.0 and 1.1 are served.
@@ -259,6 +262,42 @@ public struct ClientRequestParser: Sendable {
 
     @inline(__always)
     private static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+
+    @inline(__always)
+    private static func isAlpha(_ byte: UInt8) -> Bool { (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A }
+
+    /// A byte of an authority (RFC 3986 §3.2: unreserved, sub-delims, `:`, `@`, `[`, `]`, `%`).
+    private static func isAuthorityByte(_ byte: UInt8) -> Bool {
+        if isAlpha(byte) || isDigit(byte) { return true }
+        switch byte {
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "!"), UInt8(ascii: "$"),
+             UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"),
+             UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "["),
+             UInt8(ascii: "]"), UInt8(ascii: "%"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// The target's form (RFC 9112 §3.2), its bytes already known visible ASCII: origin-form (`/…`), asterisk-form
+    /// (`*`), absolute-form (`scheme://authority[/…|?…]`, scheme letters only), or, for CONNECT only, authority-form.
+    /// Anything else is refused, as llhttp refuses it (a target like `'` was accepted here until the `client-request`
+    /// fuzz target showed llhttp refusing it: Tests/fuzz/crashes/client-request-1).
+    static func isTargetForm(_ target: UnsafeRawBufferPointer, isCONNECT: Bool) -> Bool {
+        if isCONNECT { return target.allSatisfy(isAuthorityByte) }
+        if target[0] == UInt8(ascii: "/") { return true }
+        if target.count == 1 { return target[0] == UInt8(ascii: "*") }
+        var index = 0
+        while index < target.count, isAlpha(target[index]) { index += 1 }
+        guard index > 0, index + 3 < target.count, target[index] == UInt8(ascii: ":"), target[index + 1] == UInt8(ascii: "/"),
+              target[index + 2] == UInt8(ascii: "/") else { return false }
+        index += 3
+        let authorityStart = index
+        while index < target.count, isAuthorityByte(target[index]) { index += 1 }
+        guard index > authorityStart else { return false }
+        return index == target.count || target[index] == UInt8(ascii: "/") || target[index] == UInt8(ascii: "?")
+    }
 
     /// A string of bytes the parser validated (obs-text that is not UTF-8 is repaired, as NIO's decoder did).
     @inline(__always)
