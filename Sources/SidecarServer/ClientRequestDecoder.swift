@@ -4,9 +4,9 @@ import NIOHTTP1
 /// Decodes a client connection's bytes into request parts with ``ClientRequestParser``.
 ///
 /// A refusal is reported once (`errorCaught` with a ``ClientRequestError``, which the proxy handler answers) and
-/// every later byte is dropped. Before the head of a request after which the parser stops (an upgrade request, a
-/// CONNECT) it tells the connection's ``HeadWatch``, so any answer but a `101` says `Connection: close` and ends the
-/// connection. When the WebSocket splice removes it, the bytes that followed the upgrade request go on to the relay.
+/// every later byte is dropped. Before a part of a request after which the parser reads no more (an upgrade request,
+/// a CONNECT, `Connection: close`, HTTP/1.0 without keep-alive) it tells the connection's ``HeadWatch``, so the answer
+/// (any but a `101`) says `Connection: close` and ends the connection — whatever the head's strings suggest. When the WebSocket splice removes it, the bytes that followed the upgrade request go on to the relay.
 final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = HTTPServerRequestPart
@@ -26,7 +26,7 @@ final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler
         do {
             // Handlers after this one may remove it while a part is delivered (the splice): then it stops here.
             while !removed, let part = try parser.next(&input) {
-                if case .head = part, parser.stopsAfterRequest { watch.inputStopped = true }
+                if parser.stopsAfterRequest { watch.inputStopped = true }
                 context.fireChannelRead(wrapInboundOut(part))
             }
         } catch {

@@ -72,10 +72,13 @@ public struct ClientRequestParser: Sendable {
         return false
     }
 
-    /// True once a request head was returned after which the parser stops (an upgrade request, a CONNECT).
+    /// True once the request being read is known to be the connection's last: the parser reads no request after it
+    /// (an upgrade request or CONNECT, `Connection: close` in its head or trailers, HTTP/1.0 without keep-alive).
     public var stopsAfterRequest: Bool {
-        if case .stopped = afterEnd { return true }
-        return false
+        switch afterEnd {
+        case .stopped, .done: return true
+        default: return false
+        }
     }
 
     /// True while a request is partly read (a head begun, a body unfinished): a close now cuts it.
@@ -121,7 +124,9 @@ public struct ClientRequestParser: Sendable {
                 do { step = try chunked.next(&input, maxTrailerBytes: Self.maxHeadBytes) } catch { throw fail(.bad(error.reason)) }
                 switch step {
                 case .body(let data): return .body(data)
-                case .end(let trailers): return end(trailers)
+                case .end(let trailers, let connectionClose):
+                    if connectionClose { afterEnd = .done }
+                    return end(trailers)
                 case .needMore: return keep(&input)
                 }
             case .bodyEnded:

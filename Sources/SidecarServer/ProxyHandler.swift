@@ -855,6 +855,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 spliceUpgraded(exchange, upstream: upstream, context: context)
                 return
             }
+            if let upstream = exchange.upstream, !upstream.handler.connectionReusable { exchange.keepUpstream = false }
             let ending = ExchangeEnding.afterUpstreamResponse(requestEnded: exchange.requestEnded, clientKeepAlive: exchange.clientKeepAlive,
                                                               upstreamKeepAlive: exchange.keepUpstream)
             if let upstream = exchange.upstream {

@@ -158,6 +158,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var pendingRead = false
     private var context: ChannelHandlerContext?
     private var parser = UpstreamResponseParser()
+    /// Whether the connection may go back to the pool (the response parser's verdict, trailers included).
+    var connectionReusable: Bool { parser.connectionReusable }
     /// Bytes read after a 101 (the upgraded protocol's first), passed on when the splice removes this handler.
     private var upgradedBytes: ByteBuffer?
 

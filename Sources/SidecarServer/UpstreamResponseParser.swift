@@ -101,6 +101,13 @@ public struct UpstreamResponseParser: Sendable {
     /// ``next(_:)`` leaves them in its input.
     public private(set) var upgraded = false
 
+    /// Whether the connection may carry another exchange: false after a response that ends it (its head, or
+    /// `Connection: close` in its trailers), an upgrade, or an error.
+    public var connectionReusable: Bool {
+        if case .done = state { return false }
+        return true
+    }
+
     /// Records the request just written: a response to it is now expected.
     public mutating func requestSent(isHEAD: Bool, wantsUpgrade: Bool) {
         guard outstanding < 64 else { return }  // more is no proxy's pattern; the 65th response then fails
@@ -138,7 +145,9 @@ public struct UpstreamResponseParser: Sendable {
                 do { step = try chunked.next(&input, maxTrailerBytes: Self.maxHeadBytes) } catch { throw fail(error.reason) }
                 switch step {
                 case .body(let data): return .body(data)
-                case .end(let trailers): return finishResponse(trailers: trailers)
+                case .end(let trailers, let connectionClose):
+                    if connectionClose { keepAlive = false }
+                    return finishResponse(trailers: trailers)
                 case .needMore: return keep(&input)
                 }
             case .untilClose:

@@ -241,6 +241,20 @@ struct UpstreamResponseParserTests {
         #expect(Self.transcript(wire, split: 512).last == "error: chunk-size line over \(UpstreamResponseParser.maxChunkLineBytes) bytes")
     }
 
+    @Test("Connection: close in chunked trailers ends the connection; close followed by a tab does not, as llhttp reads them")
+    func connectionCloseInTrailers() throws {
+        var parser = UpstreamResponseParser()
+        parser.requestSent(isHEAD: false, wantsUpgrade: false)
+        var input = ByteBuffer(string: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nConnection: close\r\n\r\n")
+        while try parser.next(&input) != nil {}
+        #expect(!parser.connectionReusable)
+        var tabbed = UpstreamResponseParser()
+        tabbed.requestSent(isHEAD: false, wantsUpgrade: false)
+        input = ByteBuffer(string: "HTTP/1.1 200 OK\r\nConnection: close\t\r\nContent-Length: 0\r\n\r\n")
+        while try tabbed.next(&input) != nil {}
+        #expect(tabbed.connectionReusable)
+    }
+
     @Test("a clean close between responses is no error; a response read to the close ends there")
     func endOfInput() throws {
         var parser = UpstreamResponseParser()
