@@ -271,26 +271,42 @@ public struct ClientRequestParser: Sendable {
     @inline(__always)
     private static func isAlpha(_ byte: UInt8) -> Bool { (byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x7A }
 
-    /// A byte of an authority (RFC 3986 §3.2: unreserved, sub-delims, `:`, `@`, `[`, `]`, `%`).
-    private static func isAuthorityByte(_ byte: UInt8) -> Bool {
-        if isAlpha(byte) || isDigit(byte) { return true }
-        switch byte {
-        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "!"), UInt8(ascii: "$"),
-             UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"),
-             UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "["),
-             UInt8(ascii: "]"), UInt8(ascii: "%"):
-            return true
-        default:
-            return false
+    /// The length of `host[:port]` at the start of `bytes` (0 if there is none): a host of letters, digits and
+    /// `-._~`, or an IP literal in brackets; no user info, no percent-encoding — narrower than RFC 3986's authority, and
+    /// so never wider than llhttp's (`CONNECT @@` was accepted until the `client-request` target found llhttp refusing it).
+    static func hostAndPortLength(_ bytes: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var index = start
+        if index < bytes.count, bytes[index] == UInt8(ascii: "[") {
+            index += 1
+            while index < bytes.count, isHexDigit(bytes[index]) || bytes[index] == UInt8(ascii: ":") || bytes[index] == UInt8(ascii: ".") { index += 1 }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "]"), index > start + 1 else { return 0 }
+            index += 1
+        } else {
+            while index < bytes.count, isAlpha(bytes[index]) || isDigit(bytes[index]) || bytes[index] == UInt8(ascii: "-")
+                    || bytes[index] == UInt8(ascii: ".") || bytes[index] == UInt8(ascii: "_") || bytes[index] == UInt8(ascii: "~") { index += 1 }
+            guard index > start else { return 0 }
         }
+        if index < bytes.count, bytes[index] == UInt8(ascii: ":") {
+            let portStart = index + 1
+            index = portStart
+            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+            guard index > portStart, index - portStart <= 5 else { return 0 }
+        }
+        return index - start
     }
 
+    @inline(__always)
+    private static func isHexDigit(_ byte: UInt8) -> Bool { isDigit(byte) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x66) }
+
     /// The target's form (RFC 9112 §3.2), its bytes already known visible ASCII: origin-form (`/…`), asterisk-form
-    /// (`*`), absolute-form (`scheme://authority[/…|?…]`, scheme letters only), or, for CONNECT only, authority-form.
+    /// (`*`), absolute-form (`scheme://host[:port][/…|?…]`, scheme letters only), or, for CONNECT only, `host:port`.
     /// Anything else is refused, as llhttp refuses it (a target like `'` was accepted here until the `client-request`
     /// fuzz target showed llhttp refusing it: Tests/fuzz/crashes/client-request-1).
     static func isTargetForm(_ target: UnsafeRawBufferPointer, isCONNECT: Bool) -> Bool {
-        if isCONNECT { return target.allSatisfy(isAuthorityByte) }
+        if isCONNECT {
+            let length = hostAndPortLength(target, from: 0)
+            return length == target.count && target.contains(UInt8(ascii: ":"))
+        }
         if target[0] == UInt8(ascii: "/") { return true }
         if target.count == 1 { return target[0] == UInt8(ascii: "*") }
         var index = 0
@@ -298,9 +314,9 @@ public struct ClientRequestParser: Sendable {
         guard index > 0, index + 3 < target.count, target[index] == UInt8(ascii: ":"), target[index + 1] == UInt8(ascii: "/"),
               target[index + 2] == UInt8(ascii: "/") else { return false }
         index += 3
-        let authorityStart = index
-        while index < target.count, isAuthorityByte(target[index]) { index += 1 }
-        guard index > authorityStart else { return false }
+        let length = hostAndPortLength(target, from: index)
+        guard length > 0 else { return false }
+        index += length
         return index == target.count || target[index] == UInt8(ascii: "/") || target[index] == UInt8(ascii: "?")
     }
 

@@ -88,9 +88,9 @@ struct ClientRequestParserTests {
              ["head GET /1 0 [Connection=keep-alive]", "end", "head GET /2 0 []", "end"]),
         Case("methods llhttp knows, asterisk and absolute-form targets",
              "M-SEARCH * HTTP/1.1\r\nHost: x\r\n\r\nQUERY /q HTTP/1.1\r\nHost: x\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: x\r\n\r\nPATCH http://h/p HTTP/1.1\r\nHost: h\r\n\r\n"
-             + "GET https://u:p@[::1]:8443?q HTTP/1.1\r\nHost: h\r\n\r\nGET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
+             + "GET https://[::1]:8443?q HTTP/1.1\r\nHost: h\r\n\r\nGET http://h HTTP/1.1\r\nHost: h\r\n\r\n",
              ["head MSEARCH * 1 [Host=x]", "end", "head QUERY /q 1 [Host=x]", "end", "head OPTIONS * 1 [Host=x]", "end",
-              "head PATCH http://h/p 1 [Host=h]", "end", "head GET https://u:p@[::1]:8443?q 1 [Host=h]", "end", "head GET http://h 1 [Host=h]", "end"]),
+              "head PATCH http://h/p 1 [Host=h]", "end", "head GET https://[::1]:8443?q 1 [Host=h]", "end", "head GET http://h 1 [Host=h]", "end"]),
         Case("Transfer-Encoding with whitespace and case", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\tCHUNKED \r\n\r\n1\r\na\r\n0\r\n\r\n",
              ["head POST / 1 [Host=x,Transfer-Encoding=CHUNKED]", "body a", "end"]),
         // Stops and ends: the parser reads nothing as requests past these (NIO would go on, or stop differently).
@@ -126,6 +126,9 @@ struct ClientRequestParserTests {
         Case("a target in no form (client-request-1)", "GET ' HTTP/1.0\r\n\r\n", ["error 400: malformed request target"]),
         Case("absolute-form without an authority", "GET http:///p HTTP/1.1\r\nHost: x\r\n\r\n", ["error 400: malformed request target"]),
         Case("a scheme with a digit", "GET h2://x/ HTTP/1.1\r\nHost: x\r\n\r\n", ["error 400: malformed request target"]),
+        Case("CONNECT to no host (client-request-6)", "CONNECT @@ HTTP/1.1\r\n\r\n", ["error 400: malformed request target"]),
+        Case("CONNECT without a port", "CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n", ["error 400: malformed request target"]),
+        Case("user info in an absolute-form target", "GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n", ["error 400: malformed request target"]),
         Case("CONNECT to a path", "CONNECT /p HTTP/1.1\r\nHost: x\r\n\r\n", ["error 400: malformed request target"]),
         Case("UTF-8 in the target (browsers percent-encode it)", "GET /caf\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n", ["error 400: malformed request target"]),
         Case("DEL in the target", "GET /a\u{7f} HTTP/1.1\r\nHost: x\r\n\r\n", ["error 400: malformed request target"]),
@@ -288,6 +291,7 @@ struct ClientRequestParserTests {
     static let stricterThanNIO: Set<String> = [
         "two spaces after the method", "a Content-Length past 18 digits", "Transfer-Encoding in HTTP/1.0", "chunked not alone",
         "an upgrade request with a body", "absolute-form without an authority", "CONNECT to a path",
+        "CONNECT without a port", "user info in an absolute-form target",
     ]
 
 
