@@ -8,6 +8,8 @@
 //   json                                     JSONParser.parseObject with default limits
 //   pipeline                                 the client's raw bytes through the server's connection pipeline
 //   forward                                  the same with valid sessions ("@T"): what reaches the upstream is checked
+//   upstream-response                        UpstreamResponseParser, differentially against NIO's llhttp decoder
+//   client-request                           ClientRequestParser, differentially against NIO's llhttp decoder
 //
 // Built with `-DFUZZING` (see Tests/fuzz/run.sh) libFuzzer supplies `main`. Built without it, `SidecarFuzzMain`
 // replays the files (or directories of files) given as arguments through the same code and prints a summary, so a

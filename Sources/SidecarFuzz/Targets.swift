@@ -20,6 +20,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case pipeline
     case forward
     case upstreamResponse = "upstream-response"
+    case clientRequest = "client-request"
 }
 
 /// Fixed inputs shared by every target: the key ring is derived once per process, never per input.
@@ -104,7 +105,7 @@ enum FuzzTargets {
         case .path, .json, .config: break
         case .pipeline: PipelineTarget.prepare()
         case .forward: Forward.prepare()
-        case .upstreamResponse: break
+        case .upstreamResponse, .clientRequest: break
         }
     }
 
@@ -122,6 +123,7 @@ enum FuzzTargets {
         case .pipeline: PipelineTarget.run(bytes)
         case .forward: Forward.run(bytes)
         case .upstreamResponse: UpstreamResponseTarget.run(bytes)
+        case .clientRequest: ClientRequestTarget.run(bytes)
         }
     }
 

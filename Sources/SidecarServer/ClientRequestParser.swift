@@ -41,7 +41,7 @@ public struct ClientRequestError: Error, Equatable, CustomStringConvertible {
 public struct ClientRequestParser: Sendable {
     public init() {}
 
-    /// Longest request head (request line, fields, final empty line), and longest trailer block; NIO's default limit.
+    /// Longest request head (request line, fields, final empty line), head and trailers together; NIO's default limit.
     public static let maxHeadBytes = 80 * 1024
 
     private enum State {
@@ -62,6 +62,9 @@ public struct ClientRequestParser: Sendable {
     /// Bytes of an incomplete line-based element (head, chunk-size line, trailers) kept for the next read; after an
     /// upgrade request, the bytes that followed it.
     private var pending: ByteBuffer?
+    /// The current request's head size: its trailers get what is left of ``maxHeadBytes`` (llhttp counts both
+    /// against one limit).
+    private var headBytes = 0
     /// What follows the current request's `.end`: the next request, a stop, or nothing.
     private var afterEnd = State.head
 
@@ -121,7 +124,7 @@ public struct ClientRequestParser: Sendable {
                 return .body(input.readSlice(length: count)!)
             case .chunked:
                 let step: ChunkedBodyReader.Step
-                do { step = try chunked.next(&input, maxTrailerBytes: Self.maxHeadBytes) } catch { throw fail(.bad(error.reason)) }
+                do { step = try chunked.next(&input, maxTrailerBytes: Self.maxHeadBytes - headBytes) } catch { throw fail(.bad(error.reason)) }
                 switch step {
                 case .body(let data): return .body(data)
                 case .end(let trailers, let connectionClose):
@@ -183,6 +186,7 @@ public struct ClientRequestParser: Sendable {
             throw fail(error)
         }
         input.moveReaderIndex(forwardBy: headLength)
+        headBytes = headLength
         let fields = parsed.fields
         // Framing (RFC 9112 §6.3), refused where two readers could disagree on where the body ends.
         if fields.contentLengthConflict { throw fail(.bad("invalid or repeated Content-Length")) }

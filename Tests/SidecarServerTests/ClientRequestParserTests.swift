@@ -215,6 +215,16 @@ struct ClientRequestParserTests {
         #expect(Self.transcript(fits, split: 4096).last == "end")
     }
 
+    @Test("head and trailers share one limit, as llhttp counts them")
+    func headAndTrailersShareTheLimit() {
+        let head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-A: " + String(repeating: "a", count: 50_000) + "\r\n\r\n"
+        let left = ClientRequestParser.maxHeadBytes - head.utf8.count
+        let over = head + "0\r\nX-T: " + String(repeating: "t", count: 40_000) + "\r\n\r\n"
+        #expect(Self.transcript(over, split: 4096).last == "error 400: trailers over \(left) bytes")
+        let fits = head + "0\r\nX-T: " + String(repeating: "t", count: left - 20) + "\r\n\r\n"
+        #expect(Self.transcript(fits, split: 4096).last?.hasPrefix("end X-T=") == true)
+    }
+
     @Test("an endless chunk-size line fails at its limit")
     func chunkLineLimit() {
         let wire = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;" + String(repeating: "e", count: ChunkedBodyReader.maxLineBytes)

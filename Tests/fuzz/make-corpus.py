@@ -10,7 +10,8 @@ Writes DIR/<target>/<sha1 of the seed> (default DIR: .build-fuzz/corpus) for eac
   * tokens minted here with the harness's own keys (secrets "fuzz-secret-1"/"fuzz-secret-0", the four default cookie
     names as v5 salts), so the fuzzer starts from inputs that pass the cryptography and reaches the claims checks.
     Minting needs the `cryptography` package (as fixtures/generate.py does); without it only fixture tokens are used;
-  * hand-written seeds for paths, YAML configs (plus deploy/sidecar.yaml when present), JSON edge cases and headers;
+  * hand-written seeds for paths, YAML configs (plus deploy/sidecar.yaml when present), JSON edge cases, headers,
+    client byte streams (pipeline, forward, client-request) and upstream responses;
   * the reproducers in Tests/fuzz/crashes/<target>-<n> (regression inputs).
 
 Deterministic: the same fixtures give the same files. Existing files in the target directories are kept (libFuzzer adds
@@ -32,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGETS = ["token-v5", "token-v4", "token-jws", "token-auto", "cookie", "headers", "path", "config", "json", "pipeline",
-           "forward", "upstream-response"]
+           "forward", "upstream-response", "client-request"]
 
 # Must match Sources/SidecarFuzz/Targets.swift (Fixed).
 SECRETS = ["fuzz-secret-1", "fuzz-secret-0"]
@@ -351,6 +352,74 @@ UPSTREAM_RESPONSE_SEEDS = [
 ]
 
 
+# Client byte streams for the request parser (byte 0: bits 0-4 the read size, 1-31 bytes, 0 = one read). Valid
+# requests of every framing, pipelining, upgrades and CONNECT with bytes behind them, HTTP/1.0, and the shapes the
+# parser refuses on purpose (obs-fold, bare LF, TE with CL, two CLs) or where llhttp is lenient.
+CLIENT_REQUEST_SEEDS = [
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x01GET /a?b=c HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nUser-Agent: x/1\r\n\r\n",
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    b"\x03POST /api HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00POST /api HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1;q=\"a b\"\r\nhello\r\nA\r\n0123456789\r\n"
+    b"0;last\r\nX-Trailer: t\r\nX-Other:  v  \r\n\r\n",
+    b"\x07POST /api HTTP/1.1\r\nHost: a\r\ntransfer-encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+    b"\x02GET /a HTTP/1.1\r\nHost: a\r\n\r\nHEAD /b HTTP/1.1\r\nHost: a\r\n\r\nDELETE /c HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00GET /ws HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x85abcdhello",
+    b"\x05GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+    b"\x00POST /up HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nContent-Length: 0\r\n\r\nGET /after HTTP/1.1\r\n\r\n",
+    b"\x00CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03\x01\x02\x00",
+    b"\x00CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n",
+    b"\x00GET / HTTP/1.0\r\n\r\n",
+    b"\x00GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\nGET /c HTTP/1.0\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nConnection: close, x\r\n\r\n\r\n",
+    b"\x00\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+    b"\x00\nGET / HTTP/1.1\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\n folded: x\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n",
+    b"\x00GET / HTTP/1.1\nHost: a\n\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+    b"\x00POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"\x00POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+    b"\x00POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd",
+    b"\x00POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\nabcd",
+    b"\x00POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\nabcd",
+    b"\x00POST / HTTP/1.1\r\nContent-Length: 00000000000000000004\r\n\r\nabcd",
+    b"\x00POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    b"\x00POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"\x00POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"\x00POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 ;a=b\r\nhello\r\n0\r\n\r\n",
+    b"\x00POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n",
+    b"\x00POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 3000 + b"\r\n\r\n",
+    b"\x00GET /" + b"p" * 2000 + b" HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n",
+    b"\x00M-SEARCH * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n\r\n",
+    b"\x00QUERY /q HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}",
+    b"\x00SOURCE /s HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00PROPFIND /d HTTP/1.1\r\nDepth: 1\r\n\r\nMKCALENDAR /c HTTP/1.1\r\n\r\nPURGE /p HTTP/1.1\r\n\r\n",
+    b"\x00OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"\x00GET http://example.com:8080/a/b?c#d HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    b"\x00GET /caf\xc3\xa9 HTTP/1.1\r\nX-Latin: caf\xe9 \xff\xfe\r\nX-Utf8: \xe2\x82\xac\r\n\r\n",
+    b"\x00get / HTTP/1.1\r\n\r\n",
+    b"\x00GET  / HTTP/1.1\r\n\r\n",
+    b"\x00GET / HTTP/1.1 \r\n\r\n",
+    b"\x00GET / HTTP/2.0\r\n\r\n",
+    b"\x00GET / HTTP/0.9\r\n\r\n",
+    b"\x00GET /\r\n\r\n",
+    b"\x00PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nX : y\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\n: empty\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nX:\r\nY: \t\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+    b"\x00GET / HTTP/1.1\r\nX: a\x7fb\r\n\r\n",
+    b"\x00POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
+    b"\x00POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\n",
+    b"\x00GET / HTTP/1.1\r\nHost: a\r\n\r\n\r",
+]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / ".build-fuzz" / "corpus"))
@@ -448,6 +517,13 @@ def main() -> int:
 
     for s in UPSTREAM_RESPONSE_SEEDS:
         add("upstream-response", s)
+    # The client requests again at other read sizes, and the pipeline target's streams (same byte-0 convention).
+    for i, s in enumerate(CLIENT_REQUEST_SEEDS):
+        add("client-request", s)
+        add("client-request", bytes([(i % 31) + 1]) + s[1:])
+    for s in PIPELINE_SEEDS:
+        if b"@W" not in s:
+            add("client-request", bytes([s[0] & 31]) + s[1:])
 
     for s in CONFIG_SEEDS:
         add("config", s)

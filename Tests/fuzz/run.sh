@@ -4,6 +4,7 @@
 #   Tests/fuzz/run.sh [seconds-per-target] [target...]        (default: 60 s, every target)
 #
 # Targets: token-v5 token-v4 token-jws token-auto cookie headers path config json pipeline forward upstream-response
+#          client-request
 # Environment:
 #   FUZZ_PARALLEL=2   run up to this many targets at once (default 1; each libFuzzer process uses one core)
 #   FUZZ_NICE=10      niceness of the fuzzers (default 10)
@@ -21,7 +22,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 2
 ROOT=$(pwd)
-ALL_TARGETS=(token-v5 token-v4 token-jws token-auto cookie headers path config json pipeline forward upstream-response)
+ALL_TARGETS=(token-v5 token-v4 token-jws token-auto cookie headers path config json pipeline forward upstream-response client-request)
 SECONDS_PER_TARGET=60
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then SECONDS_PER_TARGET=$1; shift; fi
 TARGETS=("$@")
