@@ -4,29 +4,29 @@ import NIOHTTP1
 /// Decodes a client connection's bytes into request parts with ``ClientRequestParser``.
 ///
 /// A refusal is reported once (`errorCaught` with a ``ClientRequestError``, which the proxy handler answers) and
-/// every later byte is dropped. Before a part of a request after which the parser reads no more (an upgrade request,
-/// a CONNECT, `Connection: close`, HTTP/1.0 without keep-alive) it tells the connection's ``HeadWatch``, so the answer
-/// (any but a `101`) says `Connection: close` and ends the connection — whatever the head's strings suggest. When the WebSocket splice removes it, the bytes that followed the upgrade request go on to the relay.
+/// every later byte is dropped. The head of a request after which the parser reads no more (an upgrade request, a
+/// CONNECT, a `Connection` value llhttp reads as no keep-alive) gets a `Connection: close` if its fields did not say
+/// so already: its answer (any but a `101`) is then the connection's last. When the WebSocket splice removes it, the bytes that followed the upgrade request go on to the relay.
 final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = HTTPServerRequestPart
 
     private var parser = ClientRequestParser()
-    private let watch: HeadWatch
     private var failed = false
     private var removed = false
-
-    init(watch: HeadWatch) {
-        self.watch = watch
-    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         var input = unwrapInboundIn(data)
         do {
             // Handlers after this one may remove it while a part is delivered (the splice): then it stops here.
-            while !removed, let part = try parser.next(&input) {
-                if parser.stopsAfterRequest { watch.inputStopped = true }
+            while !removed, var part = try parser.next(&input) {
+                if case .head(var head) = part, parser.stopsAfterRequest, head.isKeepAlive {
+                    // The parser reads no request after this one: the head says so, in band — pipelining may still
+                    // have earlier requests to answer first, and every consumer of the head then closes after it.
+                    head.headers.add(name: "connection", value: "close")
+                    part = .head(head)
+                }
                 context.fireChannelRead(wrapInboundOut(part))
             }
         } catch {

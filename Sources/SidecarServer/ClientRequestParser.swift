@@ -194,6 +194,8 @@ public struct ClientRequestParser: Sendable {
         if fields.transferEncodings > 0 {
             guard parsed.version.minor == 1 else { throw fail(.bad("Transfer-Encoding in an HTTP/1.0 request")) }
             guard fields.contentLength == nil else { throw fail(.bad("both Transfer-Encoding and Content-Length")) }
+            // Chunked to RFC 9110, not to llhttp (nor to upstreams built on it): ambiguous, so refused as malformed.
+            guard !fields.transferEncodingHasTab else { throw fail(.bad("tab in Transfer-Encoding")) }
             guard fields.transferEncodings == 1, fields.transferEncodingIsChunked else {
                 throw fail(ClientRequestError(status: .notImplemented, reason: "Transfer-Encoding other than chunked"))
             }

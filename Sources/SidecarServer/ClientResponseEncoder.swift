@@ -127,9 +127,9 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         if !(code >= 100 && code < 200 && code != 101) {
             suppressBody = watch.answeringHead
         }
-        let lastResponse = watch.lastResponse && code >= 200
+        let lastResponse = watch.quiescing && code >= 200
         if lastResponse {
-            // Shutting down, or no request can follow: tell the client this is the connection's last response.
+            // Shutting down: tell the client this is the connection's last response, so it does not send another.
             fields.removeAll { $0.0.utf8.count == 10 && HeaderName.equalsIgnoringCase($0.0, "connection") }
             fields.append(("connection", "close"))
         }

@@ -83,11 +83,6 @@ final class HeadWatch {
     /// Shutdown began (``PipeliningHandler`` saw `ChannelShouldQuiesceEvent`): every final response from now on says
     /// `Connection: close` (``ClientResponseEncoder`` adds it).
     var quiescing = false
-    /// The request decoder stopped reading requests (after an upgrade request or a CONNECT): unless the connection is
-    /// spliced after a `101`, the answer is its last response, said and done like one while ``quiescing``.
-    var inputStopped = false
-    /// The next final response is the connection's last: shutting down, or no request can follow it.
-    var lastResponse: Bool { quiescing || inputStopped }
     /// The connection's pipelining handler, told of each response's end by ``ClientResponseEncoder``; it sets and
     /// clears this itself (a cycle while both live, broken when the handler is removed).
     var pipelining: PipeliningHandler?

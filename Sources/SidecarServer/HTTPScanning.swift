@@ -49,6 +49,8 @@ enum HTTPScan {
         var contentLengthConflict = false
         var transferEncodings = 0
         var transferEncodingIsChunked = false
+        /// A `Transfer-Encoding` value holds a tab: OWS to RFC 9110, not to llhttp (`chunked<HTAB>` is no `chunked`).
+        var transferEncodingHasTab = false
         var connectionClose = false
         var connectionKeepAlive = false
         var connectionUpgrade = false
@@ -124,6 +126,7 @@ enum HTTPScan {
         case 17 where equalsLowercase(name, "transfer-encoding"):
             block.transferEncodings += 1
             block.transferEncodingIsChunked = equalsLowercase(value, "chunked")
+            if value.contains(0x09) { block.transferEncodingHasTab = true }
         case 10 where equalsLowercase(name, "connection"):
             forEachToken(value) { token in
                 if equalsLowercase(token, "close") { block.connectionClose = true }

@@ -84,11 +84,11 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// A response's `.end` is about to be written. True when the connection must close once it is written (shutting
-    /// down, or the decoder stopped, and nothing else in flight); queued requests are then dropped.
+    /// down and nothing else in flight); queued requests are then dropped.
     func responseEnded() -> Bool {
         current?.responseEnded = true
         if current?.requestEnded == true { current = nil }
-        if watch.lastResponse && current == nil {
+        if watch.quiescing && current == nil {
             queue.removeAll()
             return true
         }

@@ -680,12 +680,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         guard let context else { return }
         var responseHead = response.0
         for (n, v) in corsHeaders { responseHead.headers.add(name: n, value: v) }
-        if watch.inputStopped {
-            // After an upgrade request or CONNECT no request can follow: this answer is the connection's last.
-            responseHead.headers.replaceOrAdd(name: "connection", value: "close")
-        } else if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") {
-            responseHead.headers.add(name: "connection", value: "close")
-        }
+        if !head.isKeepAlive, !responseHead.headers.contains(name: "connection") { responseHead.headers.add(name: "connection", value: "close") }
         let client = ExchangeEnding.afterLocalAnswer(bodyPending: hasBody, closeRequested: responseHead.headers["connection"].contains("close"),
                                                      sizeLimit: !drainBody)
         finish(requestID: requestID, method: head.method.rawValue, path: head.uri, status: responseHead.status.code,
@@ -833,7 +828,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 if !bodiless && !head.hasContentLength { exchange.clientKeepAlive = false }
                 if exchange.clientKeepAlive { added.append(("connection", "keep-alive")) }
             }
-            if !exchange.clientKeepAlive { added.append(("connection", "close")) }
+            // (A 101 keeps the upstream's `Connection: upgrade`; the upgrade request's head said close only for the
+            // answers that end it.)
+            if !exchange.clientKeepAlive && !switching { added.append(("connection", "close")) }
             added.append(contentsOf: corsHeaders)
             let relayed = RelayedResponseHead(version: version, status: head.status, block: head.block, kept: kept, added: added)
             context.write(wrapOutboundOut(.relayedHead(relayed)), promise: nil)

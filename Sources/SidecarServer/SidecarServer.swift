@@ -155,7 +155,7 @@ public final class SidecarServer: @unchecked Sendable {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(ClientTimeoutsHandler(watch: watch, headerTimeout: headerTimeout, idleTimeout: idleTimeout))
         try sync.addHandler(ClientResponseEncoder(watch: watch))
-        try sync.addHandler(ClientRequestDecoder(watch: watch))
+        try sync.addHandler(ClientRequestDecoder())
         try sync.addHandler(PipeliningHandler(watch: watch))
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
     }

@@ -49,6 +49,18 @@ struct ClientRequestDecoderTests {
         #expect(!(try h.upstreamInput()).contains("smuggled"))
     }
 
+    @Test("a request pipelined behind one that ends the connection is answered in full first, and not told to close")
+    func theLastRequestClosesOnlyItsOwnAnswer() throws {
+        let h = try RawHarness()
+        try h.send("GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\n\r\nGET /api/ws HTTP/1.1\r\nHost: s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        h.loop.run()
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out) == ["HTTP/1.1 200 OK", "HTTP/1.1 401 Unauthorized"])
+        let first = out.components(separatedBy: "HTTP/1.1 401")[0].lowercased()
+        #expect(!first.contains("connection: close"))
+        #expect(!h.channel.isActive)
+    }
+
     @Test("an upgrade request answered locally (no session) ends the connection: what follows it is not HTTP")
     func upgradeAnsweredLocallyCloses() throws {
         let h = try RawHarness()

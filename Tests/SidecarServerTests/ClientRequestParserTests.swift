@@ -149,7 +149,7 @@ struct ClientRequestParserTests {
         Case("a tab after the Content-Length (client-request-3)", "POST / HTTP/1.1\r\nContent-Length: 1\t\r\n\r\nx",
              ["error 400: invalid or repeated Content-Length"]),
         Case("a tab after chunked (client-request-2)", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
-             ["error 501: Transfer-Encoding other than chunked"]),
+             ["error 400: tab in Transfer-Encoding"]),
         Case("Transfer-Encoding and Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
              ["error 400: both Transfer-Encoding and Content-Length"]),
         Case("Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
