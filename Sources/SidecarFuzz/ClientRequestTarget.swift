@@ -48,7 +48,7 @@ enum ClientRequestTarget {
 
         mutating func record(_ part: HTTPServerRequestPart, trim: Bool) {
             func fields(_ headers: HTTPHeaders) -> String {
-                headers.map { "\($0.name)=\(trim ? trimmed($0.value) : $0.value)" }.joined(separator: "\u{1}")
+                headers.map { "\($0.name)=\(trim ? FuzzTargets.trimmed($0.value) : $0.value)" }.joined(separator: "\u{1}")
             }
             switch part {
             case .head(let head):
@@ -190,12 +190,6 @@ enum ClientRequestTarget {
             return
         }
         FuzzTargets.check("nio-refuses", false, .clientRequest, message())
-    }
-
-    static func trimmed(_ value: String) -> String {
-        var bytes = Array(value.utf8)
-        while let last = bytes.last, last == 0x20 || last == 0x09 { bytes.removeLast() }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func run(_ bytes: UnsafeBufferPointer<UInt8>) {

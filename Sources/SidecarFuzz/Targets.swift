@@ -149,6 +149,13 @@ enum FuzzTargets {
         fail(target, "[\(name)] " + message())
     }
 
+    /// A field value without trailing whitespace: llhttp keeps it, RFC 9110 §5.5 (and the sidecar's parsers) do not.
+    static func trimmed(_ value: String) -> String {
+        var bytes = Array(value.utf8)
+        while let last = bytes.last, last == 0x20 || last == 0x09 { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// A JSON value as a short, printable excerpt for invariant messages.
     static func excerpt(_ bytes: some Collection<UInt8>, _ limit: Int = 200) -> String {
         var out = ""

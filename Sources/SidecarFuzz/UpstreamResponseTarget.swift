@@ -84,22 +84,16 @@ enum UpstreamResponseTarget {
             case .head(let head):
                 transcript.flushBody()
                 // llhttp keeps a value's trailing whitespace, which RFC 9110 §5.5 excludes (the parser drops it).
-                let fields = head.headers.map { "\($0.name)=\(trimmed($0.value))" }.joined(separator: "\u{1}")
+                let fields = head.headers.map { "\($0.name)=\(FuzzTargets.trimmed($0.value))" }.joined(separator: "\u{1}")
                 transcript.lines.append("head \(head.version.minor) \(head.status.code) [\(fields)]")
             case .body(let buffer): transcript.body += buffer.readableBytesView
             case .end(let trailers):
                 transcript.flushBody()
-                transcript.lines.append("end" + (trailers.map { " " + $0.map { "\($0.name)=\(trimmed($0.value))" }.joined(separator: "\u{1}") } ?? ""))
+                transcript.lines.append("end" + (trailers.map { " " + $0.map { "\($0.name)=\(FuzzTargets.trimmed($0.value))" }.joined(separator: "\u{1}") } ?? ""))
             }
         }
         transcript.flushBody()
         return transcript
-    }
-
-    static func trimmed(_ value: String) -> String {
-        var bytes = Array(value.utf8)
-        while let last = bytes.last, last == 0x20 || last == 0x09 { bytes.removeLast() }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func run(_ bytes: UnsafeBufferPointer<UInt8>) {

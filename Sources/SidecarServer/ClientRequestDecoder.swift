@@ -6,7 +6,8 @@ import NIOHTTP1
 /// A refusal is reported once (`errorCaught` with a ``ClientRequestError``, which the proxy handler answers) and
 /// every later byte is dropped. The head of a request after which the parser reads no more (an upgrade request, a
 /// CONNECT, a `Connection` value llhttp reads as no keep-alive) gets a `Connection: close` if its fields did not say
-/// so already: its answer (any but a `101`) is then the connection's last. When the WebSocket splice removes it, the bytes that followed the upgrade request go on to the relay.
+/// so already: its answer (any but a `101`) is then the connection's last. When the WebSocket splice removes it, the
+/// bytes that followed the upgrade request go on to the relay.
 final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = HTTPServerRequestPart
