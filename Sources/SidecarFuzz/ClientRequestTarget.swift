@@ -96,7 +96,7 @@ enum ClientRequestTarget {
                 offset += step
                 var events = 0
                 while let part = try parser.next(&input) {
-                    transcript.record(part, trim: false)
+                    transcript.record(part.nio, trim: false)
                     events += 1
                     if events > 100_000 { FuzzTargets.fail(.clientRequest, "more than 100 000 events from one read") }
                 }

@@ -5,12 +5,13 @@ import NIOHTTP1
 ///
 /// A refusal is reported once (`errorCaught` with a ``ClientRequestError``, which the proxy handler answers) and
 /// every later byte is dropped. The head of a request after which the parser reads no more (an upgrade request, a
-/// CONNECT, a `Connection` value llhttp reads as no keep-alive) gets a `Connection: close` if its fields did not say
-/// so already: its answer (any but a `101`) is then the connection's last. When the WebSocket splice removes it, the
-/// bytes that followed the upgrade request go on to the relay.
+/// CONNECT, a `Connection` value llhttp reads as no keep-alive) says so (``ClientRequestHead/isLast``), in band —
+/// pipelining may still have earlier requests to answer first: its answer (any but a `101`) is the connection's
+/// last. When the WebSocket splice removes this handler, the bytes that followed the upgrade request go on to the
+/// relay.
 final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias InboundOut = HTTPServerRequestPart
+    typealias InboundOut = ClientRequestPart
 
     private var parser = ClientRequestParser()
     private var failed = false
@@ -21,13 +22,7 @@ final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler
         var input = unwrapInboundIn(data)
         do {
             // Handlers after this one may remove it while a part is delivered (the splice): then it stops here.
-            while !removed, var part = try parser.next(&input) {
-                if case .head(var head) = part, parser.stopsAfterRequest, head.isKeepAlive {
-                    // The parser reads no request after this one: the head says so, in band — pipelining may still
-                    // have earlier requests to answer first, and every consumer of the head then closes after it.
-                    head.headers.add(name: "connection", value: "close")
-                    part = .head(head)
-                }
+            while !removed, let part = try parser.next(&input) {
                 context.fireChannelRead(wrapInboundOut(part))
             }
         } catch {

@@ -101,7 +101,7 @@ public struct ClientRequestParser: Sendable {
 
     /// The next event from `input` (consuming what it used), or `nil` when more bytes are needed. Bytes of an
     /// incomplete element are moved into the parser; `input` is then empty.
-    public mutating func next(_ input: inout ByteBuffer) throws(ClientRequestError) -> HTTPServerRequestPart? {
+    public mutating func next(_ input: inout ByteBuffer) throws(ClientRequestError) -> ClientRequestPart? {
         if var kept = pending, !stopped {
             pending = nil
             kept.writeBuffer(&input)
@@ -147,13 +147,13 @@ public struct ClientRequestParser: Sendable {
         }
     }
 
-    private mutating func end(_ trailers: HTTPHeaders?) -> HTTPServerRequestPart {
+    private mutating func end(_ trailers: HTTPHeaders?) -> ClientRequestPart {
         state = afterEnd
         return .end(trailers)
     }
 
     /// Keeps an incomplete element's bytes for the next read.
-    private mutating func keep(_ input: inout ByteBuffer) -> HTTPServerRequestPart? {
+    private mutating func keep(_ input: inout ByteBuffer) -> ClientRequestPart? {
         if input.readableBytes > 0 {
             pending = input
             input.moveReaderIndex(to: input.writerIndex)
@@ -169,7 +169,7 @@ public struct ClientRequestParser: Sendable {
 
     // MARK: heads
 
-    private mutating func parseHead(_ input: inout ByteBuffer) throws(ClientRequestError) -> HTTPServerRequestPart? {
+    private mutating func parseHead(_ input: inout ByteBuffer) throws(ClientRequestError) -> ClientRequestPart? {
         guard let headLength = HTTPScan.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes) else {
             if input.readableBytes > Self.maxHeadBytes {
                 throw fail(ClientRequestError(status: .requestHeaderFieldsTooLarge, reason: "request head over \(Self.maxHeadBytes) bytes"))
@@ -185,7 +185,6 @@ public struct ClientRequestParser: Sendable {
         } catch {
             throw fail(error)
         }
-        input.moveReaderIndex(forwardBy: headLength)
         headBytes = headLength
         let fields = parsed.fields
         // Framing (RFC 9112 §6.3), refused where two readers could disagree on where the body ends.
@@ -217,13 +216,14 @@ public struct ClientRequestParser: Sendable {
             afterEnd = keepAlive ? .head : .done
         }
         state = bodyState
-        return .head(parsed.head)
+        return .head(ClientRequestHead(method: parsed.method, version: parsed.version, uri: parsed.uri,
+                                       block: input.readSlice(length: headLength)!, fields: fields.ranges, isLast: stopsAfterRequest))
     }
 
     struct ParsedRequest {
         var version: HTTPVersion
         var method: HTTPMethod
-        var head: HTTPRequestHead
+        var uri: String
         var fields: HTTPScan.FieldBlock
     }
 
@@ -261,14 +261,8 @@ public struct ClientRequestParser: Sendable {
         var fields = HTTPScan.FieldBlock()
         fields.ranges.reserveCapacity(16)
         if let error = HTTPScan.parseFields(bytes, from: &index, into: &fields) { throw .bad(error) }
-        var headers: [(String, String)] = []
-        headers.reserveCapacity(fields.ranges.count)
-        for range in fields.ranges {
-            headers.append((string(bytes, Int(range.nameStart), Int(range.nameCount)), string(bytes, Int(range.valueStart), Int(range.valueCount))))
-        }
         let uri = string(bytes, targetStart, targetEnd - targetStart)
-        let head = HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(headers))
-        return ParsedRequest(version: version, method: method, head: head, fields: fields)
+        return ParsedRequest(version: version, method: method, uri: uri, fields: fields)
     }
 
     @inline(__always)

@@ -13,8 +13,8 @@ import NIOHTTP1
 /// on says `Connection: close` (the encoder reads ``HeadWatch/quiescing``), busy connections close after their
 /// response, idle ones after a short grace for a request already in flight.
 final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
+    typealias InboundIn = ClientRequestPart
+    typealias InboundOut = ClientRequestPart
 
     /// The exchange whose head was delivered; nil between exchanges.
     private struct Current {
@@ -25,7 +25,7 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let watch: HeadWatch
     private var context: ChannelHandlerContext?
     private var current: Current?
-    private var queue = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 0)
+    private var queue = CircularBuffer<ClientRequestPart>(initialCapacity: 0)
     /// Reads were stopped (`autoRead` off) because `maxQueued` events wait.
     private(set) var readsStopped = false
     private var draining = false
@@ -67,12 +67,12 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
         deliver(part, context: context)
     }
 
-    private func isHead(_ part: HTTPServerRequestPart) -> Bool {
+    private func isHead(_ part: ClientRequestPart) -> Bool {
         if case .head = part { return true }
         return false
     }
 
-    private func deliver(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    private func deliver(_ part: ClientRequestPart, context: ChannelHandlerContext) {
         switch part {
         case .head: current = Current()
         case .body: break

@@ -63,7 +63,7 @@ final class ProxyContext: @unchecked Sendable {
 /// Authenticates each request and relays it to the upstream: strips spoofable identity headers, decides
 /// synchronously on the event loop, injects claims, and streams both bodies with backpressure.
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamDelegate {
-    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundIn = ClientRequestPart
     typealias OutboundIn = ClientResponsePart
     typealias OutboundOut = ClientResponsePart
 
@@ -195,11 +195,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    private func receiveHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func receiveHead(_ head: ClientRequestHead, context: ChannelHandlerContext) {
         watch.headArrived()
         watch.answeringHead = head.method == .HEAD
         corsHeaders = []
-        let fields = RequestHeadFields(head.headers)
+        let fields = RequestHeadFields(head)
         trace = shared.accessLog.enabled && fields.traceparent != nil
             ? AccessLog.Trace(traceparent: fields.traceparent, tracestate: fields.tracestate) : nil
         let requestID = RequestID.from(fields.requestID, generator: &loop.requestIDs)
@@ -296,7 +296,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    private func forward(_ head: HTTPRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)], dropped: [String],
+    private func forward(_ head: ClientRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)], dropped: [String],
                          outcome: String, requestID: String, context: ChannelHandlerContext) {
         for name in dropped {
             shared.logger.warning("identity header dropped: value over the size cap", metadata: ["header": "\(name)", "request_id": "\(requestID)"])
@@ -354,9 +354,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
     /// method and URI come from `X-Forwarded-Method`/`X-Forwarded-Uri` (or nginx's `X-Original-*`); 200 carries the
     /// identity headers, 401/403 the usual JSON.
-    private func forwardAuth(head: HTTPRequestHead, cookie: String?, authorization: String?, requestID: String, hasBody: Bool) {
-        let method = head.headers["x-forwarded-method"].first ?? head.headers["x-original-method"].first ?? "GET"
-        let uri = head.headers["x-forwarded-uri"].first ?? head.headers["x-original-uri"].first ?? "/"
+    private func forwardAuth(head: ClientRequestHead, cookie: String?, authorization: String?, requestID: String, hasBody: Bool) {
+        let method = head.firstValue("x-forwarded-method") ?? head.firstValue("x-original-method") ?? "GET"
+        let uri = head.firstValue("x-forwarded-uri") ?? head.firstValue("x-original-uri") ?? "/"
         let decision = shared.policy.decide(method: method, target: uri, cookie: cookie, authorization: authorization,
                                             now: SystemIO.wallClock(), cache: &loop.cache)
         switch decision {
@@ -374,7 +374,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     /// The 401/403/400 answers of a decision, with their stable codes as the logged outcome.
-    private func deny(_ decision: AccessDecision, head: HTTPRequestHead, requestID: String, hasBody: Bool) {
+    private func deny(_ decision: AccessDecision, head: ClientRequestHead, requestID: String, hasBody: Bool) {
         let response: (HTTPResponseHead, ByteBuffer)
         let outcome: String
         switch decision {
@@ -484,70 +484,107 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                            requestID: requestID, close: close)
     }
 
-    /// Rewrites the client's head for the upstream in one pass over its headers.
-    private func forwardedHead(_ head: HTTPRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)],
+    /// Rewrites the client's head for the upstream in one pass over its field lines, copying the ones it keeps from
+    /// the client's bytes (no string per field).
+    private func forwardedHead(_ head: ClientRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)],
                                requestID: String) -> UpstreamRequestHead {
         // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
         let connectionTokens = fields.connection.isEmpty ? [] : HeaderName.connectionTokens(fields.connection).filter { $0 != "upgrade" }
         let customOwned = shared.customOwnedNames
-        // Collected as an array: `HTTPHeaders.add` scans every name for non-ASCII bytes, and these names are llhttp
-        // tokens or validated at start-up.
-        var headers: [(String, String)] = []
-        headers.reserveCapacity(head.headers.count + identity.count + 5)
+        let stripCookie = shared.stripCookie, stripAuthorization = shared.stripAuthorization
+        let cookieNames = shared.sessionCookieNames
+        // TRACE is answered locally; were it forwarded, it would go without framing fields, as NIO's encoder sends it.
+        let dropLength = head.method == .TRACE
+        var forwarded: [ForwardedField] = []
+        forwarded.reserveCapacity(head.fields.count + identity.count + 6)
         var host: String?
-        var chunked = false
-        for (name, value) in head.headers {
-            switch HeaderClass.of(name) {
-            case .hopByHop, .forwarding, .requestID, .expect, .identity: continue
-            case .transferEncoding:
-                if value.lowercased().contains("chunked") { chunked = true }
-                continue
-            case .host: host = value; continue
-            case .cookie where shared.stripCookie:
-                if let kept = stripSessionCookies(value) { headers.append(("cookie", kept)) }
-                continue
-            case .authorization where shared.stripAuthorization && value.hasPrefix("Bearer "): continue
-            default:
-                if !customOwned.isEmpty, customOwned.contains(HeaderName.normalized(name)) { continue }
-                if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, name) }) { continue }
-                headers.append((name, value))
+        head.withBytes { bytes in
+            for range in head.fields {
+                let rawName = range.name(in: bytes)
+                let name = UnsafeBufferPointer(start: rawName.baseAddress?.assumingMemoryBound(to: UInt8.self), count: rawName.count)
+                switch HeaderClass.of(bytes: name) {
+                case .hopByHop, .forwarding, .requestID, .expect, .identity, .transferEncoding: continue
+                case .host:
+                    host = String(decoding: range.value(in: bytes), as: UTF8.self)
+                    continue
+                case .cookie where stripCookie:
+                    switch Self.withoutSessionCookies(range.value(in: bytes), names: cookieNames) {
+                    case .unchanged: forwarded.append(.client(range))
+                    case .rewritten(let kept): forwarded.append(.added("cookie", kept))
+                    case .empty: break
+                    }
+                    continue
+                case .authorization where stripAuthorization && range.value(in: bytes).starts(with: "Bearer ".utf8): continue
+                default:
+                    if dropLength, HTTPScan.equalsLowercase(rawName, "content-length") { continue }
+                    if !customOwned.isEmpty || !connectionTokens.isEmpty {
+                        let text = String(decoding: rawName, as: UTF8.self)
+                        if !customOwned.isEmpty, customOwned.contains(HeaderName.normalized(text)) { continue }
+                        if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, text) }) { continue }
+                    }
+                    forwarded.append(.client(range))
+                }
             }
         }
-        if chunked { headers.append(("transfer-encoding", "chunked")) }
-        if Self.isUpgrade(head.method, fields), let upgrade = fields.upgrade {
-            headers.append(("connection", "upgrade"))
-            headers.append(("upgrade", upgrade))
+        // Framing as NIO's request encoder would write it from the client's fields (the parser lets through at most one
+        // `Content-Length`, or `Transfer-Encoding: chunked`, never both): a POST, PUT or PATCH without a length goes
+        // chunked; any other method only when the client's body was.
+        let chunked: Bool
+        switch head.method {
+        case .TRACE: chunked = false
+        case .POST, .PUT, .PATCH: chunked = fields.contentLengths.isEmpty
+        default: chunked = fields.contentLengths.isEmpty && fields.hasTransferEncoding
         }
-        headers.append(("host", shared.upstreamHost))
-        headers.append(("x-forwarded-for", remoteIP))
-        headers.append(("x-forwarded-proto", "http"))
-        if let host { headers.append(("x-forwarded-host", host)) }
-        headers.append(("x-request-id", requestID))
-        for (n, v) in identity { headers.append((n, v)) }
-        return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, version: .http1_1, fields: headers,
-                                                allocator: allocator)
+        if chunked { forwarded.append(.added("transfer-encoding", "chunked")) }
+        if Self.isUpgrade(head.method, fields), let upgrade = fields.upgrade {
+            forwarded.append(.added("connection", "upgrade"))
+            forwarded.append(.added("upgrade", upgrade))
+        }
+        forwarded.append(.added("host", shared.upstreamHost))
+        forwarded.append(.added("x-forwarded-for", remoteIP))
+        forwarded.append(.added("x-forwarded-proto", "http"))
+        if let host { forwarded.append(.added("x-forwarded-host", host)) }
+        forwarded.append(.added("x-request-id", requestID))
+        for (n, v) in identity { forwarded.append(.added(n, v)) }
+        return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, fields: forwarded,
+                                                chunked: chunked, allocator: allocator)
     }
 
-    /// The `Cookie` value without the session cookie and its chunks (`name`, `name.N`), split and compared on bytes
+    enum CookieLine: Equatable {
+        /// No session cookie in it: forwarded as it came.
+        case unchanged
+        /// The other cookies, joined with `;` as they were.
+        case rewritten(String)
+        /// Nothing but session cookies.
+        case empty
+    }
+
+    /// A `Cookie` value without the session cookie and its chunks (`name`, `name.N`), split and compared on bytes
     /// like ``SessionTokenExtractor`` (never Characters: `;` followed by a combining mark is one Character).
-    private func stripSessionCookies(_ header: String) -> String? {
-        let names = shared.sessionCookieNames
-        var kept: [Substring] = []
-        let utf8 = header.utf8
-        var start = utf8.startIndex
+    static func withoutSessionCookies(_ value: UnsafeRawBufferPointer, names: [String]) -> CookieLine {
+        var kept: [Range<Int>] = []
+        var removed = false
+        var start = 0
         while true {
-            let end = utf8[start...].firstIndex(of: UInt8(ascii: ";")) ?? utf8.endIndex
-            let pair = header[start..<end]
-            if !Self.isSessionCookie(pair, names: names) { kept.append(pair) }
-            if end == utf8.endIndex { break }
-            start = utf8.index(after: end)
+            let end = value[start...].firstIndex(of: UInt8(ascii: ";")) ?? value.count
+            if isSessionCookie(value[start..<end], names: names) { removed = true } else { kept.append(start..<end) }
+            if end == value.count { break }
+            start = end + 1
         }
-        return kept.isEmpty ? nil : kept.joined(separator: ";")
+        guard removed else { return .unchanged }
+        guard !kept.isEmpty else { return .empty }
+        var joined: [UInt8] = []
+        joined.reserveCapacity(value.count)
+        for (i, range) in kept.enumerated() {
+            if i > 0 { joined.append(UInt8(ascii: ";")) }
+            joined.append(contentsOf: value[range])
+        }
+        return .rewritten(String(decoding: joined, as: UTF8.self))
     }
 
     /// The pair's name (before `=`, OWS trimmed) is one of `names` or one of their chunks `name.<digits>`.
-    static func isSessionCookie(_ pair: Substring, names: [String]) -> Bool {
-        var name = pair.utf8[...]
+    static func isSessionCookie<Pair: BidirectionalCollection<UInt8>>(_ pair: Pair, names: [String]) -> Bool {
+        var name = pair[...]
         if let eq = name.firstIndex(of: UInt8(ascii: "=")) { name = name[..<eq] }
         while let b = name.first, b == 0x20 || b == 0x09 { name = name.dropFirst() }
         while let b = name.last, b == 0x20 || b == 0x09 { name = name.dropLast() }
@@ -675,7 +712,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Answers from the sidecar itself. With a request body still to come, the exchange ends at the request's `.end`
     /// (the body is drained, then the connection closes if asked): closing with unread bytes would make the kernel
     /// reset the connection and the client could lose the answer. Size-limit answers (`drainBody: false`) close at once.
-    private func respondLocally(_ response: (HTTPResponseHead, ByteBuffer), head: HTTPRequestHead, outcome: String, requestID: String,
+    private func respondLocally(_ response: (HTTPResponseHead, ByteBuffer), head: ClientRequestHead, outcome: String, requestID: String,
                                 hasBody: Bool, drainBody: Bool = true) {
         guard let context else { return }
         var responseHead = response.0
@@ -700,7 +737,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    private func readiness(head: HTTPRequestHead, requestID: String, hasBody: Bool, context: ChannelHandlerContext) {
+    private func readiness(head: ClientRequestHead, requestID: String, hasBody: Bool, context: ChannelHandlerContext) {
         pauseReads()
         let pool = loop.pool
         pool.acquire().assumeIsolated().whenComplete { result in

@@ -1,12 +1,11 @@
 import NIOHTTP1
 import SidecarCore
 
-/// The request-head fields the proxy handler decides on, gathered in one pass over the header block.
+/// The request-head fields the proxy handler decides on, gathered in one pass over the head's bytes.
 ///
-/// Each `HTTPHeaders[name]` lookup scans the whole block with a case-insensitive compare and builds an array; the
-/// handler needed a dozen of them per request. Names are matched by length first, then ASCII case-insensitively
-/// (never with Unicode folding). Values keep the semantics of the lookups they replace: the first value, or all of them
-/// in order where a field may repeat.
+/// Names are matched on bytes, by length first, then ASCII case-insensitively (never with Unicode folding); only the
+/// values kept become strings. Values keep the semantics of `HTTPHeaders` lookups: the first value, or all of them in
+/// order where a field may repeat.
 struct RequestHeadFields {
     /// Every `Host` value (exactly one is valid in HTTP/1.1).
     var hosts: [String] = []
@@ -31,14 +30,19 @@ struct RequestHeadFields {
     /// Size of the header block as the 431 check counts it: each name and value plus 4 bytes (`: ` and CRLF).
     var headerBytes = 0
 
-    init(_ headers: HTTPHeaders) {
-        for (name, value) in headers {
-            HeaderClass.withBytes(name) { record($0, value) }
+    init(_ head: ClientRequestHead) {
+        head.withBytes { bytes in
+            for range in head.fields {
+                let name = range.name(in: bytes)
+                headerBytes += name.count + Int(range.valueCount) + 4
+                record(UnsafeBufferPointer(start: name.baseAddress?.assumingMemoryBound(to: UInt8.self), count: name.count), range.value(in: bytes))
+            }
         }
     }
 
-    private mutating func record(_ name: UnsafeBufferPointer<UInt8>, _ value: String) {
-        headerBytes += name.count + value.utf8.count + 4
+    /// Records the field if the handler decides on it; `raw` becomes a string only then.
+    private mutating func record(_ name: UnsafeBufferPointer<UInt8>, _ raw: UnsafeRawBufferPointer) {
+        var value: String { String(decoding: raw, as: UTF8.self) }
         switch name.count {
         case 4:
             if HeaderClass.equalsLower(name, "host") { hosts.append(value) }
@@ -48,7 +52,7 @@ struct RequestHeadFields {
             } else if HeaderClass.equalsLower(name, "origin") {
                 if origin == nil { origin = value }
             } else if HeaderClass.equalsLower(name, "expect") {
-                if HeaderName.equalsIgnoringCase(value, "100-continue") { expectsContinue = true }
+                if HTTPScan.equalsLowercase(raw, "100-continue") { expectsContinue = true }
             }
         case 7:
             if upgrade == nil, HeaderClass.equalsLower(name, "upgrade") { upgrade = value }

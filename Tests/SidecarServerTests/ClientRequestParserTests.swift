@@ -32,7 +32,7 @@ struct ClientRequestParserTests {
             while offset < wire.count {
                 var input = ByteBuffer(bytes: wire[offset..<min(offset + step, wire.count)])
                 offset += step
-                while let part = try parser.next(&input) { record(part) }
+                while let part = try parser.next(&input) { record(part.nio) }
                 if input.readableBytes > 0 { lines.append("unconsumed \(input.readableBytes)") }
             }
         } catch {
@@ -203,6 +203,28 @@ struct ClientRequestParserTests {
     @Test("refused requests fail with a status and a reason, whatever the reads' boundaries", arguments: refused, splits)
     func refusedRequests(_ c: Case, split: Int) {
         #expect(Self.joiningBodies(Self.transcript(c.wire, split: split)) == c.expected)
+    }
+
+    static let lastRequests: [(String, Bool)] = [
+        ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", false),
+        ("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Close\r\n\r\n", true),
+        ("GET / HTTP/1.0\r\n\r\n", true),
+        ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false),
+        ("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", true),
+        ("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n", false),
+        ("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", true),
+    ]
+
+    @Test("a head says whether the parser reads any request after it", arguments: lastRequests)
+    func headSaysWhetherItIsLast(wire: String, last: Bool) throws {
+        var parser = ClientRequestParser()
+        var input = ByteBuffer(string: wire)
+        guard case .head(let head)? = try parser.next(&input) else { Issue.record("no head"); return }
+        #expect(head.isLast == last)
+        #expect(head.isLast == parser.stopsAfterRequest)
+        // One field range per field line (the lines between the request line and the empty line).
+        #expect(head.fields.count == wire.components(separatedBy: "\r\n").count - 3)
+        #expect(head.firstValue("host") == wire.split(separator: "\r\n").first { $0.hasPrefix("Host: ") }.map { String($0.dropFirst(6)) })
     }
 
     @Test("a head over the limit is a 431 before the limit's end is awaited; one just under it parses")

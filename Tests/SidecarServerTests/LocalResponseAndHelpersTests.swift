@@ -73,7 +73,7 @@ struct HeaderClassTests {
 
     @Test func upgradeDetection() {
         func isUpgrade(_ method: HTTPMethod, _ headers: [(String, String)]) -> Bool {
-            ProxyHandler.isUpgrade(method, RequestHeadFields(HTTPHeaders(headers)))
+            ProxyHandler.isUpgrade(method, RequestHeadFields(ClientRequestHead(method: method, uri: "/", headers: HTTPHeaders(headers))))
         }
         #expect(isUpgrade(.GET, [("upgrade", "websocket"), ("connection", "Upgrade")]))
         #expect(isUpgrade(.GET, [("upgrade", "websocket"), ("connection", "keep-alive, Upgrade")]))
@@ -102,7 +102,7 @@ struct HeaderClassTests {
     @Test("strip_cookie recognises the session cookie and its chunks on bytes, like the extractor", arguments: sessionCookieCases)
     func sessionCookieNames(pair: String, expected: Bool) {
         let names = ["authjs.session-token", "__Secure-authjs.session-token"]
-        #expect(ProxyHandler.isSessionCookie(pair[...], names: names) == expected, "\(pair.debugDescription)")
+        #expect(ProxyHandler.isSessionCookie(pair.utf8, names: names) == expected, "\(pair.debugDescription)")
     }
 }
 
@@ -191,5 +191,23 @@ struct SystemIOTests {
     @Test("the environment is the process's, as Foundation reads it")
     func environment() {
         #expect(SystemIO.environment() == ProcessInfo.processInfo.environment)
+    }
+
+    static let cookieLines: [(String, ProxyHandler.CookieLine)] = [
+        ("theme=dark; lang=en", .unchanged),
+        ("authjs.session-token=abc", .empty),
+        ("authjs.session-token.0=a; authjs.session-token.1=b", .empty),
+        ("theme=dark; authjs.session-token=abc; lang=en", .rewritten("theme=dark; lang=en")),
+        ("authjs.session-token=abc;theme=dark", .rewritten("theme=dark")),
+        ("a=1;;__Secure-authjs.session-token.3=x; b=2", .rewritten("a=1;; b=2")),
+        ("", .unchanged),
+    ]
+
+    @Test("strip_cookie keeps a Cookie line without a session cookie as it came, and rewrites or drops the others",
+          arguments: cookieLines)
+    func cookieLineWithoutSessionCookies(line: String, expected: ProxyHandler.CookieLine) {
+        let names = ["authjs.session-token", "__Secure-authjs.session-token"]
+        let got = Array(line.utf8).withUnsafeBytes { ProxyHandler.withoutSessionCookies($0, names: names) }
+        #expect(got == expected, "\(line.debugDescription)")
     }
 }

@@ -24,8 +24,8 @@ struct PipeliningQuiesceTests {
     }
 
     static func request(_ channel: EmbeddedChannel, _ uri: String = "/") throws {
-        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: uri)))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        try channel.writeInbound(ClientRequestPart.head(ClientRequestHead(method: .GET, uri: uri)))
+        try channel.writeInbound(ClientRequestPart.end(nil))
     }
 
     static func respond(_ channel: EmbeddedChannel) throws -> HTTPResponseHead? {
@@ -85,7 +85,7 @@ struct PipeliningQuiesceTests {
 struct PipeliningOrderTests {
     static func inbound(_ channel: EmbeddedChannel) throws -> [String] {
         var seen: [String] = []
-        while let part = try channel.readInbound(as: HTTPServerRequestPart.self) {
+        while let part = try channel.readInbound(as: ClientRequestPart.self) {
             switch part {
             case .head(let head): seen.append("head \(head.uri)")
             case .body: seen.append("body")

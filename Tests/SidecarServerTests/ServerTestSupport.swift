@@ -116,11 +116,11 @@ final class ProxyHarness {
         var h = HTTPHeaders()
         if !headers.contains(where: { $0.0.lowercased() == "host" }) { h.add(name: "host", value: "sidecar.test") }
         for (n, v) in headers { h.add(name: n, value: v) }
-        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: version, method: method, uri: uri, headers: h)))
+        try channel.writeInbound(ClientRequestPart.head(ClientRequestHead(version: version, method: method, uri: uri, headers: h)))
     }
 
     func sendEnd() throws {
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        try channel.writeInbound(ClientRequestPart.end(nil))
     }
 
     /// A complete request without a body.

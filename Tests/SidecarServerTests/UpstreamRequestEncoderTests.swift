@@ -127,7 +127,7 @@ struct UpstreamRequestEncoderTests {
                     var client: [(String, String)] = [("host", "s")]
                     if let length { client.append(("content-length", length)) }
                     if let encoding { client.append(("transfer-encoding", encoding)) }
-                    let fields = RequestHeadFields(HTTPHeaders(client))
+                    let fields = RequestHeadFields(ClientRequestHead(method: method, uri: "/", headers: HTTPHeaders(client)))
                     // Upstream: Content-Length passes; any Transfer-Encoding becomes `chunked` (forwardedHead).
                     var upstream: [(String, String)] = [("host", "up")]
                     if let length { upstream.append(("content-length", length)) }
@@ -149,5 +149,28 @@ struct UpstreamRequestEncoderTests {
                 }
             }
         }
+    }
+
+    /// The client-bytes path (what ``ProxyHandler`` uses) must write what the string path writes for the same fields:
+    /// each kept client line as `name: value` with its OWS trimmed, the added ones as given, in order.
+    @Test("serialize(client:) writes the bytes serialize(fields:) writes for the same fields")
+    func clientBytesPathMatchesStringPath() throws {
+        let wire = "POST /in?q=1 HTTP/1.1\r\nHost: a.example\r\nX-Trim:  \t spaced \t \r\nEmpty:\r\ncontent-length: 3\r\n"
+            + "Accept: */*\r\nX-Obs: caf\u{E9}\r\n\r\nabc"
+        var parser = ClientRequestParser()
+        var input = ByteBuffer(string: wire)
+        guard case .head(let head)? = try parser.next(&input) else { Issue.record("no head"); return }
+        let added = [("host", "up"), ("x-request-id", "r-1"), ("x-auth-sub", "u1")]
+        // Every client field but Host, then the added ones.
+        let kept = head.fields.filter { field in head.withBytes { !HTTPScan.equalsLowercase(field.name(in: $0), "host") } }
+        let ours = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", client: head,
+                                                    fields: kept.map { .client($0) } + added.map { .added($0.0, $0.1) },
+                                                    chunked: false, allocator: ByteBufferAllocator())
+        let strings = kept.map { ($0.name(in: head.block), $0.value(in: head.block)) } + added
+        let reference = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", version: .http1_1, fields: strings,
+                                                         allocator: ByteBufferAllocator())
+        #expect(Array(ours.bytes.readableBytesView) == Array(reference.bytes.readableBytesView))
+        #expect(String(buffer: ours.bytes).contains("X-Trim: spaced\r\nEmpty: \r\ncontent-length: 3\r\n"))
+        #expect(ours.chunked == reference.chunked)
     }
 }
