@@ -229,7 +229,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             respondLocally(response, head: head, outcome: "method_not_allowed", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
-        if let declared = fields.contentLengths.first.flatMap(Int.init), shared.maxBodyBytes > 0, declared > shared.maxBodyBytes {
+        if let declared = fields.contentLength.flatMap(Int.init), shared.maxBodyBytes > 0, declared > shared.maxBodyBytes {
             respondLocally(payloadTooLarge(requestID, close: true), head: head, outcome: "body_too_large", requestID: requestID, hasBody: true, drainBody: false)
             return
         }
@@ -333,7 +333,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         default: return false
         }
         if fields.hasTransferEncoding { return false }
-        return fields.contentLengths.allSatisfy { $0 == "0" }
+        return fields.contentLengthCount == 0 || (fields.contentLengthCount == 1 && fields.contentLength == "0")
     }
 
     /// No body (no `Transfer-Encoding`, `Content-Length` absent or 0), and not a POST/PUT/PATCH without a length —
@@ -341,7 +341,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     static func upstreamEndIsEmpty(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
         guard !fields.hasBody, !fields.hasTransferEncoding else { return false }
         switch method {
-        case .POST, .PUT, .PATCH: return !fields.contentLengths.isEmpty
+        case .POST, .PUT, .PATCH: return fields.contentLengthCount > 0
         default: return true
         }
     }
@@ -465,9 +465,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host, and a valid one.
     static func hasValidHost(_ fields: RequestHeadFields, version: HTTPVersion) -> Bool {
-        let hosts = fields.hosts
-        if version.major == 1 && version.minor == 0 && hosts.isEmpty { return true }
-        guard hosts.count == 1, var host = hosts.first else { return false }
+        if version.major == 1 && version.minor == 0 && fields.hostCount == 0 { return true }
+        guard fields.hostCount == 1, var host = fields.host else { return false }
         return hostBytes.withUnsafeBufferPointer { table in host.withUTF8 { $0.allSatisfy { table[Int($0)] } } }
     }
 
@@ -495,9 +494,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let cookieNames = shared.sessionCookieNames
         // TRACE is answered locally; were it forwarded, it would go without framing fields, as NIO's encoder sends it.
         let dropLength = head.method == .TRACE
-        var forwarded: [ForwardedField] = []
-        forwarded.reserveCapacity(head.fields.count + identity.count + 6)
+        var kept: [FieldRange] = []
+        kept.reserveCapacity(head.fields.count)
+        var added: [(String, String)] = []
+        added.reserveCapacity(8)
         var host: String?
+        // Once a `Cookie` line is rewritten (it goes out among the added lines), later ones follow it there: the
+        // cookies keep their order.
+        var cookieRewritten = false
         head.withBytes { bytes in
             for range in head.fields {
                 let rawName = range.name(in: bytes)
@@ -509,8 +513,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     continue
                 case .cookie where stripCookie:
                     switch Self.withoutSessionCookies(range.value(in: bytes), names: cookieNames) {
-                    case .unchanged: forwarded.append(.client(range))
-                    case .rewritten(let kept): forwarded.append(.added("cookie", kept))
+                    case .unchanged where cookieRewritten: added.append(("cookie", String(decoding: range.value(in: bytes), as: UTF8.self)))
+                    case .unchanged: kept.append(range)
+                    case .rewritten(let others): added.append(("cookie", others)); cookieRewritten = true
                     case .empty: break
                     }
                     continue
@@ -522,7 +527,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                         if !customOwned.isEmpty, customOwned.contains(HeaderName.normalized(text)) { continue }
                         if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, text) }) { continue }
                     }
-                    forwarded.append(.client(range))
+                    kept.append(range)
                 }
             }
         }
@@ -532,22 +537,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let chunked: Bool
         switch head.method {
         case .TRACE: chunked = false
-        case .POST, .PUT, .PATCH: chunked = fields.contentLengths.isEmpty
-        default: chunked = fields.contentLengths.isEmpty && fields.hasTransferEncoding
+        case .POST, .PUT, .PATCH: chunked = fields.contentLengthCount == 0
+        default: chunked = fields.contentLengthCount == 0 && fields.hasTransferEncoding
         }
-        if chunked { forwarded.append(.added("transfer-encoding", "chunked")) }
+        if chunked { added.append(("transfer-encoding", "chunked")) }
         if Self.isUpgrade(head.method, fields), let upgrade = fields.upgrade {
-            forwarded.append(.added("connection", "upgrade"))
-            forwarded.append(.added("upgrade", upgrade))
+            added.append(("connection", "upgrade"))
+            added.append(("upgrade", upgrade))
         }
-        forwarded.append(.added("host", shared.upstreamHost))
-        forwarded.append(.added("x-forwarded-for", remoteIP))
-        forwarded.append(.added("x-forwarded-proto", "http"))
-        if let host { forwarded.append(.added("x-forwarded-host", host)) }
-        forwarded.append(.added("x-request-id", requestID))
-        for (n, v) in identity { forwarded.append(.added(n, v)) }
-        return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, fields: forwarded,
-                                                chunked: chunked, allocator: allocator)
+        added.append(("host", shared.upstreamHost))
+        added.append(("x-forwarded-for", remoteIP))
+        added.append(("x-forwarded-proto", "http"))
+        if let host { added.append(("x-forwarded-host", host)) }
+        added.append(("x-request-id", requestID))
+        return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, kept: kept,
+                                                added: added, identity: identity, chunked: chunked, allocator: allocator)
     }
 
     enum CookieLine: Equatable {

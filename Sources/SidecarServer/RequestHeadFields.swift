@@ -7,10 +7,13 @@ import SidecarCore
 /// values kept become strings. Values keep the semantics of `HTTPHeaders` lookups: the first value, or all of them in
 /// order where a field may repeat.
 struct RequestHeadFields {
-    /// Every `Host` value (exactly one is valid in HTTP/1.1).
-    var hosts: [String] = []
-    /// Every `Content-Length` value.
-    var contentLengths: [String] = []
+    /// The first `Host` value, and how many there are (exactly one is valid in HTTP/1.1). Counts, not arrays: an
+    /// array per request cost an allocation for what is nearly always one value.
+    var host: String?
+    var hostCount = 0
+    /// The first `Content-Length` value, and how many there are (the parser refuses a second one).
+    var contentLength: String?
+    var contentLengthCount = 0
     var hasTransferEncoding = false
     /// All `Cookie` fields joined with `"; "` (RFC 9110 §5.3 allows a user agent only one; some send several).
     var cookie: String?
@@ -45,7 +48,10 @@ struct RequestHeadFields {
         var value: String { String(decoding: raw, as: UTF8.self) }
         switch name.count {
         case 4:
-            if HeaderClass.equalsLower(name, "host") { hosts.append(value) }
+            if HeaderClass.equalsLower(name, "host") {
+                if hostCount == 0 { host = value }
+                hostCount += 1
+            }
         case 6:
             if HeaderClass.equalsLower(name, "cookie") {
                 cookie = cookie.map { $0 + "; " + value } ?? value
@@ -69,7 +75,10 @@ struct RequestHeadFields {
         case 13:
             if authorization == nil, HeaderClass.equalsLower(name, "authorization") { authorization = value }
         case 14:
-            if HeaderClass.equalsLower(name, "content-length") { contentLengths.append(value) }
+            if HeaderClass.equalsLower(name, "content-length") {
+                if contentLengthCount == 0 { contentLength = value }
+                contentLengthCount += 1
+            }
         case 17:
             if HeaderClass.equalsLower(name, "transfer-encoding") { hasTransferEncoding = true }
         case 29:
@@ -89,7 +98,7 @@ struct RequestHeadFields {
 
     /// The request declares a body: a non-zero (or unreadable) `Content-Length`, or any `Transfer-Encoding`.
     var hasBody: Bool {
-        if let first = contentLengths.first { return (Int(first) ?? 1) > 0 }
+        if let contentLength { return (Int(contentLength) ?? 1) > 0 }
         return hasTransferEncoding
     }
 }

@@ -151,21 +151,20 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
 
     private static let chunkedField = "transfer-encoding: chunked\r\n"
 
-    /// A client head rewritten for the upstream, in wire form: the client's field lines copied from its bytes
-    /// (name, `": "`, the OWS-trimmed value), the proxy's own as strings, in `fields` order. The caller has applied the
-    /// framing rules (``ProxyHandler`` keeps one `Content-Length` or adds `Transfer-Encoding: chunked` as the
-    /// string-fields path above would: the client parser lets through nothing else) and says whether the body goes
-    /// out `chunked`.
-    static func serialize(method httpMethod: HTTPMethod, uri: String, client: ClientRequestHead, fields: [ForwardedField], chunked: Bool,
+    /// A client head rewritten for the upstream, in wire form: the client's `kept` field lines copied from its bytes
+    /// (name, `": "`, the OWS-trimmed value), then the proxy's `added` ones, then the `identity` headers (passed on as
+    /// the policy made them, not copied into `added`). The caller has applied the framing rules
+    /// (``ProxyHandler`` keeps one `Content-Length` or adds `Transfer-Encoding: chunked` as the string-fields path above
+    /// would: the client parser lets through nothing else) and says whether the body goes out `chunked`. Two arrays,
+    /// not one of an enum: the client's lines are plain offsets, with no reference counting per line.
+    static func serialize(method httpMethod: HTTPMethod, uri: String, client: ClientRequestHead, kept: [FieldRange],
+                          added: [(String, String)], identity: [(String, String)] = [], chunked: Bool,
                           allocator: ByteBufferAllocator) -> UpstreamRequestHead {
         let method = httpMethod.rawValue
         var size = method.utf8.count + 1 + uri.utf8.count + 1 + 8 + 2 + 2
-        for field in fields {
-            switch field {
-            case .client(let range): size += Int(range.nameCount) + 2 + Int(range.valueCount) + 2
-            case .added(let name, let value): size += name.utf8.count + 2 + value.utf8.count + 2
-            }
-        }
+        for range in kept { size += Int(range.nameCount) + 2 + Int(range.valueCount) + 2 }
+        for (name, value) in added { size += name.utf8.count + 2 + value.utf8.count + 2 }
+        for (name, value) in identity { size += name.utf8.count + 2 + value.utf8.count + 2 }
         var buffer = allocator.buffer(capacity: size)
         client.withBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
@@ -174,21 +173,21 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
                 HTTPWire.copy(method, to: out, at: &at); out[at] = 0x20; at += 1
                 HTTPWire.copy(uri, to: out, at: &at); out[at] = 0x20; at += 1
                 HTTPWire.copy("HTTP/1.1\r\n", to: out, at: &at)
-                for field in fields {
-                    switch field {
-                    case .client(let range):
-                        UnsafeMutableRawPointer(out + at).copyMemory(from: source.baseAddress! + Int(range.nameStart), byteCount: Int(range.nameCount))
-                        at += Int(range.nameCount)
-                        out[at] = 0x3A; out[at + 1] = 0x20; at += 2
-                        if range.valueCount > 0 {
-                            UnsafeMutableRawPointer(out + at).copyMemory(from: source.baseAddress! + Int(range.valueStart), byteCount: Int(range.valueCount))
-                        }
-                        at += Int(range.valueCount)
-                    case .added(let name, let value):
-                        HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
-                        HTTPWire.copy(value, to: out, at: &at)
-                    }
+                for range in kept {
+                    UnsafeMutableRawPointer(out + at).copyMemory(from: source.baseAddress! + Int(range.nameStart), byteCount: Int(range.nameCount))
+                    at += Int(range.nameCount)
+                    out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                    UnsafeMutableRawPointer(out + at).copyMemory(from: source.baseAddress! + Int(range.valueStart), byteCount: Int(range.valueCount))
+                    at += Int(range.valueCount)
                     out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                }
+                for (name, value) in added {
+                    HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                    HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                }
+                for (name, value) in identity {
+                    HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
+                    HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
                 out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 precondition(at == size)
@@ -197,10 +196,4 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         }
         return UpstreamRequestHead(bytes: buffer, method: httpMethod, chunked: chunked)
     }
-}
-
-/// One field line of a forwarded head: the client's own (copied from its head's bytes) or one the proxy adds.
-enum ForwardedField {
-    case client(FieldRange)
-    case added(String, String)
 }

@@ -160,13 +160,13 @@ struct UpstreamRequestEncoderTests {
         var parser = ClientRequestParser()
         var input = ByteBuffer(string: wire)
         guard case .head(let head)? = try parser.next(&input) else { Issue.record("no head"); return }
-        let added = [("host", "up"), ("x-request-id", "r-1"), ("x-auth-sub", "u1")]
+        let added = [("host", "up"), ("x-request-id", "r-1")]
+        let identity = [("x-auth-sub", "u1"), ("x-auth-email", "a@b.example")]
         // Every client field but Host, then the added ones.
         let kept = head.fields.filter { field in head.withBytes { !HTTPScan.equalsLowercase(field.name(in: $0), "host") } }
-        let ours = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", client: head,
-                                                    fields: kept.map { .client($0) } + added.map { .added($0.0, $0.1) },
+        let ours = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", client: head, kept: kept, added: added, identity: identity,
                                                     chunked: false, allocator: ByteBufferAllocator())
-        let strings = kept.map { ($0.name(in: head.block), $0.value(in: head.block)) } + added
+        let strings = kept.map { ($0.name(in: head.block), $0.value(in: head.block)) } + added + identity
         let reference = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", version: .http1_1, fields: strings,
                                                          allocator: ByteBufferAllocator())
         #expect(Array(ours.bytes.readableBytesView) == Array(reference.bytes.readableBytesView))
