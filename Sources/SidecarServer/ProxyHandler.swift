@@ -446,6 +446,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
+    /// A `close` token in the fields' `Connection` values, split as the parser splits them.
+    static func endsConnection(_ fields: HTTPHeaders) -> Bool {
+        fields["connection"].contains { value in
+            var close = false
+            var value = value
+            value.withUTF8 { HTTPScan.forEachToken(UnsafeRawBufferPointer($0)) { if HTTPScan.equalsLowercase($0, "close") { close = true } } }
+            return close
+        }
+    }
+
     /// Request trailers pass through only when they cannot carry identity or routing: the same names the head loses
     /// (identity, forwarding, request id, hop-by-hop, framing) are dropped here too, so a chunked trailer is never a
     /// back door for `X-Auth-*`.
@@ -689,14 +699,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func receiveEnd(_ trailers: HTTPHeaders?, context: ChannelHandlerContext) {
         let bodyWasPending = watch.readingBody
         watch.bodyEnded()
+        // `Connection: close` in the trailers ends the connection too (the parser reads nothing after it, as llhttp):
+        // the answer says so, rather than leaving the connection to idle until its timeout.
+        let trailersClose = trailers.map(Self.endsConnection) ?? false
         switch state {
         case .idle: return
         case .discarding(let closeAfter):
             state = .idle
             watch.exchangeFinished()
-            if closeAfter { context.close(promise: nil) }
+            if closeAfter || trailersClose { context.close(promise: nil) }
         case .proxying(let exchange):
             exchange.requestEnded = true
+            if trailersClose { exchange.clientKeepAlive = false }
             if bodyWasPending, exchange.upstream != nil, !exchange.responseStarted {
                 // The request is whole: the upstream's turn, counted from here (a slow upload is not a 504).
                 upstreamTimer?.arm(in: shared.upstreamTimeout)

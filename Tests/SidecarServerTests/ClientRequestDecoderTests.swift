@@ -49,6 +49,21 @@ struct ClientRequestDecoderTests {
         #expect(!(try h.upstreamInput()).contains("smuggled"))
     }
 
+    @Test("Connection: close in a chunked request's trailers: the answer says close and the connection ends")
+    func trailersEndTheConnection() throws {
+        let h = try RawHarness(upstream: true)
+        try h.send("POST /docs/t HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nConnection: close\r\n\r\n"
+                   + "GET /docs/smuggled HTTP/1.1\r\nHost: s\r\n\r\n")
+        #expect(try h.upstreamInput().hasPrefix("POST /docs/t HTTP/1.1\r\n"))
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        h.loop.run()
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out) == ["HTTP/1.1 200 OK"])
+        #expect(out.lowercased().contains("connection: close"))
+        #expect(!h.channel.isActive)
+        #expect(!(try h.upstreamInput()).contains("smuggled"))
+    }
+
     @Test("a request pipelined behind one that ends the connection is answered in full first, and not told to close")
     func theLastRequestClosesOnlyItsOwnAnswer() throws {
         let h = try RawHarness()

@@ -63,6 +63,19 @@ def test_an_upgrade_request_that_is_not_upgraded_ends_the_connection(sidecar, to
     assert closed, "the connection stayed open after the answer to an upgrade request"
 
 
+def test_connection_close_in_request_trailers_ends_the_connection(sidecar):
+    # The parser reads no request after chunked trailers that say Connection: close (as llhttp); the answer must say
+    # close and the connection end at once — before, the answer said nothing and the connection idled to its timeout.
+    post = (b"POST /public/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+            b"Connection: close\r\n\r\n")
+    got, closed = _exchange_raw(sidecar["port"], post + b"GET /public/after HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = got.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 200"), got[:300]
+    assert b"\r\nconnection: close" in head, got[:300]
+    assert got.count(b"HTTP/1.1 ") == 1, f"a request after the closing trailers was answered: {got!r}"
+    assert closed, "the connection stayed open after the answer"
+
+
 def test_forward_auth_endpoint(sidecar, token):
     url = sidecar["url"] + "/_sidecar/auth"
     r = httpx.get(url, headers={"Cookie": f"authjs.session-token={token}", "X-Forwarded-Uri": "/api/x", "X-Forwarded-Method": "GET"})
