@@ -10,6 +10,11 @@ enum ClientResponsePart {
     case relayedHead(RelayedResponseHead)
     case body(IOData)
     case end(HTTPHeaders?)
+    /// A whole relayed response — the head with its one body part and trailers (``RelayedResponseHead/body``,
+    /// ``RelayedResponseHead/trailers``) — written as one buffer: what `.relayedHead`, `.body` and `.end` write, in
+    /// one pass through the pipeline instead of three (the proxy handler sends it when a small response came in one
+    /// upstream read, as most API answers do).
+    case relayedResponse(RelayedResponseHead)
 }
 
 /// The head of a relayed upstream response, after the proxy handler sanitised its fields. A class: a `NIOAny` holds up
@@ -24,6 +29,10 @@ final class RelayedResponseHead {
     let kept: [FieldRange]
     /// Fields the proxy adds after them (`X-Request-Id`, `Connection`, CORS), validated as they are serialised.
     let added: [(String, String)]
+    /// For `.relayedResponse` (the whole response in one part): its body, if any, and trailers. Here rather than in
+    /// the enum case: a `NIOAny` holds three words inline, and the part stays one reference.
+    var body: ByteBuffer?
+    var trailers: HTTPHeaders?
 
     init(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange], added: [(String, String)]) {
         self.version = version
@@ -84,6 +93,8 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         case .relayedHead(let head):
             writeHead(version: head.version, status: head.status, block: head.block, kept: head.kept, fields: head.added, context: context,
                       promise: promise)
+        case .relayedResponse(let response):
+            writeResponse(response, body: response.body, trailers: response.trailers, context: context, promise: promise)
         case .body(let chunk):
             if refused {
                 promise?.fail(InvalidResponseHead())
@@ -99,28 +110,86 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                 refuse(context: context, promise: promise)
                 return
             }
-            let pipelining = watch.pipelining
-            var promise = promise
-            if pipelining?.responseEnded() == true {
-                // Shutting down and nothing else in flight: close once this last response has actually been written
-                // (after the caller's flush).
-                let written = promise ?? context.eventLoop.makePromise()
-                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-                promise = written
+            let isChunked = isChunked
+            endResponse(context: context, promise: promise) { promise in
+                HTTPWire.writeEnd(trailers, chunked: isChunked, context: context, promise: promise)
             }
-            HTTPWire.writeEnd(trailers, chunked: isChunked, context: context, promise: promise)
-            isChunked = false
-            suppressBody = false
-            // Until the proxy handler sees the next request head (an answer to a request it never saw, such as a
-            // parse error's 400, is not a HEAD answer).
-            watch.answeringHead = false
-            // The next pipelined request, if one waits (it may be answered synchronously, re-entering this method).
-            pipelining?.deliverQueued()
+        }
+    }
+
+    /// The end of a response: tells the pipelining handler, calls `write` with the promise to write the last bytes
+    /// with, then lets the next pipelined request through.
+    private func endResponse(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?,
+                             write: (EventLoopPromise<Void>?) -> Void) {
+        let pipelining = watch.pipelining
+        var promise = promise
+        if pipelining?.responseEnded() == true {
+            // Shutting down and nothing else in flight: close once this last response has actually been written
+            // (after the caller's flush).
+            let written = promise ?? context.eventLoop.makePromise()
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            promise = written
+        }
+        write(promise)
+        isChunked = false
+        suppressBody = false
+        // Until the proxy handler sees the next request head (an answer to a request it never saw, such as a
+        // parse error's 400, is not a HEAD answer).
+        watch.answeringHead = false
+        // The next pipelined request, if one waits (it may be answered synchronously, re-entering this method).
+        pipelining?.deliverQueued()
+    }
+
+    /// `.relayedHead`, `.body` (if any) and `.end` as one buffer: the head serialised with room for the rest, the body
+    /// copied after it (as one chunk when chunked), then the last chunk and trailers.
+    private func writeResponse(_ head: RelayedResponseHead, body: ByteBuffer?, trailers: HTTPHeaders?, context: ChannelHandlerContext,
+                               promise: EventLoopPromise<Void>?) {
+        if refused || !(trailers.map(Self.isValid) ?? true) {
+            refuse(context: context, promise: promise)
+            return
+        }
+        let bodyBytes = body?.readableBytes ?? 0
+        // Chunk framing: a size line (at most 16 hex digits and CRLF) and CRLF around the data, `0` CRLF CRLF at the end.
+        let room = bodyBytes + 18 + 2 + 5
+        guard var buffer = headBytes(version: head.version, status: head.status, block: head.block, kept: head.kept, fields: head.added,
+                                     reserving: room, context: context, promise: promise) else { return }
+        if var body, bodyBytes > 0, !suppressBody {
+            if isChunked {
+                buffer.writeString(String(bodyBytes, radix: 16))
+                buffer.writeStaticString("\r\n")
+                buffer.writeBuffer(&body)
+                buffer.writeStaticString("\r\n")
+            } else {
+                buffer.writeBuffer(&body)
+            }
+        }
+        if isChunked {
+            buffer.writeStaticString("0\r\n")
+            for (name, value) in trailers ?? HTTPHeaders() {
+                buffer.writeString(name)
+                buffer.writeStaticString(": ")
+                buffer.writeString(value)
+                buffer.writeStaticString("\r\n")
+            }
+            buffer.writeStaticString("\r\n")
+        }
+        endResponse(context: context, promise: promise) { promise in
+            context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         }
     }
 
     private func writeHead(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
                            fields: [(String, String)], context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        guard let buffer = headBytes(version: version, status: status, block: block, kept: kept, fields: fields, reserving: 0,
+                                     context: context, promise: promise) else { return }
+        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+    }
+
+    /// A head's bytes, with `reserving` bytes of room after them; sets the body's framing. Nil when it was refused
+    /// (the promise failed, the connection closing).
+    private func headBytes(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange],
+                           fields: [(String, String)], reserving: Int, context: ChannelHandlerContext,
+                           promise: EventLoopPromise<Void>?) -> ByteBuffer? {
         var fields = fields
         let code = status.code
         // A non-final 1xx (100 Continue, 103 Early Hints) is followed by the real answer to the same request.
@@ -134,13 +203,13 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             fields.append(("connection", "close"))
         }
         guard !refused, let (buffer, chunked) = Self.serialize(version: version, status: status, block: block, kept: kept, dropKeptConnection: lastResponse,
-                                                               fields: fields, allocator: context.channel.allocator)
+                                                               fields: fields, reserving: reserving, allocator: context.channel.allocator)
         else {
             refuse(context: context, promise: promise)
-            return
+            return nil
         }
         isChunked = chunked && !suppressBody
-        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        return buffer
     }
 
     /// A body part written for a response to HEAD: dropped, and its promise fails with this.
@@ -213,7 +282,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     /// byte that must not be sent. The fields are `kept` (ranges in `block`, already validated, copied as they are;
     /// without `Connection` when `dropKeptConnection`) followed by `fields` (validated while copied).
     static func serialize(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
-                          dropKeptConnection: Bool = false, fields: [(String, String)],
+                          dropKeptConnection: Bool = false, fields: [(String, String)], reserving: Int = 0,
                           allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
         let code = status.code
         let mayHaveBody = !(code >= 100 && code < 200) && code != 204 && code != 304
@@ -266,7 +335,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             if chunked { size += chunkedField.utf8.count }
             let classes = Self.byteClasses
             var valid = true
-            var buffer = allocator.buffer(capacity: size)
+            var buffer = allocator.buffer(capacity: size + reserving)
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
                 let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 var at = 0

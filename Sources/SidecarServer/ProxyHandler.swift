@@ -97,6 +97,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// Upstream reads are paused because the client is not taking the response: the exchange's deadline is then
         /// the client's (`client_send_timeout`), not the upstream's.
         var relayPaused = false
+        /// The relayed response head, and its first body part if small, not yet written: if the response's `.end`
+        /// comes in the same upstream read, the whole response goes to the client as one part (one pass through the
+        /// pipeline, one buffer); otherwise they are written at the read's end.
+        var heldHead: RelayedResponseHead?
+        var heldBody: ByteBuffer?
         var isHead: Bool { method == .HEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
@@ -428,8 +433,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// reading), the close lingers as nginx's `lingering_close` does: output is shut first, and input is read and
     /// dropped until the client closes or `lingerTime` passes. Closing with unread input sends a RST, which can
     /// destroy the answer in the client's receive buffer before it is read.
-    private func writeEndAndClose(_ context: ChannelHandlerContext, trailers: HTTPHeaders? = nil, linger: Bool) {
-        context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { result in
+    private func writeEndAndClose(_ context: ChannelHandlerContext, last: ClientResponsePart = .end(nil), linger: Bool) {
+        context.writeAndFlush(wrapOutboundOut(last)).assumeIsolated().whenComplete { result in
             guard let context = self.context else { return }
             guard linger, case .success = result else {
                 context.close(promise: nil)
@@ -888,16 +893,26 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             if !exchange.clientKeepAlive && !switching { added.append(("connection", "close")) }
             added.append(contentsOf: corsHeaders)
             let relayed = RelayedResponseHead(version: version, status: head.status, block: head.block, kept: kept, added: added)
-            context.write(wrapOutboundOut(.relayedHead(relayed)), promise: nil)
+            if switching {
+                context.write(wrapOutboundOut(.relayedHead(relayed)), promise: nil)
+            } else {
+                exchange.heldHead = relayed
+            }
             responseUnflushed = true
         case .body(let buffer):
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             responseUnflushed = true
+            if exchange.heldHead != nil, exchange.heldBody == nil, buffer.readableBytes <= Self.maxHeldBody {
+                exchange.heldBody = buffer
+                return
+            }
+            writeHeld(exchange, context: context)
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable { setRelayPaused(true, exchange) }
         case .end(let trailers):
             upstreamTimer?.disarm()
             responseUnflushed = false  // flushed with the `.end` below
             if exchange.isUpgrade, exchange.status == 101, let upstream = exchange.upstream {
+                writeHeld(exchange, context: context)
                 exchange.upstream = nil
                 finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 101,
                                         outcome: exchange.outcome, start: exchange.start, upstreamStart: exchange.upstreamStart)
@@ -926,10 +941,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             state = exchange.requestEnded ? .idle : .discarding(closeAfter: true)
             if exchange.requestEnded { watch.exchangeFinished() }
             resumeReads(if: true)
-            if ending.client == .close {
-                writeEndAndClose(context, trailers: trailers, linger: !exchange.requestEnded)
+            let last: ClientResponsePart
+            if let head = exchange.heldHead {
+                // The whole response came in this read: one part.
+                head.body = exchange.heldBody
+                head.trailers = trailers
+                last = .relayedResponse(head)
+                exchange.heldHead = nil
+                exchange.heldBody = nil
             } else {
-                context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+                last = .end(trailers)
+            }
+            if ending.client == .close {
+                writeEndAndClose(context, last: last, linger: !exchange.requestEnded)
+            } else {
+                context.writeAndFlush(wrapOutboundOut(last), promise: nil)
             }
         }
     }
@@ -938,11 +964,35 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// Skipped when the burst ended the response (its `.end` is written and flushed at once): an empty flush still
     /// walks the outbound pipeline to the socket.
     func upstreamReadComplete() {
-        guard responseUnflushed else { return }
+        guard responseUnflushed, let context else { return }
         responseUnflushed = false
         // The response continues in a later read (a response read whole has disarmed the deadline at its `.end`).
-        if case .proxying(let exchange) = state, !exchange.relayPaused { upstreamTimer?.arm(in: shared.upstreamTimeout) }
-        context?.flush()
+        if case .proxying(let exchange) = state {
+            writeHeld(exchange, context: context)
+            if !exchange.relayPaused {
+                if !context.channel.isWritable {
+                    setRelayPaused(true, exchange)
+                } else {
+                    upstreamTimer?.arm(in: shared.upstreamTimeout)
+                }
+            }
+        }
+        context.flush()
+    }
+
+    /// A held response head fits its first body part in the same buffer up to this size; a larger part is written
+    /// on its own (not copied).
+    static let maxHeldBody = 16 * 1024
+
+    /// Writes the held response head and body part, if any (not flushed).
+    private func writeHeld(_ exchange: Exchange, context: ChannelHandlerContext) {
+        guard let head = exchange.heldHead else { return }
+        exchange.heldHead = nil
+        context.write(wrapOutboundOut(.relayedHead(head)), promise: nil)
+        if let body = exchange.heldBody {
+            exchange.heldBody = nil
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
     }
 
     func upstreamClosed() {

@@ -32,6 +32,8 @@ struct ClientResponseEncoderTests {
         Case("200 with Content-Length", .ok, [("content-type", "application/json"), ("Content-Length", "11")], body: [#"{"ok":true}"#]),
         Case("200 without framing becomes chunked", .ok, [("content-type", "text/plain")], body: ["hello", "", "world"]),
         Case("200 chunked with trailers", .ok, [("Transfer-Encoding", "chunked")], body: ["x"], trailers: [("x-digest", "abc")]),
+        Case("200 chunked, one empty body part", .ok, [("x-a", "1")], body: [""]),
+        Case("200 chunked, a 300-byte body part", .ok, [("x-a", "1")], body: [String(repeating: "z", count: 300)]),
         Case("Content-Length wins over Transfer-Encoding", .ok, [("transfer-encoding", "chunked"), ("content-length", "3")], body: ["abc"]),
         Case("204 loses framing headers", .noContent, [("content-length", "0"), ("x-request-id", "r1")]),
         Case("304 loses framing headers", .notModified, [("etag", "\"v1\""), ("transfer-encoding", "chunked")]),
@@ -116,6 +118,38 @@ struct ClientResponseEncoderTests {
         let nio = try Self.nio(Self.parts(c))
         #expect(String(decoding: ours, as: UTF8.self) == String(decoding: nio, as: UTF8.self))
         #expect(ours == nio)
+    }
+
+    /// The whole-response part must put on the wire exactly what its head, body part and end write as three parts —
+    /// for every case with at most one body part, each answering a HEAD or not, and followed by a second answer on the
+    /// same connection (the framing state must be reset as `.end` resets it).
+    @Test("a whole relayed response in one part writes the bytes of its head, body and end written apart",
+          arguments: cases.filter { $0.body.count <= 1 && !($0.status.code >= 100 && $0.status.code < 200) }, [false, true])
+    func wholeResponseWritesWhatItsPartsWrite(_ c: Case, answeringHead: Bool) throws {
+        let head = HTTPResponseHead(version: c.version, status: c.status, headers: HTTPHeaders(c.headers))
+        let body = c.body.first.map { ByteBuffer(string: $0) }
+        let trailers = c.trailers.map(HTTPHeaders.init)
+        let next: [ClientResponsePart] = [.relayedHead(Self.relayedHead(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-b": "2"]))),
+                                          .body(.byteBuffer(ByteBuffer(string: "next"))), .end(nil)]
+        func written(_ parts: [ClientResponsePart]) throws -> [UInt8] {
+            let watch = HeadWatch()
+            let channel = EmbeddedChannel(handler: ClientResponseEncoder(watch: watch))
+            defer { _ = try? channel.finish() }
+            watch.answeringHead = answeringHead
+            for part in parts.dropLast(3) { channel.write(part, promise: nil) }
+            watch.answeringHead = false
+            for part in parts.suffix(3) { channel.write(part, promise: nil) }
+            channel.flush()
+            return try Self.drain(channel)
+        }
+        let whole = Self.relayedHead(head)
+        whole.body = body
+        whole.trailers = trailers
+        let apart: [ClientResponsePart] = [.relayedHead(Self.relayedHead(head))] + (body.map { [.body(.byteBuffer($0))] } ?? []) + [.end(trailers)]
+        let one = try written([.relayedResponse(whole)] + next)
+        let three = try written(apart + next)
+        #expect(String(decoding: one, as: UTF8.self) == String(decoding: three, as: UTF8.self))
+        #expect(one == three)
     }
 
     @Test func headAnswerKeepsFramingHeadersButHasNoBodyOrTerminator() throws {

@@ -140,6 +140,10 @@ final class ProxyHarness {
         switch first {
         case .head(let h): head = h
         case .relayedHead(let h): head = HTTPResponseHead(version: h.version, status: h.status, headers: HTTPHeaders(h.fields))
+        case .relayedResponse(let h):
+            // A whole response in one part.
+            return CapturedResponse(head: HTTPResponseHead(version: h.version, status: h.status, headers: HTTPHeaders(h.fields)),
+                                    body: h.body ?? ByteBuffer(), ended: true)
         default:
             Issue.record("first outbound part is not a head: \(first)", sourceLocation: sourceLocation)
             return nil
@@ -147,7 +151,7 @@ final class ProxyHarness {
         var response = CapturedResponse(head: head, body: ByteBuffer(), ended: false)
         while let part = try channel.readOutbound(as: ClientResponsePart.self) {
             switch part {
-            case .head, .relayedHead:
+            case .head, .relayedHead, .relayedResponse:
                 Issue.record("second head before end: \(part)", sourceLocation: sourceLocation)
                 return response
             case .body(.byteBuffer(var b)): response.body.writeBuffer(&b)
