@@ -163,16 +163,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                 buffer.writeBuffer(&body)
             }
         }
-        if isChunked {
-            buffer.writeStaticString("0\r\n")
-            for (name, value) in trailers ?? HTTPHeaders() {
-                buffer.writeString(name)
-                buffer.writeStaticString(": ")
-                buffer.writeString(value)
-                buffer.writeStaticString("\r\n")
-            }
-            buffer.writeStaticString("\r\n")
-        }
+        if isChunked { HTTPWire.writeLastChunk(trailers, to: &buffer) }
         endResponse(context: context, promise: promise) { promise in
             context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         }
@@ -395,19 +386,24 @@ enum HTTPWire {
         context.write(NIOAny(IOData.byteBuffer(crlf)), promise: promise)
     }
 
+    /// The last chunk (`0`), the trailer fields and the empty line that end a chunked body.
+    static func writeLastChunk(_ trailers: HTTPHeaders?, to buffer: inout ByteBuffer) {
+        buffer.writeStaticString("0\r\n")
+        for (name, value) in trailers ?? HTTPHeaders() {
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+    }
+
     /// The end of a body: the last chunk and the trailer block when chunked; otherwise nothing (an empty write only
     /// when someone waits on the promise).
     static func writeEnd(_ trailers: HTTPHeaders?, chunked: Bool, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         if chunked {
             var buffer = context.channel.allocator.buffer(capacity: 64)
-            buffer.writeStaticString("0\r\n")
-            for (name, value) in trailers ?? HTTPHeaders() {
-                buffer.writeString(name)
-                buffer.writeStaticString(": ")
-                buffer.writeString(value)
-                buffer.writeStaticString("\r\n")
-            }
-            buffer.writeStaticString("\r\n")
+            writeLastChunk(trailers, to: &buffer)
             context.write(NIOAny(IOData.byteBuffer(buffer)), promise: promise)
         } else if let promise {
             context.write(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: promise)

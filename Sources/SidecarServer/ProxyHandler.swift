@@ -546,15 +546,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 }
             }
         }
-        // Framing as NIO's request encoder would write it from the client's fields (the parser lets through at most one
-        // `Content-Length`, or `Transfer-Encoding: chunked`, never both): a POST, PUT or PATCH without a length goes
-        // chunked; any other method only when the client's body was.
-        let chunked: Bool
-        switch head.method {
-        case .TRACE: chunked = false
-        case .POST, .PUT, .PATCH: chunked = fields.contentLengthCount == 0
-        default: chunked = fields.contentLengthCount == 0 && fields.hasTransferEncoding
-        }
+        let chunked = Self.upstreamIsChunked(head.method, fields)
         if chunked { added.append(("transfer-encoding", "chunked")) }
         if Self.isUpgrade(head.method, fields), let upgrade = fields.upgrade {
             added.append(("connection", "upgrade"))
@@ -567,6 +559,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         added.append(("x-request-id", requestID))
         return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, kept: kept,
                                                 added: added, identity: identity, chunked: chunked, allocator: allocator)
+    }
+
+    /// The body goes upstream chunked, as NIO's request encoder frames the client's fields (the parser lets through at
+    /// most one `Content-Length`, or `Transfer-Encoding: chunked`, never both): a POST, PUT or PATCH without a length
+    /// goes chunked; any other method only when the client's body was.
+    static func upstreamIsChunked(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
+        switch method {
+        case .TRACE: return false
+        case .POST, .PUT, .PATCH: return fields.contentLengthCount == 0
+        default: return fields.contentLengthCount == 0 && fields.hasTransferEncoding
+        }
     }
 
     enum CookieLine: Equatable {

@@ -3,9 +3,9 @@ import NIOHTTP1
 import SidecarCore
 
 /// A request part on its way to the upstream. The head comes already serialised (``UpstreamRequestHead``): the proxy
-/// handler collects its fields once, as an array, and ``UpstreamRequestEncoder/serialize(method:uri:version:fields:allocator:)``
-/// writes them, with no `HTTPHeaders` and no `HTTPRequestHead` built in between (each visit of an `HTTPHeaders`
-/// element retains and releases two strings).
+/// handler picks the client's field lines to keep and its own to add, and
+/// ``UpstreamRequestEncoder/serialize(method:uri:client:kept:added:identity:chunked:allocator:)`` copies them, with no
+/// `HTTPHeaders` and no `HTTPRequestHead` built in between.
 enum UpstreamRequestPart {
     case head(UpstreamRequestHead)
     case body(IOData)
@@ -56,7 +56,9 @@ struct UpstreamRequestFraming {
 /// sent chunked; for the others `Content-Length` wins over `Transfer-Encoding`, and the body is chunked only when the
 /// first `Transfer-Encoding` is `chunked`. What differs is the cost: NIO writes the start line and every header name,
 /// separator, value and CRLF separately (four bounds-checked buffer writes per header); here the block is measured,
-/// then copied into one buffer of that size — by the proxy handler, when it makes the head (``serialize(method:uri:version:fields:allocator:)``).
+/// then copied into one buffer of that size. ``serialize(method:uri:version:fields:allocator:)`` is that, from string
+/// fields (the tests' reference, held byte for byte to NIO's encoder); the proxy handler uses the client-bytes
+/// variant, ``serialize(method:uri:client:kept:added:identity:chunked:allocator:)``, which takes its framing decision.
 ///
 /// The upstream pipeline does not carry this handler: ``UpstreamHandler`` frames its parts with the same
 /// ``UpstreamRequestFraming`` from its own context (one handler context less per upstream connection, two hops less
@@ -166,7 +168,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         for (name, value) in added { size += name.utf8.count + 2 + value.utf8.count + 2 }
         for (name, value) in identity { size += name.utf8.count + 2 + value.utf8.count + 2 }
         var buffer = allocator.buffer(capacity: size)
-        client.withBytes { source in
+        _ = client.withBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
                 let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 var at = 0

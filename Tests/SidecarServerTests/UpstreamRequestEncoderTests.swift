@@ -151,6 +151,23 @@ struct UpstreamRequestEncoderTests {
         }
     }
 
+    /// The proxy decides the upstream framing itself for the client-bytes path; it must be what the string path (NIO's
+    /// rules, tested above) decides for the same fields — for every framing the client parser lets through.
+    @Test("the proxy's upstream framing is the string path's, for every method and every framing a client can send")
+    func upstreamFramingMatchesTheStringPath() {
+        let methods: [HTTPMethod] = [.GET, .HEAD, .DELETE, .OPTIONS, .POST, .PUT, .PATCH, .RAW(value: "PROPFIND")]
+        let framings: [[(String, String)]] = [[], [("content-length", "0")], [("Content-Length", "5")], [("Transfer-Encoding", "chunked")]]
+        for method in methods {
+            for framing in framings {
+                let fields = RequestHeadFields(ClientRequestHead(method: method, uri: "/", headers: HTTPHeaders([("host", "s")] + framing)))
+                // What the proxy sent before the client-bytes path: the client's fields, its Transfer-Encoding as `chunked`.
+                let reference = UpstreamRequestEncoder.serialize(method: method, uri: "/", version: .http1_1, fields: [("host", "up")] + framing,
+                                                                 allocator: ByteBufferAllocator())
+                #expect(ProxyHandler.upstreamIsChunked(method, fields) == reference.chunked, "\(method) \(framing)")
+            }
+        }
+    }
+
     /// The client-bytes path (what ``ProxyHandler`` uses) must write what the string path writes for the same fields:
     /// each kept client line as `name: value` with its OWS trimmed, the added ones as given, in order.
     @Test("serialize(client:) writes the bytes serialize(fields:) writes for the same fields")
