@@ -781,6 +781,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// response already started or no answer can reach the client (`status` nil).
     private func failExchange(_ exchange: Exchange, status: HTTPResponseStatus?, code: String) {
         upstreamTimer?.disarm()
+        if exchange.heldHead != nil {
+            // The failure came in the same upstream read as the response head, which was held back and never
+            // written: nothing reached the client, so it still gets a whole answer (the 502), not a cut.
+            exchange.heldHead = nil
+            exchange.heldBody = nil
+            exchange.responseStarted = false
+        }
         exchange.upstream?.handler.delegate = nil
         exchange.upstream?.channel.close(promise: nil)
         exchange.upstream = nil
