@@ -2,9 +2,9 @@ import AuthJSToken
 
 /// What to do with one request, decided synchronously from its head.
 public enum AccessDecision: Sendable {
-    /// Forward with these identity headers; `outcome` is `ok` (verified), `anonymous` or the failure code on a
-    /// public/optional route.
-    case forward(path: String, identity: [(String, String)], dropped: [String], outcome: String, subject: String?)
+    /// Forward, with the verified session's identity headers (`nil`: anonymous); `outcome` is `ok` (verified),
+    /// `anonymous` or the failure code on a public/optional route.
+    case forward(path: String, session: VerifiedTokenCache.Entry?, outcome: String)
     case unauthorized(VerificationFailure)
     case forbidden(ClaimRequirement)
     case badRequest(String)
@@ -35,22 +35,29 @@ public final class AccessPolicy: Sendable {
 
     public func decide(method: String, target: String, cookie: String?, authorization: String?, now: Double,
                        cache: inout VerifiedTokenCache) -> AccessDecision {
+        guard var cookie else { return decide(method: method, target: target, cookie: nil as UnsafeRawBufferPointer?, authorization: authorization, now: now, cache: &cache) }
+        return cookie.withUTF8 { decide(method: method, target: target, cookie: UnsafeRawBufferPointer($0), authorization: authorization, now: now, cache: &cache) }
+    }
+
+    /// The same with the `Cookie` value as the bytes that arrived (see ``TokenAuthenticator``).
+    public func decide(method: String, target: String, cookie: UnsafeRawBufferPointer?, authorization: String?, now: Double,
+                       cache: inout VerifiedTokenCache) -> AccessDecision {
         guard let (path, query) = PathNormalizer.normalize(target: target) else {
             return .badRequest("request target is not a normalisable origin-form path")
         }
         let rule = routes.rule(method: method, path: path)
         let forwardPath = query.map { path + "?" + $0 } ?? path
-        let result = authenticator.authenticate(cookieHeader: cookie, authorization: authorization, now: now, cache: &cache, identity: identity)
+        let result = authenticator.authenticate(cookie: cookie, authorization: authorization, now: now, cache: &cache, identity: identity)
         switch result {
         case .success(let entry):
             for requirement in rule.requirements where !requirement.isMet(by: entry.token.claims) {
                 return .forbidden(requirement)
             }
-            return .forward(path: forwardPath, identity: entry.headers, dropped: entry.dropped, outcome: "ok", subject: entry.token.registered.subject)
+            return .forward(path: forwardPath, session: entry, outcome: "ok")
         case .failure(let failure):
             if rule.mode == .required { return .unauthorized(failure) }
             let outcome = failure.code == .missingToken ? "anonymous" : failure.code.rawValue
-            return .forward(path: forwardPath, identity: [], dropped: [], outcome: outcome, subject: nil)
+            return .forward(path: forwardPath, session: nil, outcome: outcome)
         }
     }
 }

@@ -96,57 +96,93 @@ public struct SessionTokenExtractor: Sendable {
     }
 
     func cookieTokens(_ header: String) -> [ExtractedToken] {
-        // One pass over the bytes collects, per configured cookie, the value range of the first exact-name pair and
-        // of the first pair of each `name.<digits>` chunk name; only the values kept are decoded into strings.
-        // A given name always lands on the same cookie index (the first that matches), so "first occurrence wins" is
-        // a per-index check: an exact name is taken once, a chunk name once per distinct spelling.
         var header = header
-        let count = cookies.count
-        return header.withUTF8 { bytes -> [ExtractedToken] in
-            guard let base = bytes.baseAddress else { return [] }
-            return withUnsafeTemporaryAllocation(of: Range<Int>?.self, capacity: count) { exact -> [ExtractedToken] in
-                exact.initialize(repeating: nil)
-                defer { exact.deinitialize() }
-                var chunks: [[(n: Int, name: Range<Int>, value: Range<Int>)]]? = nil  // rare: allocated on the first chunk
-                CookieParser.forEachPair(bytes) { name, value in
-                    for i in 0..<count {
-                        let matched = cookieNames[i].withUnsafeBufferPointer { cookieName -> Bool? in
-                            guard name.count >= cookieName.count,
-                                  memcmp(base + name.lowerBound, cookieName.baseAddress!, cookieName.count) == 0 else { return nil }
-                            if name.count == cookieName.count {
-                                if exact[i] == nil { exact[i] = value }
-                                return true
-                            }
-                            // `name.<digits>` chunks only — never any other prefix match.
-                            let suffix = (name.lowerBound + cookieName.count)..<name.upperBound
-                            guard bytes[suffix.lowerBound] == UInt8(ascii: "."), suffix.count >= 2, suffix.count <= 5,
-                                  bytes[(suffix.lowerBound + 1)..<suffix.upperBound].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                                  (chunks?[i].count ?? 0) < Self.maxChunks else { return nil }
-                            if chunks == nil { chunks = Array(repeating: [], count: count) }
-                            let taken = chunks![i].contains {
-                                $0.name.count == name.count && memcmp(base + $0.name.lowerBound, base + name.lowerBound, name.count) == 0
-                            }
-                            if !taken {
-                                var n = 0
-                                for d in bytes[(suffix.lowerBound + 1)..<suffix.upperBound] { n = n * 10 + Int(d - 0x30) }
-                                chunks![i].append((n, name, value))
-                            }
-                            return true
-                        }
-                        if matched != nil { return true }
-                    }
-                    return true
+        var out: [ExtractedToken] = []
+        header.withUTF8 { bytes in
+            forEachCookieCandidate(UnsafeRawBufferPointer(bytes)) { text, index in
+                let value: String
+                switch text {
+                case .bytes(let raw): value = String(decoding: raw, as: UTF8.self)
+                case .decoded(let decoded): value = decoded
                 }
-                var out: [ExtractedToken] = []
-                for i in 0..<count {
-                    var value = exact[i].map { CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[$0])) } ?? ""
-                    if value.isEmpty, let parts = chunks?[i], !parts.isEmpty {
-                        value = parts.sorted { $0.n < $1.n }.map { CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[$0.value])) }.joined()
-                    }
-                    if !value.isEmpty { out.append(ExtractedToken(value: value, source: .cookie(i), scope: scopes[i])) }
-                }
-                return out
+                out.append(ExtractedToken(value: value, source: .cookie(index), scope: scopes[index]))
+                return true
             }
         }
+        return out
     }
+
+    /// A candidate token's text: the cookie value's own bytes when it needs no decoding (the common case: no string
+    /// is made for it), else the percent-decoded or chunk-joined string.
+    public enum CandidateText {
+        case bytes(UnsafeRawBufferPointer)
+        case decoded(String)
+    }
+
+    /// Calls `body` with each configured cookie's token in priority order, with the cookie's index (its key scope is
+    /// `scope(ofCookie:)`), until `body` returns false. Returns whether any cookie had a value.
+    @discardableResult
+    public func forEachCookieCandidate(_ header: UnsafeRawBufferPointer, _ body: (CandidateText, Int) -> Bool) -> Bool {
+        // One pass over the bytes collects, per configured cookie, the value range of the first exact-name pair and
+        // of the first pair of each `name.<digits>` chunk name; only the values kept are decoded.
+        // A given name always lands on the same cookie index (the first that matches), so "first occurrence wins" is
+        // a per-index check: an exact name is taken once, a chunk name once per distinct spelling.
+        let bytes = UnsafeBufferPointer(start: header.baseAddress?.assumingMemoryBound(to: UInt8.self), count: header.count)
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return false }
+        let count = cookies.count
+        return withUnsafeTemporaryAllocation(of: Range<Int>?.self, capacity: count) { exact -> Bool in
+            exact.initialize(repeating: nil)
+            defer { exact.deinitialize() }
+            var chunks: [[(n: Int, name: Range<Int>, value: Range<Int>)]]? = nil  // rare: allocated on the first chunk
+            CookieParser.forEachPair(bytes) { name, value in
+                for i in 0..<count {
+                    let matched = cookieNames[i].withUnsafeBufferPointer { cookieName -> Bool? in
+                        guard name.count >= cookieName.count,
+                              memcmp(base + name.lowerBound, cookieName.baseAddress!, cookieName.count) == 0 else { return nil }
+                        if name.count == cookieName.count {
+                            if exact[i] == nil { exact[i] = value }
+                            return true
+                        }
+                        // `name.<digits>` chunks only — never any other prefix match.
+                        let suffix = (name.lowerBound + cookieName.count)..<name.upperBound
+                        guard bytes[suffix.lowerBound] == UInt8(ascii: "."), suffix.count >= 2, suffix.count <= 5,
+                              bytes[(suffix.lowerBound + 1)..<suffix.upperBound].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                              (chunks?[i].count ?? 0) < Self.maxChunks else { return nil }
+                        if chunks == nil { chunks = Array(repeating: [], count: count) }
+                        let taken = chunks![i].contains {
+                            $0.name.count == name.count && memcmp(base + $0.name.lowerBound, base + name.lowerBound, name.count) == 0
+                        }
+                        if !taken {
+                            var n = 0
+                            for d in bytes[(suffix.lowerBound + 1)..<suffix.upperBound] { n = n * 10 + Int(d - 0x30) }
+                            chunks![i].append((n, name, value))
+                        }
+                        return true
+                    }
+                    if matched != nil { return true }
+                }
+                return true
+            }
+            var any = false
+            for i in 0..<count {
+                var text: CandidateText?
+                if let range = exact[i], !range.isEmpty {
+                    let raw = UnsafeBufferPointer(rebasing: bytes[range])
+                    text = memchr(raw.baseAddress!, Int32(UInt8(ascii: "%")), raw.count) == nil
+                        ? .bytes(UnsafeRawBufferPointer(raw)) : .decoded(CookieParser.decodeValue(raw))
+                }
+                if text == nil, let parts = chunks?[i], !parts.isEmpty {
+                    let joined = parts.sorted { $0.n < $1.n }.map { CookieParser.decodeValue(UnsafeBufferPointer(rebasing: bytes[$0.value])) }.joined()
+                    if !joined.isEmpty { text = .decoded(joined) }
+                }
+                guard let text else { continue }
+                any = true
+                if !body(text, i) { break }
+            }
+            return any
+        }
+    }
+
+    /// The key scope a token from `cookies[index]` may be opened with.
+    public func scope(ofCookie index: Int) -> KeyScope { scopes[index] }
 }

@@ -25,31 +25,62 @@ public struct TokenAuthenticator: Sendable {
     /// A mapper that makes no header, for callers that want only the token.
     static let noIdentityHeaders = IdentityHeaderMapper(mappings: [], claimsHeader: nil)
 
-    /// As above, consulting and filling `cache`; the cached entry carries the identity headers `identity` makes.
+    /// As above, consulting and filling `cache`; the entry carries the identity headers `identity` makes.
     /// (Not optional: wrapping the caller's mapper in an `Optional` copied it per request — a retain and release of
     /// each of its fields.)
     public func authenticate(cookieHeader: String?, authorization: String?, now: Double, cache: inout VerifiedTokenCache,
                              identity: IdentityHeaderMapper) -> Result<VerifiedTokenCache.Entry, VerificationFailure> {
-        let candidates: [ExtractedToken]
-        switch extractor.extract(cookieHeader: cookieHeader, authorization: authorization) {
-        case .failure(let f): return .failure(f)
-        case .success(let c): candidates = c
+        guard var cookieHeader else {
+            return authenticate(cookie: nil, authorization: authorization, now: now, cache: &cache, identity: identity)
         }
-        guard !candidates.isEmpty else {
-            return .failure(VerificationFailure(.missingToken, "no session cookie and no Bearer token"))
+        return cookieHeader.withUTF8 {
+            authenticate(cookie: UnsafeRawBufferPointer($0), authorization: authorization, now: now, cache: &cache, identity: identity)
         }
+    }
+
+    /// The same from the `Cookie` value's bytes as they arrived: a token that needs no decoding is looked up in
+    /// `cache` by its bytes, so a repeated session makes no string of its cookie or its token.
+    public func authenticate(cookie: UnsafeRawBufferPointer?, authorization: String?, now: Double, cache: inout VerifiedTokenCache,
+                             identity: IdentityHeaderMapper) -> Result<VerifiedTokenCache.Entry, VerificationFailure> {
+        var found: VerifiedTokenCache.Entry?
         var firstFailure: VerificationFailure?
-        for candidate in candidates {
-            if let hit = cache.lookup(candidate.value, scope: candidate.scope, now: now) { return .success(hit) }
-            switch verifier.verify(candidate.value, scope: candidate.scope, now: now) {
-            case .success(let token):
-                let (headers, dropped) = identity.headers(for: token)
-                cache.insert(candidate.value, scope: candidate.scope, verified: token, headers: headers, dropped: dropped,
-                             leeway: verifier.options.clockTolerance, now: now)
-                return .success(VerifiedTokenCache.Entry(token: token, headers: headers, dropped: dropped, validUntil: now))
-            case .failure(let f): firstFailure = firstFailure ?? f
+        /// Tries one candidate; true when it settled the request.
+        func attempt(_ token: String, scope: KeyScope) -> Bool {
+            switch verifier.verify(token, scope: scope, now: now) {
+            case .success(let verified):
+                let (headers, dropped) = identity.headers(for: verified)
+                found = cache.insert(token, scope: scope, verified: verified, headers: headers, dropped: dropped,
+                                     leeway: verifier.options.clockTolerance, now: now)
+                return true
+            case .failure(let f):
+                firstFailure = firstFailure ?? f
+                return false
             }
         }
-        return .failure(firstFailure!)
+        if let cookie, cookie.count > 0 {
+            let any = extractor.forEachCookieCandidate(cookie) { text, index in
+                let scope = extractor.scope(ofCookie: index)
+                switch text {
+                case .bytes(let raw):
+                    if let hit = cache.lookup(raw, scope: scope, now: now) { found = hit; return false }
+                    return !attempt(String(decoding: raw, as: UTF8.self), scope: scope)
+                case .decoded(let token):
+                    if let hit = cache.lookup(token, scope: scope, now: now) { found = hit; return false }
+                    return !attempt(token, scope: scope)
+                }
+            }
+            if let found { return .success(found) }
+            if any { return .failure(firstFailure!) }
+        }
+        // Only when no configured cookie has a value: the Bearer token.
+        switch extractor.extract(cookieHeader: nil, authorization: authorization) {
+        case .failure(let f): return .failure(f)
+        case .success(let candidates):
+            guard let candidate = candidates.first else {
+                return .failure(VerificationFailure(.missingToken, "no session cookie and no Bearer token"))
+            }
+            if let hit = cache.lookup(candidate.value, scope: candidate.scope, now: now) { return .success(hit) }
+            return attempt(candidate.value, scope: candidate.scope) ? .success(found!) : .failure(firstFailure!)
+        }
     }
 }

@@ -122,3 +122,12 @@ extension FieldRange {
         UnsafeRawBufferPointer(rebasing: bytes[Int(valueStart)..<Int(valueStart + valueCount)])
     }
 }
+
+extension HTTPMethod {
+    /// Case tests by pattern, not `==`: NIO's `HTTPMethod` is `RawRepresentable`, so `==` builds and compares both
+    /// sides' `rawValue` strings (23 such calls per proxied request before these).
+    var isGET: Bool { if case .GET = self { true } else { false } }
+    var isHEAD: Bool { if case .HEAD = self { true } else { false } }
+    var isCONNECT: Bool { if case .CONNECT = self { true } else { false } }
+    var isTRACE: Bool { if case .TRACE = self { true } else { false } }
+}

@@ -202,8 +202,8 @@ public struct ClientRequestParser: Sendable {
         } else if let length = fields.contentLength, length > 0 {
             bodyState = .fixedBody(remaining: length)
         }
-        let isUpgrade = parsed.method == .GET && fields.hasUpgrade && fields.connectionUpgrade
-        if parsed.method == .CONNECT {
+        let isUpgrade = parsed.method.isGET && fields.hasUpgrade && fields.connectionUpgrade
+        if parsed.method.isCONNECT {
             // Never tunnelled (the proxy refuses it): whatever follows is not read as requests.
             bodyState = .bodyEnded
             afterEnd = .stopped
@@ -241,7 +241,7 @@ public struct ClientRequestParser: Sendable {
         let targetStart = index
         while index < bytes.count, bytes[index] > 0x20, bytes[index] < 0x7F { index += 1 }
         guard index > targetStart, index < bytes.count, bytes[index] == 0x20,
-              isTargetForm(UnsafeRawBufferPointer(rebasing: bytes[targetStart..<index]), isCONNECT: method == .CONNECT) else {
+              isTargetForm(UnsafeRawBufferPointer(rebasing: bytes[targetStart..<index]), isCONNECT: method.isCONNECT) else {
             throw .bad("malformed request target")
         }
         let targetEnd = index

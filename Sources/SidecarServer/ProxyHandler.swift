@@ -102,7 +102,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         /// pipeline, one buffer); otherwise they are written at the read's end.
         var heldHead: RelayedResponseHead?
         var heldBody: ByteBuffer?
-        var isHead: Bool { method == .HEAD }
+        var isHead: Bool { method.isHEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
             self.requestID = requestID
@@ -202,7 +202,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private func receiveHead(_ head: ClientRequestHead, context: ChannelHandlerContext) {
         watch.headArrived()
-        watch.answeringHead = head.method == .HEAD
+        watch.answeringHead = head.method.isHEAD
         corsHeaders = []
         let fields = RequestHeadFields(head)
         trace = shared.accessLog.enabled && fields.traceparent != nil
@@ -226,7 +226,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
         // A reverse proxy never tunnels (CONNECT: the bytes after it would be a second, unchecked stream) and never
         // reflects requests (TRACE would echo cookies and Authorization back to a script).
-        if head.method == .CONNECT || head.method == .TRACE {
+        if head.method.isCONNECT || head.method.isTRACE {
             var response = LocalResponse.json(status: .methodNotAllowed,
                                               body: LocalResponse.errorBody(error: "method_not_allowed", reason: "\(head.method.rawValue) is not proxied", requestID: requestID),
                                               requestID: requestID, close: true)
@@ -244,7 +244,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let uri = head.uri.utf8
         let ownPath = uri.starts(with: shared.healthPrefix.utf8) || (!shared.forwardAuthPath.isEmpty && uri.starts(with: shared.forwardAuthPath.utf8))
         let pathOnly = ownPath ? String(head.uri[..<(uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex)]) : ""
-        if ownPath, pathOnly.utf8.starts(with: (shared.healthPrefix + "/").utf8), head.method == .GET || head.method == .HEAD {
+        if ownPath, pathOnly.utf8.starts(with: (shared.healthPrefix + "/").utf8), head.method.isGET || head.method.isHEAD {
             let tail = String(decoding: pathOnly.utf8.dropFirst(shared.healthPrefix.utf8.count), as: UTF8.self)
             if tail.utf8.elementsEqual("/healthz".utf8) {
                 respondLocally(LocalResponse.json(status: .ok, body: #"{"status":"ok"}"#, requestID: requestID, close: false),
@@ -257,11 +257,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
 
-        let cookie = fields.cookie
-        let authorization = fields.authorization
-
         if ownPath, !shared.forwardAuthPath.isEmpty, pathOnly.utf8.elementsEqual(shared.forwardAuthPath.utf8) {
-            forwardAuth(head: head, cookie: cookie, authorization: authorization, requestID: requestID, hasBody: hasBody)
+            forwardAuth(head: head, fields: fields, requestID: requestID, hasBody: hasBody)
             return
         }
 
@@ -282,7 +279,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                                                   requestID: requestID, close: hasBody), head: head, outcome: "cors_rejected", requestID: requestID, hasBody: hasBody)
                 return
             case .preflightPassthrough:
-                forward(head, fields, path: head.uri, identity: [], dropped: [], outcome: "preflight", requestID: requestID, context: context)
+                forward(head, fields, path: head.uri, session: nil, outcome: "preflight", requestID: requestID, context: context)
                 return
             case .actual(let headers):
                 corsHeaders = headers
@@ -291,22 +288,26 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
 
-        let decision = shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie,
-                                            authorization: authorization, now: SystemIO.wallClock(), cache: &loop.cache)
+        let decision = fields.withCookie(in: head) { cookie in
+            shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie, authorization: fields.authorization,
+                                 now: SystemIO.wallClock(), cache: &loop.cache)
+        }
         switch decision {
-        case .forward(let path, let identity, let dropped, let outcome, _):
-            forward(head, fields, path: path, identity: identity, dropped: dropped, outcome: outcome, requestID: requestID, context: context)
+        case .forward(let path, let session, let outcome):
+            forward(head, fields, path: path, session: session, outcome: outcome, requestID: requestID, context: context)
         case .unauthorized, .forbidden, .badRequest:
             deny(decision, head: head, requestID: requestID, hasBody: hasBody)
         }
     }
 
-    private func forward(_ head: ClientRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)], dropped: [String],
+    private func forward(_ head: ClientRequestHead, _ fields: RequestHeadFields, path: String, session: VerifiedTokenCache.Entry?,
                          outcome: String, requestID: String, context: ChannelHandlerContext) {
-        for name in dropped {
-            shared.logger.warning("identity header dropped: value over the size cap", metadata: ["header": "\(name)", "request_id": "\(requestID)"])
+        if let session {
+            for name in session.dropped {
+                shared.logger.warning("identity header dropped: value over the size cap", metadata: ["header": "\(name)", "request_id": "\(requestID)"])
+            }
         }
-        let upstreamHead = forwardedHead(head, fields, path: path, identity: identity, requestID: requestID)
+        let upstreamHead = forwardedHead(head, fields, path: path, identityLines: session?.headerLines ?? [], requestID: requestID)
         let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
         exchange.clientKeepAlive = head.isKeepAlive
         exchange.clientHTTP10 = head.version == .http1_0
@@ -352,20 +353,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     }
 
     static func isUpgrade(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
-        guard method == .GET, fields.upgrade != nil else { return false }
+        guard method.isGET, fields.upgrade != nil else { return false }
         return HeaderName.connectionTokens(fields.connection).contains("upgrade")
     }
 
     /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
     /// method and URI come from `X-Forwarded-Method`/`X-Forwarded-Uri` (or nginx's `X-Original-*`); 200 carries the
     /// identity headers, 401/403 the usual JSON.
-    private func forwardAuth(head: ClientRequestHead, cookie: String?, authorization: String?, requestID: String, hasBody: Bool) {
+    private func forwardAuth(head: ClientRequestHead, fields: RequestHeadFields, requestID: String, hasBody: Bool) {
         let method = head.firstValue("x-forwarded-method") ?? head.firstValue("x-original-method") ?? "GET"
         let uri = head.firstValue("x-forwarded-uri") ?? head.firstValue("x-original-uri") ?? "/"
-        let decision = shared.policy.decide(method: method, target: uri, cookie: cookie, authorization: authorization,
-                                            now: SystemIO.wallClock(), cache: &loop.cache)
+        let decision = fields.withCookie(in: head) { cookie in
+            shared.policy.decide(method: method, target: uri, cookie: cookie, authorization: fields.authorization,
+                                 now: SystemIO.wallClock(), cache: &loop.cache)
+        }
         switch decision {
-        case .forward(_, let identity, _, let outcome, _):
+        case .forward(_, let session, let outcome):
+            let identity = session?.headers ?? []
             var headers = HTTPHeaders()
             headers.add(name: "content-length", value: "0")
             headers.add(name: "x-request-id", value: requestID)
@@ -500,7 +504,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// Rewrites the client's head for the upstream in one pass over its field lines, copying the ones it keeps from
     /// the client's bytes (no string per field).
-    private func forwardedHead(_ head: ClientRequestHead, _ fields: RequestHeadFields, path: String, identity: [(String, String)],
+    private func forwardedHead(_ head: ClientRequestHead, _ fields: RequestHeadFields, path: String, identityLines: [UInt8],
                                requestID: String) -> UpstreamRequestHead {
         // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
         let connectionTokens = fields.connection.isEmpty ? [] : HeaderName.connectionTokens(fields.connection).filter { $0 != "upgrade" }
@@ -508,7 +512,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let stripCookie = shared.stripCookie, stripAuthorization = shared.stripAuthorization
         let cookieNames = shared.sessionCookieNames
         // TRACE is answered locally; were it forwarded, it would go without framing fields, as NIO's encoder sends it.
-        let dropLength = head.method == .TRACE
+        let dropLength = head.method.isTRACE
         var kept: [FieldRange] = []
         kept.reserveCapacity(head.fields.count)
         var added: [(String, String)] = []
@@ -558,7 +562,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         if let host { added.append(("x-forwarded-host", host)) }
         added.append(("x-request-id", requestID))
         return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, kept: kept,
-                                                added: added, identity: identity, chunked: chunked, allocator: allocator)
+                                                added: added, identityLines: identityLines, chunked: chunked, allocator: allocator)
     }
 
     /// The body goes upstream chunked, as NIO's request encoder frames the client's fields (the parser lets through at
@@ -755,7 +759,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .drainThenClose: state = .discarding(closeAfter: true)
         }
         context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
-        if head.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
+        if !head.method.isHEAD { context.write(wrapOutboundOut(.body(.byteBuffer(response.1))), promise: nil) }
         if client == .close {
             writeEndAndClose(context, linger: hasBody)
         } else {

@@ -15,8 +15,11 @@ struct RequestHeadFields {
     var contentLength: String?
     var contentLengthCount = 0
     var hasTransferEncoding = false
-    /// All `Cookie` fields joined with `"; "` (RFC 9110 §5.3 allows a user agent only one; some send several).
-    var cookie: String?
+    /// Where the `Cookie` value lies in the head's bytes (no string made: the token is looked up by its bytes), or,
+    /// when the client sent several `Cookie` fields (RFC 9110 §5.3 allows a user agent only one; some send several),
+    /// all of them joined with `"; "`. See ``withCookie(in:_:)``.
+    private var cookieRange: FieldRange?
+    private var joinedCookie: String?
     var authorization: String?
     var requestID: String?
     var expectsContinue = false
@@ -34,17 +37,25 @@ struct RequestHeadFields {
     var headerBytes = 0
 
     init(_ head: ClientRequestHead) {
-        head.withBytes { bytes in
+        // Filled as a local inside the closure and returned: mutating `self` from the closure copied the whole struct
+        // in and out (a retain and a release of each of its strings).
+        self = head.withBytes { bytes in
+            var fields = RequestHeadFields()
             for range in head.fields {
                 let name = range.name(in: bytes)
-                headerBytes += name.count + Int(range.valueCount) + 4
-                record(UnsafeBufferPointer(start: name.baseAddress?.assumingMemoryBound(to: UInt8.self), count: name.count), range.value(in: bytes))
+                fields.headerBytes += name.count + Int(range.valueCount) + 4
+                fields.record(UnsafeBufferPointer(start: name.baseAddress?.assumingMemoryBound(to: UInt8.self), count: name.count),
+                              range.value(in: bytes), range, bytes)
             }
+            return fields
         }
     }
 
+    private init() {}
+
     /// Records the field if the handler decides on it; `raw` becomes a string only then.
-    private mutating func record(_ name: UnsafeBufferPointer<UInt8>, _ raw: UnsafeRawBufferPointer) {
+    private mutating func record(_ name: UnsafeBufferPointer<UInt8>, _ raw: UnsafeRawBufferPointer, _ range: FieldRange,
+                                 _ head: UnsafeRawBufferPointer) {
         var value: String { String(decoding: raw, as: UTF8.self) }
         switch name.count {
         case 4:
@@ -54,7 +65,13 @@ struct RequestHeadFields {
             }
         case 6:
             if HeaderClass.equalsLower(name, "cookie") {
-                cookie = cookie.map { $0 + "; " + value } ?? value
+                if let joined = joinedCookie {
+                    joinedCookie = joined + "; " + value
+                } else if let first = cookieRange {
+                    joinedCookie = String(decoding: first.value(in: head), as: UTF8.self) + "; " + value
+                } else {
+                    cookieRange = range
+                }
             } else if HeaderClass.equalsLower(name, "origin") {
                 if origin == nil { origin = value }
             } else if HeaderClass.equalsLower(name, "expect") {
@@ -94,6 +111,18 @@ struct RequestHeadFields {
         default:
             break
         }
+    }
+
+    /// Calls `body` with the `Cookie` value's bytes (nil without one); `head` is the head these fields came from.
+    func withCookie<R>(in head: ClientRequestHead, _ body: (UnsafeRawBufferPointer?) -> R) -> R {
+        if var joined = joinedCookie { return joined.withUTF8 { body(UnsafeRawBufferPointer($0)) } }
+        guard let range = cookieRange else { return body(nil) }
+        return head.withBytes { body(range.value(in: $0)) }
+    }
+
+    /// The `Cookie` value as a string (tests).
+    func cookie(in head: ClientRequestHead) -> String? {
+        withCookie(in: head) { $0.map { String(decoding: $0, as: UTF8.self) } }
     }
 
     /// The request declares a body: a non-zero (or unreadable) `Content-Length`, or any `Transfer-Encoding`.

@@ -239,7 +239,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Every head is recorded on the response parser first, so it knows a response is due and how it is framed.
     func send(_ part: UpstreamRequestPart) {
         guard let context else { return }
-        if case .head(let head) = part { parser.requestSent(isHEAD: head.method == .HEAD, wantsUpgrade: head.wantsUpgrade) }
+        if case .head(let head) = part { parser.requestSent(isHEAD: head.method.isHEAD, wantsUpgrade: head.wantsUpgrade) }
         framing.write(part, context: context, promise: nil)
         unflushed = true
     }

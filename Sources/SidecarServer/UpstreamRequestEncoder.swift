@@ -4,7 +4,7 @@ import SidecarCore
 
 /// A request part on its way to the upstream. The head comes already serialised (``UpstreamRequestHead``): the proxy
 /// handler picks the client's field lines to keep and its own to add, and
-/// ``UpstreamRequestEncoder/serialize(method:uri:client:kept:added:identity:chunked:allocator:)`` copies them, with no
+/// ``UpstreamRequestEncoder/serialize(method:uri:client:kept:added:identityLines:chunked:allocator:)`` copies them, with no
 /// `HTTPHeaders` and no `HTTPRequestHead` built in between.
 enum UpstreamRequestPart {
     case head(UpstreamRequestHead)
@@ -58,7 +58,7 @@ struct UpstreamRequestFraming {
 /// separator, value and CRLF separately (four bounds-checked buffer writes per header); here the block is measured,
 /// then copied into one buffer of that size. ``serialize(method:uri:version:fields:allocator:)`` is that, from string
 /// fields (the tests' reference, held byte for byte to NIO's encoder); the proxy handler uses the client-bytes
-/// variant, ``serialize(method:uri:client:kept:added:identity:chunked:allocator:)``, which takes its framing decision.
+/// variant, ``serialize(method:uri:client:kept:added:identityLines:chunked:allocator:)``, which takes its framing decision.
 ///
 /// The upstream pipeline does not carry this handler: ``UpstreamHandler`` frames its parts with the same
 /// ``UpstreamRequestFraming`` from its own context (one handler context less per upstream connection, two hops less
@@ -154,19 +154,19 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     private static let chunkedField = "transfer-encoding: chunked\r\n"
 
     /// A client head rewritten for the upstream, in wire form: the client's `kept` field lines copied from its bytes
-    /// (name, `": "`, the OWS-trimmed value), then the proxy's `added` ones, then the `identity` headers (passed on as
-    /// the policy made them, not copied into `added`). The caller has applied the framing rules
+    /// (name, `": "`, the OWS-trimmed value), then the proxy's `added` ones, then the identity header lines (in wire
+    /// form, made once per verified token: ``VerifiedTokenCache/Entry/headerLines``). The caller has applied the framing rules
     /// (``ProxyHandler`` keeps one `Content-Length` or adds `Transfer-Encoding: chunked` as the string-fields path above
     /// would: the client parser lets through nothing else) and says whether the body goes out `chunked`. Two arrays,
     /// not one of an enum: the client's lines are plain offsets, with no reference counting per line.
     static func serialize(method httpMethod: HTTPMethod, uri: String, client: ClientRequestHead, kept: [FieldRange],
-                          added: [(String, String)], identity: [(String, String)] = [], chunked: Bool,
+                          added: [(String, String)], identityLines: [UInt8] = [], chunked: Bool,
                           allocator: ByteBufferAllocator) -> UpstreamRequestHead {
         let method = httpMethod.rawValue
         var size = method.utf8.count + 1 + uri.utf8.count + 1 + 8 + 2 + 2
         for range in kept { size += Int(range.nameCount) + 2 + Int(range.valueCount) + 2 }
         for (name, value) in added { size += name.utf8.count + 2 + value.utf8.count + 2 }
-        for (name, value) in identity { size += name.utf8.count + 2 + value.utf8.count + 2 }
+        size += identityLines.count
         var buffer = allocator.buffer(capacity: size)
         _ = client.withBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
@@ -187,9 +187,9 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
                     HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
                     HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
-                for (name, value) in identity {
-                    HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
-                    HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                identityLines.withUnsafeBytes { lines in
+                    if lines.count > 0 { UnsafeMutableRawPointer(out + at).copyMemory(from: lines.baseAddress!, byteCount: lines.count) }
+                    at += lines.count
                 }
                 out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 precondition(at == size)

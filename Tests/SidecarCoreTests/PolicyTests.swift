@@ -726,8 +726,9 @@ extension PolicyTests {
         }
 
         static func forwarded(_ d: AccessDecision) -> Forwarded? {
-            if case .forward(let path, let identity, let dropped, let outcome, let subject) = d {
-                return Forwarded(path: path, identity: identity, dropped: dropped, outcome: outcome, subject: subject)
+            if case .forward(let path, let session, let outcome) = d {
+                return Forwarded(path: path, identity: session?.headers ?? [], dropped: session?.dropped ?? [], outcome: outcome,
+                                 subject: session?.token.registered.subject)
             }
             Issue.record("expected .forward, got \(d)")
             return nil

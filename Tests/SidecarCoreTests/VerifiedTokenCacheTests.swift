@@ -74,6 +74,48 @@ struct VerifiedTokenCacheTests {
         #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now) != nil)
     }
 
+    /// Two verified tokens with the same length and last 32 bytes land in one slot: the later replaces the earlier,
+    /// which is then a miss — never the other's entry.
+    @Test func tokensSharingASlotNeverHitEachOther() {
+        var cache = VerifiedTokenCache(capacity: 8)
+        let first = Self.token(1), second = "X" + String(Self.token(1).dropFirst())
+        cache.insert(first, scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [("X-Auth-Sub", "first")], dropped: [], leeway: 15, now: Self.now)
+        cache.insert(second, scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [("X-Auth-Sub", "second")], dropped: [], leeway: 15, now: Self.now)
+        #expect(cache.count == 1)
+        #expect(cache.lookup(second, scope: Self.scope, now: Self.now)?.headers.first?.1 == "second")
+        #expect(cache.lookup(first, scope: Self.scope, now: Self.now) == nil)
+    }
+
+    @Test("an entry's header lines are its headers in wire form, in order")
+    func headerLinesAreTheWireForm() {
+        var cache = VerifiedTokenCache(capacity: 8)
+        let headers = [("X-Auth-Sub", "u1"), ("X-Auth-Email", "a@b.example"), ("X-Auth-Name", "utf-8''Andr%C3%A9")]
+        let made = cache.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: headers, dropped: [],
+                                leeway: 15, now: Self.now)
+        let wire = "X-Auth-Sub: u1\r\nX-Auth-Email: a@b.example\r\nX-Auth-Name: utf-8''Andr%C3%A9\r\n"
+        #expect(made.headerLines == Array(wire.utf8))
+        #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now)?.headerLines == Array(wire.utf8))
+        var off = VerifiedTokenCache(capacity: 0)
+        #expect(off.insert(Self.token(1), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: headers, dropped: [],
+                           leeway: 15, now: Self.now).headerLines == Array(wire.utf8), "made even when the cache is off")
+    }
+
+    @Test("a token read from the cookie's bytes and the same token percent-encoded find one entry")
+    func bytesAndDecodedPathsShareEntries() throws {
+        let secret = "cache-test-secret"
+        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
+        let claims = TokenMinter.stampClaims(JSONObject([("sub", .string("u8"))]), now: Int64(Self.now))
+        let token = try TokenMinter.authjsV5(claims: claims, secret: secret, salt: "authjs.session-token")
+        let encoded = "%" + String(Array(token.utf8)[0], radix: 16, uppercase: true) + String(token.dropFirst())
+        var cache = VerifiedTokenCache(capacity: 16)
+        let mapper = IdentityHeaderMapper()
+        for value in [token, encoded, token] {
+            let r = auth.authenticate(cookieHeader: "other=1; authjs.session-token=\(value)", authorization: nil, now: Self.now, cache: &cache, identity: mapper)
+            #expect((try? r.get())?.token.registered.subject == "u8")
+        }
+        #expect(cache.misses == 1 && cache.hits == 2 && cache.count == 1)
+    }
+
     @Test func capacityIsABoundAndExpiredEntriesGoFirst() {
         var cache = VerifiedTokenCache(capacity: 4)
         // Two short-lived entries, two long-lived ones.

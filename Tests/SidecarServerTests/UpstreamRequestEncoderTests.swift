@@ -181,7 +181,8 @@ struct UpstreamRequestEncoderTests {
         let identity = [("x-auth-sub", "u1"), ("x-auth-email", "a@b.example")]
         // Every client field but Host, then the added ones.
         let kept = head.fields.filter { field in head.withBytes { !HTTPScan.equalsLowercase(field.name(in: $0), "host") } }
-        let ours = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", client: head, kept: kept, added: added, identity: identity,
+        let ours = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", client: head, kept: kept, added: added,
+                                                    identityLines: Array(identity.map { "\($0.0): \($0.1)\r\n" }.joined().utf8),
                                                     chunked: false, allocator: ByteBufferAllocator())
         let strings = kept.map { ($0.name(in: head.block), $0.value(in: head.block)) } + added + identity
         let reference = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", version: .http1_1, fields: strings,
