@@ -42,34 +42,32 @@ public struct TokenAuthenticator: Sendable {
     /// `cache` by its bytes, so a repeated session makes no string of its cookie or its token.
     public func authenticate(cookie: UnsafeRawBufferPointer?, authorization: String?, now: Double, cache: inout VerifiedTokenCache,
                              identity: IdentityHeaderMapper) -> Result<VerifiedTokenCache.Entry, VerificationFailure> {
-        var found: VerifiedTokenCache.Entry?
-        var firstFailure: VerificationFailure?
-        /// Tries one candidate; true when it settled the request.
-        func attempt(_ token: String, scope: KeyScope) -> Bool {
-            switch verifier.verify(token, scope: scope, now: now) {
-            case .success(let verified):
-                let (headers, dropped) = identity.headers(for: verified)
-                found = cache.insert(token, scope: scope, verified: verified, headers: headers, dropped: dropped,
-                                     leeway: verifier.options.clockTolerance, now: now)
-                return true
-            case .failure(let f):
-                firstFailure = firstFailure ?? f
-                return false
-            }
-        }
         if let cookie, cookie.count > 0 {
+            // The cookies' tokens in priority order up to the first one the cache knows; those before it need
+            // verifying, in order (the first that verifies wins over the remembered one). The closure only looks up:
+            // what it captures is copied per request, and verifying needs much more.
+            var remembered: VerifiedTokenCache.Entry?
+            var unknown: [(String, KeyScope)] = []
             let any = extractor.forEachCookieCandidate(cookie) { text, index in
                 let scope = extractor.scope(ofCookie: index)
                 switch text {
                 case .bytes(let raw):
-                    if let hit = cache.lookup(raw, scope: scope, now: now) { found = hit; return false }
-                    return !attempt(String(decoding: raw, as: UTF8.self), scope: scope)
+                    if let hit = cache.lookup(raw, scope: scope, now: now) { remembered = hit; return false }
+                    unknown.append((String(decoding: raw, as: UTF8.self), scope))
                 case .decoded(let token):
-                    if let hit = cache.lookup(token, scope: scope, now: now) { found = hit; return false }
-                    return !attempt(token, scope: scope)
+                    if let hit = cache.lookup(token, scope: scope, now: now) { remembered = hit; return false }
+                    unknown.append((token, scope))
+                }
+                return true
+            }
+            var firstFailure: VerificationFailure?
+            for (token, scope) in unknown {
+                switch verify(token, scope: scope, now: now, cache: &cache, identity: identity) {
+                case .success(let entry): return .success(entry)
+                case .failure(let f): firstFailure = firstFailure ?? f
                 }
             }
-            if let found { return .success(found) }
+            if let remembered { return .success(remembered) }
             if any { return .failure(firstFailure!) }
         }
         // Only when no configured cookie has a value: the Bearer token.
@@ -80,7 +78,20 @@ public struct TokenAuthenticator: Sendable {
                 return .failure(VerificationFailure(.missingToken, "no session cookie and no Bearer token"))
             }
             if let hit = cache.lookup(candidate.value, scope: candidate.scope, now: now) { return .success(hit) }
-            return attempt(candidate.value, scope: candidate.scope) ? .success(found!) : .failure(firstFailure!)
+            return verify(candidate.value, scope: candidate.scope, now: now, cache: &cache, identity: identity)
+        }
+    }
+
+    /// Verifies one candidate; a success is remembered in `cache` with the identity headers made from it.
+    private func verify(_ token: String, scope: KeyScope, now: Double, cache: inout VerifiedTokenCache,
+                        identity: IdentityHeaderMapper) -> Result<VerifiedTokenCache.Entry, VerificationFailure> {
+        switch verifier.verify(token, scope: scope, now: now) {
+        case .success(let verified):
+            let (headers, dropped) = identity.headers(for: verified)
+            return .success(cache.insert(token, scope: scope, verified: verified, headers: headers, dropped: dropped,
+                                         leeway: verifier.options.clockTolerance, now: now))
+        case .failure(let f):
+            return .failure(f)
         }
     }
 }

@@ -116,6 +116,27 @@ struct VerifiedTokenCacheTests {
         #expect(cache.misses == 1 && cache.hits == 2 && cache.count == 1)
     }
 
+    /// Cookies are tried in priority order, the first that verifies winning: a remembered token does not beat a
+    /// higher-priority cookie whose token verifies, and an invalid higher-priority one does not hide it.
+    @Test func rememberedTokensKeepTheCookiePriority() throws {
+        let secret = "cache-test-secret"
+        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
+        let mint = { (sub: String, salt: String) in
+            try TokenMinter.authjsV5(claims: TokenMinter.stampClaims(JSONObject([("sub", .string(sub))]), now: Int64(Self.now)), secret: secret, salt: salt)
+        }
+        let plain = try mint("plain", "authjs.session-token"), secure = try mint("secure", "__Secure-authjs.session-token")
+        var cache = VerifiedTokenCache(capacity: 16)
+        let mapper = IdentityHeaderMapper()
+        func subject(_ cookie: String) -> String? {
+            (try? auth.authenticate(cookieHeader: cookie, authorization: nil, now: Self.now, cache: &cache, identity: mapper).get())?.token.registered.subject
+        }
+        #expect(subject("authjs.session-token=\(plain)") == "plain")
+        #expect(subject("__Secure-authjs.session-token=garbage; authjs.session-token=\(plain)") == "plain")
+        #expect(cache.hits == 1)
+        #expect(subject("authjs.session-token=\(plain); __Secure-authjs.session-token=\(secure)") == "secure")
+        #expect(subject("authjs.session-token=\(plain); __Secure-authjs.session-token=\(secure)") == "secure", "now both remembered")
+    }
+
     @Test func capacityIsABoundAndExpiredEntriesGoFirst() {
         var cache = VerifiedTokenCache(capacity: 4)
         // Two short-lived entries, two long-lived ones.

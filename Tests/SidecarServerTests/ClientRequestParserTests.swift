@@ -268,6 +268,25 @@ struct ClientRequestParserTests {
         }
     }
 
+    /// Values long enough to take the eight- and one-at-a-time paths, with a bad byte at each offset.
+    @Test("a control byte anywhere in a long value is refused; obs-text and tabs are not", arguments: [0, 7, 8, 15, 16, 23, 24, 31, 38])
+    func longValueScan(offset: Int) {
+        var value = Array(String(repeating: "v", count: 39).utf8)
+        value[offset] = 0x01
+        let bad = "GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + String(decoding: value, as: UTF8.self) + "\r\n\r\n"
+        #expect(Self.transcript(bad).last == "error 400: control byte in a field value")
+        // A tab (OWS: trimmed at either end) and obs-text pass.
+        value[offset] = 0x09
+        value[(offset + 5) % 39] = 0xE9
+        var expected = value[...]
+        while expected.first == 0x09 { expected = expected.dropFirst() }
+        while expected.last == 0x09 { expected = expected.dropLast() }
+        var input = ByteBuffer(bytes: Array("GET / HTTP/1.1\r\nHost: x\r\nX-Long: ".utf8) + value + Array("\r\n\r\n".utf8))
+        var parser = ClientRequestParser()
+        guard case .head(let head)? = try? parser.next(&input) else { Issue.record("no head"); return }
+        #expect(head.withBytes { Array(head.fields[1].value(in: $0)) } == Array(expected))
+    }
+
     @Test("ten thousand empty lines in one read are skipped in a loop")
     func manyEmptyLines() {
         let wire = String(repeating: "\r\n", count: 10_000) + "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
