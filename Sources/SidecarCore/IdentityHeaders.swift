@@ -80,12 +80,15 @@ public enum HeaderName {
     /// `Connection` value, recognised without splitting it.
     public static func isFramingOnly(_ value: String) -> Bool {
         var value = value
-        return value.withUTF8 { bytes in
-            var lo = 0, hi = bytes.count
-            while lo < hi, bytes[lo] == 0x20 || bytes[lo] == 0x09 { lo += 1 }
-            while hi > lo, bytes[hi - 1] == 0x20 || bytes[hi - 1] == 0x09 { hi -= 1 }
-            return hi > lo && isFramingToken(UnsafeBufferPointer(rebasing: bytes[lo..<hi]))
-        }
+        return value.withUTF8 { isFramingOnly(bytes: $0) }
+    }
+
+    /// The same on a value's bytes (the proxy reads upstream fields in place).
+    public static func isFramingOnly(bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var lo = 0, hi = bytes.count
+        while lo < hi, bytes[lo] == 0x20 || bytes[lo] == 0x09 { lo += 1 }
+        while hi > lo, bytes[hi - 1] == 0x20 || bytes[hi - 1] == 0x09 { hi -= 1 }
+        return hi > lo && isFramingToken(UnsafeBufferPointer(rebasing: bytes[lo..<hi]))
     }
 
     /// `keep-alive` or `close`, ASCII case-insensitively.

@@ -99,13 +99,13 @@ public struct SessionTokenExtractor: Sendable {
         var header = header
         var out: [ExtractedToken] = []
         header.withUTF8 { bytes in
-            forEachCookieCandidate(UnsafeRawBufferPointer(bytes)) { text, index in
+            forEachCookieCandidate(UnsafeRawBufferPointer(bytes)) { text, index, scope in
                 let value: String
                 switch text {
                 case .bytes(let raw): value = String(decoding: raw, as: UTF8.self)
                 case .decoded(let decoded): value = decoded
                 }
-                out.append(ExtractedToken(value: value, source: .cookie(index), scope: scopes[index]))
+                out.append(ExtractedToken(value: value, source: .cookie(index), scope: scope))
                 return true
             }
         }
@@ -119,10 +119,10 @@ public struct SessionTokenExtractor: Sendable {
         case decoded(String)
     }
 
-    /// Calls `body` with each configured cookie's token in priority order, with the cookie's index (its key scope is
-    /// `scope(ofCookie:)`), until `body` returns false. Returns whether any cookie had a value.
+    /// Calls `body` with each configured cookie's token in priority order, with the cookie's index and the key scope
+    /// its tokens may be opened with, until `body` returns false. Returns whether any cookie had a value.
     @discardableResult
-    public func forEachCookieCandidate(_ header: UnsafeRawBufferPointer, _ body: (CandidateText, Int) -> Bool) -> Bool {
+    public func forEachCookieCandidate(_ header: UnsafeRawBufferPointer, _ body: (CandidateText, Int, KeyScope) -> Bool) -> Bool {
         // One pass over the bytes collects, per configured cookie, the value range of the first exact-name pair and
         // of the first pair of each `name.<digits>` chunk name; only the values kept are decoded.
         // A given name always lands on the same cookie index (the first that matches), so "first occurrence wins" is
@@ -177,12 +177,9 @@ public struct SessionTokenExtractor: Sendable {
                 }
                 guard let text else { continue }
                 any = true
-                if !body(text, i) { break }
+                if !body(text, i, scopes[i]) { break }
             }
             return any
         }
     }
-
-    /// The key scope a token from `cookies[index]` may be opened with.
-    public func scope(ofCookie index: Int) -> KeyScope { scopes[index] }
 }

@@ -1,7 +1,9 @@
 import AuthJSToken
 
 /// Extraction plus verification: the request-level answer to "who is this?", with no I/O and `now` passed in.
-public struct TokenAuthenticator: Sendable {
+/// A class: as a struct it was copied into the closures that walk a request's cookie (a retain and release of each of
+/// its fields, several times per request).
+public final class TokenAuthenticator: Sendable {
     public let verifier: TokenVerifier
     public let extractor: SessionTokenExtractor
 
@@ -48,8 +50,7 @@ public struct TokenAuthenticator: Sendable {
             // what it captures is copied per request, and verifying needs much more.
             var remembered: VerifiedTokenCache.Entry?
             var unknown: [(String, KeyScope)] = []
-            let any = extractor.forEachCookieCandidate(cookie) { text, index in
-                let scope = extractor.scope(ofCookie: index)
+            let any = extractor.forEachCookieCandidate(cookie) { text, _, scope in
                 switch text {
                 case .bytes(let raw):
                     if let hit = cache.lookup(raw, scope: scope, now: now) { remembered = hit; return false }

@@ -7,7 +7,8 @@ import NIOHTTP1
 /// every later byte is dropped. The head of a request after which the parser reads no more (an upgrade request, a
 /// CONNECT, a `Connection` value llhttp reads as no keep-alive) says so (``ClientRequestHead/isLast``), in band —
 /// pipelining may still have earlier requests to answer first: its answer (any but a `101`) is the connection's
-/// last. When the WebSocket splice removes this handler, the bytes that followed the upgrade request go on to the
+/// last. A head that is the whole request (``ClientRequestHead/isWhole``: no body) goes on alone, its `.end` folded
+/// into it. When the WebSocket splice removes this handler, the bytes that followed the upgrade request go on to the
 /// relay.
 final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
@@ -23,6 +24,11 @@ final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler
         do {
             // Handlers after this one may remove it while a part is delivered (the splice): then it stops here.
             while !removed, let part = try parser.next(&input) {
+                if case .head(let head) = part, head.isWhole {
+                    // Its `.end` is read now and folded into it (the parser is then past the request, as it was when
+                    // both parts were delivered: a handler that removes this one meanwhile gets the same remainder).
+                    guard case .end(nil)? = try parser.next(&input) else { preconditionFailure("a whole request's head not followed by its end") }
+                }
                 context.fireChannelRead(wrapInboundOut(part))
             }
         } catch {

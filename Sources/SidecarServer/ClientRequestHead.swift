@@ -24,22 +24,28 @@ public final class ClientRequestHead: Sendable, Equatable, CustomStringConvertib
     /// reads them), an upgrade request or a CONNECT: the parser reads no further, so its answer (any but a `101`) says
     /// `Connection: close` and is the connection's last.
     public let isLast: Bool
+    /// The head is the whole request: no body follows, and the parser's next part is its `.end`.
+    /// ``ClientRequestDecoder`` folds that `.end` into the head, so the handlers after it get one part per such
+    /// request instead of two (each part costs a pass through the pipeline and a run-time cast per handler).
+    public let isWhole: Bool
 
     public var isKeepAlive: Bool { !isLast }
 
-    init(method: HTTPMethod, version: HTTPVersion, uri: String, block: ByteBuffer, fields: [FieldRange], isLast: Bool) {
+    init(method: HTTPMethod, version: HTTPVersion, uri: String, block: ByteBuffer, fields: [FieldRange], isLast: Bool, isWhole: Bool = false) {
         self.method = method
         self.version = version
         self.uri = uri
         self.block = block
         self.fields = fields
         self.isLast = isLast
+        self.isWhole = isWhole
     }
 
     /// A head from its parts (tests and tools; the proxy gets its heads from ``ClientRequestParser``). Names and values
     /// are taken as given, unchecked, so tests can hand the handlers what the parser would refuse; `isLast` defaults
-    /// to what NIO reads in the fields.
-    public convenience init(version: HTTPVersion = .http1_1, method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], isLast: Bool? = nil) {
+    /// to what NIO reads in the fields. `isWhole` is false: a test sends the `.end` itself.
+    public convenience init(version: HTTPVersion = .http1_1, method: HTTPMethod, uri: String, headers: HTTPHeaders = [:], isLast: Bool? = nil,
+                            isWhole: Bool = false) {
         var bytes = Array("\(method.rawValue) \(uri) HTTP/\(version.major).\(version.minor)\r\n".utf8)
         var fields: [FieldRange] = []
         for (name, value) in headers {
@@ -52,7 +58,8 @@ public final class ClientRequestHead: Sendable, Equatable, CustomStringConvertib
         }
         bytes += [0x0D, 0x0A]
         let keepAlive = HTTPRequestHead(version: version, method: method, uri: uri, headers: headers).isKeepAlive
-        self.init(method: method, version: version, uri: uri, block: ByteBuffer(bytes: bytes), fields: fields, isLast: isLast ?? !keepAlive)
+        self.init(method: method, version: version, uri: uri, block: ByteBuffer(bytes: bytes), fields: fields, isLast: isLast ?? !keepAlive,
+                  isWhole: isWhole)
     }
 
     /// `body` over the head's bytes; ``fields`` index them.

@@ -216,8 +216,11 @@ public struct ClientRequestParser: Sendable {
             afterEnd = keepAlive ? .head : .done
         }
         state = bodyState
+        let isWhole: Bool
+        if case .bodyEnded = bodyState { isWhole = true } else { isWhole = false }
         return .head(ClientRequestHead(method: parsed.method, version: parsed.version, uri: parsed.uri,
-                                       block: input.readSlice(length: headLength)!, fields: fields.ranges, isLast: stopsAfterRequest))
+                                       block: input.readSlice(length: headLength)!, fields: fields.ranges, isLast: stopsAfterRequest,
+                                       isWhole: isWhole))
     }
 
     struct ParsedRequest {

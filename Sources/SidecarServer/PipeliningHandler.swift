@@ -74,7 +74,7 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func deliver(_ part: ClientRequestPart, context: ChannelHandlerContext) {
         switch part {
-        case .head: current = Current()
+        case .head(let head): current = Current(requestEnded: head.isWhole)
         case .body: break
         case .end:
             current?.requestEnded = true

@@ -133,6 +133,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private var parseErrorAnswered = false
     private var pendingRead = false
     private var remoteIP = "unknown"
+    /// The upstream head's lines that are the same for every request on this connection — `Host` (the upstream's),
+    /// `X-Forwarded-For` (this client) and `X-Forwarded-Proto` — in wire form, made once.
+    private var connectionLines: [UInt8] = []
     /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
     private var corsHeaders: [(String, String)] = []
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
@@ -161,6 +164,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         upstreamTimer = DeadlineTimer(eventLoop: context.eventLoop) { self.upstreamTimerExpired() }
         self.loop = shared.loopState(for: context.eventLoop)
         if let ip = context.channel.remoteAddress?.ipAddress { remoteIP = ip }
+        connectionLines = Array("host: \(shared.upstreamHost)\r\nx-forwarded-for: \(remoteIP)\r\nx-forwarded-proto: http\r\n".utf8)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -194,7 +198,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if lingering { return }  // the answer is out and the output shut: input is only drained
         switch unwrapInboundIn(data) {
-        case .head(let head): receiveHead(head, context: context)
+        case .head(let head):
+            receiveHead(head, context: context)
+            // A whole request's `.end` is folded into its head (``ClientRequestDecoder``); an answer that started
+            // lingering meanwhile drops it, as it would have dropped the part.
+            if head.isWhole, !lingering { receiveEnd(nil, context: context) }
         case .body(let buffer): receiveBody(buffer, context: context)
         case .end(let trailers): receiveEnd(trailers, context: context)
         }
@@ -515,9 +523,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let dropLength = head.method.isTRACE
         var kept: [FieldRange] = []
         kept.reserveCapacity(head.fields.count)
+        // The proxy's own lines that vary (rare: a rewritten cookie, chunked framing, an upgrade); no array is made
+        // unless one is added.
         var added: [(String, String)] = []
-        added.reserveCapacity(8)
-        var host: String?
+        var host: FieldRange?
         // Once a `Cookie` line is rewritten (it goes out among the added lines), later ones follow it there: the
         // cookies keep their order.
         var cookieRewritten = false
@@ -528,7 +537,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 switch HeaderClass.of(bytes: name) {
                 case .hopByHop, .forwarding, .requestID, .expect, .identity, .transferEncoding: continue
                 case .host:
-                    host = String(decoding: range.value(in: bytes), as: UTF8.self)
+                    // The client's Host goes on as `X-Forwarded-Host`, copied from its bytes (`hasValidHost` checked them).
+                    if host == nil { host = range }
                     continue
                 case .cookie where stripCookie:
                     switch Self.withoutSessionCookies(range.value(in: bytes), names: cookieNames) {
@@ -556,13 +566,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             added.append(("connection", "upgrade"))
             added.append(("upgrade", upgrade))
         }
-        added.append(("host", shared.upstreamHost))
-        added.append(("x-forwarded-for", remoteIP))
-        added.append(("x-forwarded-proto", "http"))
-        if let host { added.append(("x-forwarded-host", host)) }
-        added.append(("x-request-id", requestID))
         return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, kept: kept,
-                                                added: added, identityLines: identityLines, chunked: chunked, allocator: allocator)
+                                                added: added, connectionLines: connectionLines, forwardedHost: host, requestID: requestID,
+                                                identityLines: identityLines, chunked: chunked, allocator: allocator)
     }
 
     /// The body goes upstream chunked, as NIO's request encoder frames the client's fields (the parser lets through at
@@ -869,8 +875,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     let kind = HeaderClass.of(bytes: name)
                     if kind == .hopByHop {
                         if name.count == 10, HeaderClass.equalsLower(name, "connection") {
-                            let value = range.value(in: head.block)
-                            if !HeaderName.isFramingOnly(value) { connectionValues.append(value) }
+                            let value = UnsafeBufferPointer(start: base + Int(range.valueStart), count: Int(range.valueCount))
+                            if !HeaderName.isFramingOnly(bytes: value) { connectionValues.append(String(decoding: value, as: UTF8.self)) }
                         }
                         if switching { kept.append(range) }
                         continue
@@ -1165,7 +1171,6 @@ enum RequestID {
 /// unique and unguessable enough for correlation, without a `getrandom` syscall per request. Not for secrets.
 struct RequestIDGenerator {
     private var s: (UInt64, UInt64, UInt64, UInt64)
-    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     init() {
         var g = SystemRandomNumberGenerator()
@@ -1183,10 +1188,16 @@ struct RequestIDGenerator {
 
     mutating func next() -> String {
         let a = nextWord(), b = nextWord()
+        // Hex digits by arithmetic: a table read through a static array checked its bounds and its initialisation
+        // per digit.
+        @inline(__always) func hex(_ word: UInt64, _ i: Int) -> UInt8 {
+            let digit = UInt8(truncatingIfNeeded: word >> UInt64(60 - 4 * i)) & 15
+            return digit < 10 ? 0x30 &+ digit : 0x57 &+ digit
+        }
         return String(unsafeUninitializedCapacity: 32) { buffer in
             for i in 0..<16 {
-                buffer[i] = Self.hexDigits[Int((a >> (60 - 4 * UInt64(i))) & 15)]
-                buffer[16 + i] = Self.hexDigits[Int((b >> (60 - 4 * UInt64(i))) & 15)]
+                buffer[i] = hex(a, i)
+                buffer[16 + i] = hex(b, i)
             }
             return 32
         }

@@ -152,45 +152,62 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     }
 
     private static let chunkedField = "transfer-encoding: chunked\r\n"
+    private static let forwardedHostName = Array("x-forwarded-host: ".utf8)
+    private static let requestIDName = Array("x-request-id: ".utf8)
 
     /// A client head rewritten for the upstream, in wire form: the client's `kept` field lines copied from its bytes
-    /// (name, `": "`, the OWS-trimmed value), then the proxy's `added` ones, then the identity header lines (in wire
-    /// form, made once per verified token: ``VerifiedTokenCache/Entry/headerLines``). The caller has applied the framing rules
-    /// (``ProxyHandler`` keeps one `Content-Length` or adds `Transfer-Encoding: chunked` as the string-fields path above
-    /// would: the client parser lets through nothing else) and says whether the body goes out `chunked`. Two arrays,
-    /// not one of an enum: the client's lines are plain offsets, with no reference counting per line.
+    /// (name, `": "`, the OWS-trimmed value); the proxy's `added` ones; its `connectionLines` (already in wire form,
+    /// made once per client connection); `X-Forwarded-Host` with the value of the client's field `forwardedHost`;
+    /// `X-Request-Id`; then the identity header lines (in wire form, made once per verified token:
+    /// ``VerifiedTokenCache/Entry/headerLines``). The caller has applied the framing rules (``ProxyHandler`` keeps one
+    /// `Content-Length` or adds `Transfer-Encoding: chunked` as the string-fields path above would: the client parser
+    /// lets through nothing else) and says whether the body goes out `chunked`. The client's lines are plain offsets
+    /// and the other blocks plain bytes: nothing is reference-counted per line.
     static func serialize(method httpMethod: HTTPMethod, uri: String, client: ClientRequestHead, kept: [FieldRange],
-                          added: [(String, String)], identityLines: [UInt8] = [], chunked: Bool,
+                          added: [(String, String)], connectionLines: [UInt8] = [], forwardedHost: FieldRange? = nil,
+                          requestID: String? = nil, identityLines: [UInt8] = [], chunked: Bool,
                           allocator: ByteBufferAllocator) -> UpstreamRequestHead {
         let method = httpMethod.rawValue
         var size = method.utf8.count + 1 + uri.utf8.count + 1 + 8 + 2 + 2
         for range in kept { size += Int(range.nameCount) + 2 + Int(range.valueCount) + 2 }
         for (name, value) in added { size += name.utf8.count + 2 + value.utf8.count + 2 }
-        size += identityLines.count
+        size += connectionLines.count + identityLines.count
+        if let forwardedHost { size += Self.forwardedHostName.count + Int(forwardedHost.valueCount) + 2 }
+        if let requestID { size += Self.requestIDName.count + requestID.utf8.count + 2 }
         var buffer = allocator.buffer(capacity: size)
         _ = client.withBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
                 let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 var at = 0
+                func copy(_ bytes: UnsafeRawBufferPointer) {
+                    if bytes.count > 0 { UnsafeMutableRawPointer(out + at).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+                    at += bytes.count
+                }
                 HTTPWire.copy(method, to: out, at: &at); out[at] = 0x20; at += 1
                 HTTPWire.copy(uri, to: out, at: &at); out[at] = 0x20; at += 1
                 HTTPWire.copy("HTTP/1.1\r\n", to: out, at: &at)
                 for range in kept {
-                    UnsafeMutableRawPointer(out + at).copyMemory(from: source.baseAddress! + Int(range.nameStart), byteCount: Int(range.nameCount))
-                    at += Int(range.nameCount)
+                    copy(range.name(in: source))
                     out[at] = 0x3A; out[at + 1] = 0x20; at += 2
-                    UnsafeMutableRawPointer(out + at).copyMemory(from: source.baseAddress! + Int(range.valueStart), byteCount: Int(range.valueCount))
-                    at += Int(range.valueCount)
+                    copy(range.value(in: source))
                     out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
                 for (name, value) in added {
                     HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
                     HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
-                identityLines.withUnsafeBytes { lines in
-                    if lines.count > 0 { UnsafeMutableRawPointer(out + at).copyMemory(from: lines.baseAddress!, byteCount: lines.count) }
-                    at += lines.count
+                connectionLines.withUnsafeBytes(copy)
+                if let forwardedHost {
+                    Self.forwardedHostName.withUnsafeBytes(copy)
+                    copy(forwardedHost.value(in: source))
+                    out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
+                if let requestID {
+                    Self.requestIDName.withUnsafeBytes(copy)
+                    HTTPWire.copy(requestID, to: out, at: &at)
+                    out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                }
+                identityLines.withUnsafeBytes(copy)
                 out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 precondition(at == size)
                 return at

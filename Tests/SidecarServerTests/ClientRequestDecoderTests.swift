@@ -126,4 +126,52 @@ struct ClientRequestDecoderTests {
         #expect(!h.upstreams.channels[0].isActive)
         #expect(RawHarness.statusLines(try h.output()).isEmpty)
     }
+
+    /// The decoder folds a whole request's `.end` into its head and otherwise passes the parser's parts as they are:
+    /// expanding each whole head back into head + end gives exactly the parser's sequence, fed at once or byte by byte.
+    @Test("the decoder's parts are the parser's, with a body-less request's end folded into its head", arguments: [
+        "GET /a HTTP/1.1\r\nHost: s\r\n\r\nHEAD /b HTTP/1.1\r\nHost: s\r\n\r\nGET /c HTTP/1.1\r\nHost: s\r\nContent-Length: 0\r\n\r\n",
+        "POST /p HTTP/1.1\r\nHost: s\r\nContent-Length: 3\r\n\r\nabcGET /a HTTP/1.1\r\nHost: s\r\n\r\n",
+        "POST /c HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-T: 1\r\n\r\nDELETE /d HTTP/1.1\r\nHost: s\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nHost: s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nEARLY",
+        "GET /a HTTP/1.0\r\n\r\nGET /never HTTP/1.1\r\nHost: s\r\n\r\n",
+    ])
+    func foldsOnlyWholeRequests(wire: String) throws {
+        var parser = ClientRequestParser()
+        var input = ByteBuffer(string: wire)
+        var expected: [String] = []
+        while let part = try parser.next(&input) { expected.append(Self.describe(part)) }
+        for split in [wire.utf8.count, 1] {
+            let channel = EmbeddedChannel(handler: ClientRequestDecoder())
+            var rest = ByteBuffer(string: wire)
+            while rest.readableBytes > 0 { try channel.writeInbound(rest.readSlice(length: min(split, rest.readableBytes))!) }
+            var seen: [String] = []
+            var wholeHeads = 0
+            while let part = try channel.readInbound(as: ClientRequestPart.self) {
+                seen.append(Self.describe(part))
+                if case .head(let head) = part, head.isWhole {
+                    seen.append("end nil")
+                    wholeHeads += 1
+                }
+            }
+            #expect(Self.joiningBodies(seen) == Self.joiningBodies(expected), "split \(split)")
+            #expect(wholeHeads == expected.indices.filter { expected[$0].hasPrefix("head") && expected.indices.contains($0 + 1) && expected[$0 + 1] == "end nil" }.count)
+            _ = try? channel.finish()
+        }
+    }
+
+    /// Body parts as one (a byte-by-byte feed cuts a body into as many parts).
+    static func joiningBodies(_ parts: [String]) -> [String] {
+        parts.reduce(into: []) { out, part in
+            if part.hasPrefix("body "), let last = out.last, last.hasPrefix("body ") { out[out.count - 1] = last + part.dropFirst(5) } else { out.append(part) }
+        }
+    }
+
+    static func describe(_ part: ClientRequestPart) -> String {
+        switch part {
+        case .head(let head): return "head \(head.method.rawValue) \(head.uri)"
+        case .body(let body): return "body \(String(buffer: body))"
+        case .end(let trailers): return "end \(trailers.map { "\($0)" } ?? "nil")"
+        }
+    }
 }

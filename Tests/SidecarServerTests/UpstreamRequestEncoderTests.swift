@@ -177,14 +177,20 @@ struct UpstreamRequestEncoderTests {
         var parser = ClientRequestParser()
         var input = ByteBuffer(string: wire)
         guard case .head(let head)? = try parser.next(&input) else { Issue.record("no head"); return }
-        let added = [("host", "up"), ("x-request-id", "r-1")]
+        let added = [("cookie", "a=1")]
         let identity = [("x-auth-sub", "u1"), ("x-auth-email", "a@b.example")]
-        // Every client field but Host, then the added ones.
+        // Every client field but Host, then the added ones, the connection's, the client's Host as X-Forwarded-Host,
+        // the request id and the identity lines.
         let kept = head.fields.filter { field in head.withBytes { !HTTPScan.equalsLowercase(field.name(in: $0), "host") } }
+        let host = try #require(head.fields.first { field in head.withBytes { HTTPScan.equalsLowercase(field.name(in: $0), "host") } })
+        let connection = [("host", "up"), ("x-forwarded-for", "192.0.2.10"), ("x-forwarded-proto", "http")]
         let ours = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", client: head, kept: kept, added: added,
+                                                    connectionLines: Array(connection.map { "\($0.0): \($0.1)\r\n" }.joined().utf8),
+                                                    forwardedHost: host, requestID: "r-1",
                                                     identityLines: Array(identity.map { "\($0.0): \($0.1)\r\n" }.joined().utf8),
                                                     chunked: false, allocator: ByteBufferAllocator())
-        let strings = kept.map { ($0.name(in: head.block), $0.value(in: head.block)) } + added + identity
+        let strings = kept.map { ($0.name(in: head.block), $0.value(in: head.block)) } + added + connection
+            + [("x-forwarded-host", "a.example"), ("x-request-id", "r-1")] + identity
         let reference = UpstreamRequestEncoder.serialize(method: .POST, uri: "/base/in?q=1", version: .http1_1, fields: strings,
                                                          allocator: ByteBufferAllocator())
         #expect(Array(ours.bytes.readableBytesView) == Array(reference.bytes.readableBytesView))
