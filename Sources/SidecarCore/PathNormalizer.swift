@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Normalises a request path before any route decision, so `/public/../admin` cannot skip authentication.
 ///
 /// RFC 3986 §6.2.2: percent-encoded unreserved characters are decoded and other escapes upper-cased, `;parameters`
@@ -13,10 +19,18 @@ public enum PathNormalizer {
     public static func normalize(target: String) -> (path: String, query: Substring?)? {
         guard target.utf8.first == UInt8(ascii: "/"), target.utf8.count <= maxPathBytes else { return nil }
         // Bytes, not Characters: a combining mark after `?` or `/` would otherwise fuse into one grapheme and hide it.
-        let q = target.utf8.firstIndex(of: UInt8(ascii: "?"))
-        let rawPath = q.map { target[..<$0] } ?? target[...]
-        let query = q.map { target[target.utf8.index(after: $0)...] }
-        guard let path = normalize(path: rawPath) else { return nil }
+        // The common case — a path already normal — is found in one pass over contiguous bytes, and a target without
+        // a query is its own path (no string made).
+        var contiguous = target
+        let (split, normal) = contiguous.withUTF8 { bytes -> (Int?, Bool) in
+            let q = memchr(bytes.baseAddress!, Int32(UInt8(ascii: "?")), bytes.count).map { bytes.baseAddress!.distance(to: $0.assumingMemoryBound(to: UInt8.self)) }
+            return (q, isAlreadyNormal(UnsafeBufferPointer(rebasing: bytes[..<(q ?? bytes.count)])))
+        }
+        let utf8 = contiguous.utf8
+        let q = split.map { utf8.index(utf8.startIndex, offsetBy: $0) }
+        let query = q.map { contiguous[utf8.index(after: $0)...] }
+        if normal { return (q.map { String(contiguous[..<$0]) } ?? contiguous, query) }
+        guard let path = normalize(path: q.map { contiguous[..<$0] } ?? contiguous[...]) else { return nil }
         return (path, query)
     }
 
@@ -45,10 +59,15 @@ public enum PathNormalizer {
     }
 
     static func isAlreadyNormal(_ path: Substring) -> Bool {
+        var path = path
+        return path.withUTF8 { isAlreadyNormal($0) }
+    }
+
+    static func isAlreadyNormal(_ path: UnsafeBufferPointer<UInt8>) -> Bool {
         var previous: UInt8 = 0
         var segmentStart = true
         var dots = 0
-        for b in path.utf8 {
+        for b in path {
             if b < 0x21 || b >= 0x7F || b == UInt8(ascii: "%") || b == UInt8(ascii: ";") || b == UInt8(ascii: "\\") { return false }
             if b == UInt8(ascii: "/") {
                 if previous == UInt8(ascii: "/") || (segmentStart && dots > 0 && dots <= 2) { return false }
@@ -62,7 +81,7 @@ public enum PathNormalizer {
             }
             previous = b
         }
-        return path.utf8.first == UInt8(ascii: "/") && !(segmentStart && dots > 0 && dots <= 2)
+        return path.first == UInt8(ascii: "/") && !(segmentStart && dots > 0 && dots <= 2)
     }
 
     static func isUnreserved(_ b: UInt8) -> Bool {

@@ -410,8 +410,15 @@ enum HTTPWire {
         }
     }
 
-    /// Copies `s`'s UTF-8 bytes to `out + at` and advances `at` (an `inout` index, not a captured variable: a
-    /// closure's captured `var` is checked for exclusive access at run time on every use).
+    /// Copies `bytes` to `out + at` and advances `at` (an `inout` index, not a captured variable: a closure's
+    /// captured `var` is checked for exclusive access at run time on every use).
+    @inline(__always)
+    static func copy(_ bytes: UnsafeRawBufferPointer, to out: UnsafeMutablePointer<UInt8>, at: inout Int) {
+        if let base = bytes.baseAddress { UnsafeMutableRawPointer(out + at).copyMemory(from: base, byteCount: bytes.count) }
+        at += bytes.count
+    }
+
+    /// Copies `s`'s UTF-8 bytes the same way.
     @inline(__always)
     static func copy(_ s: String, to out: UnsafeMutablePointer<UInt8>, at: inout Int) {
         let done: Void? = s.utf8.withContiguousStorageIfAvailable { bytes in

@@ -152,6 +152,7 @@ struct LoopMetrics {
     private(set) var requestDuration = LoopHistogram()
     private(set) var upstreamDuration = LoopHistogram()
     private var requestCounters: [RequestKey: CoreMetrics.Counter] = [:]
+    private var lastRequest: (key: RequestKey, counter: CoreMetrics.Counter)?
     private var reportedCacheHits = 0
     private var reportedCacheMisses = 0
     private var reportedConnectionsOpened = 0
@@ -164,11 +165,17 @@ struct LoopMetrics {
     /// Counts one finished exchange; `upstreamNanoseconds` is nil when it never reached the upstream.
     mutating func record(status: UInt, outcome: String, nanoseconds: Int64, upstreamNanoseconds: Int64?) {
         let key = RequestKey(outcome: outcome, statusClass: Int(min(status / 100, 5)))
-        if let counter = requestCounters[key] {
+        // Most requests repeat the last one's outcome and status class: compared, not hashed (the outcomes are short
+        // strings, compared in place).
+        if let last = lastRequest, last.key == key {
+            last.counter.increment()
+        } else if let counter = requestCounters[key] {
+            lastRequest = (key, counter)
             counter.increment()
         } else {
             let counter = shared.requestCounter(outcome: key.outcome, statusClass: key.statusClass)
             requestCounters[key] = counter
+            lastRequest = (key, counter)
             counter.increment()
         }
         requestDuration.record(nanoseconds: nanoseconds)

@@ -296,8 +296,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             }
         }
 
+        let authorization = fields.authorization  // read out: the closure capturing `fields` copied it
         let decision = fields.withCookie(in: head) { cookie in
-            shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie, authorization: fields.authorization,
+            shared.policy.decide(method: head.method.rawValue, target: head.uri, cookie: cookie, authorization: authorization,
                                  now: SystemIO.wallClock(), cache: &loop.cache)
         }
         switch decision {

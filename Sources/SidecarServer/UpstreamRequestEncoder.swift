@@ -179,35 +179,31 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
                 let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 var at = 0
-                func copy(_ bytes: UnsafeRawBufferPointer) {
-                    if bytes.count > 0 { UnsafeMutableRawPointer(out + at).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
-                    at += bytes.count
-                }
                 HTTPWire.copy(method, to: out, at: &at); out[at] = 0x20; at += 1
                 HTTPWire.copy(uri, to: out, at: &at); out[at] = 0x20; at += 1
                 HTTPWire.copy("HTTP/1.1\r\n", to: out, at: &at)
                 for range in kept {
-                    copy(range.name(in: source))
+                    HTTPWire.copy(range.name(in: source), to: out, at: &at)
                     out[at] = 0x3A; out[at + 1] = 0x20; at += 2
-                    copy(range.value(in: source))
+                    HTTPWire.copy(range.value(in: source), to: out, at: &at)
                     out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
                 for (name, value) in added {
                     HTTPWire.copy(name, to: out, at: &at); out[at] = 0x3A; out[at + 1] = 0x20; at += 2
                     HTTPWire.copy(value, to: out, at: &at); out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
-                connectionLines.withUnsafeBytes(copy)
+                connectionLines.withUnsafeBytes { HTTPWire.copy($0, to: out, at: &at) }
                 if let forwardedHost {
-                    Self.forwardedHostName.withUnsafeBytes(copy)
-                    copy(forwardedHost.value(in: source))
+                    Self.forwardedHostName.withUnsafeBytes { HTTPWire.copy($0, to: out, at: &at) }
+                    HTTPWire.copy(forwardedHost.value(in: source), to: out, at: &at)
                     out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
                 if let requestID {
-                    Self.requestIDName.withUnsafeBytes(copy)
+                    Self.requestIDName.withUnsafeBytes { HTTPWire.copy($0, to: out, at: &at) }
                     HTTPWire.copy(requestID, to: out, at: &at)
                     out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
-                identityLines.withUnsafeBytes(copy)
+                identityLines.withUnsafeBytes { HTTPWire.copy($0, to: out, at: &at) }
                 out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 precondition(at == size)
                 return at
