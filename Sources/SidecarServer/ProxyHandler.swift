@@ -250,7 +250,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // Health endpoints, without auth.
         // The sidecar's own paths, compared on bytes (never Characters: a combining mark could fuse with `/` or `?`).
         let uri = head.uri.utf8
-        let ownPath = uri.starts(with: shared.healthPrefix.utf8) || (!shared.forwardAuthPath.isEmpty && uri.starts(with: shared.forwardAuthPath.utf8))
+        let ownPath = HTTPScan.hasBytePrefix(head.uri, shared.healthPrefix)
+            || (!shared.forwardAuthPath.isEmpty && HTTPScan.hasBytePrefix(head.uri, shared.forwardAuthPath))
         let pathOnly = ownPath ? String(head.uri[..<(uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex)]) : ""
         if ownPath, pathOnly.utf8.starts(with: (shared.healthPrefix + "/").utf8), head.method.isGET || head.method.isHEAD {
             let tail = String(decoding: pathOnly.utf8.dropFirst(shared.healthPrefix.utf8.count), as: UTF8.self)

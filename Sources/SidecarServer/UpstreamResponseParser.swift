@@ -4,15 +4,26 @@ import NIOHTTP1
 /// A response head read from an upstream: what the proxy handler relays and decides on, nothing more. Its fields stay
 /// bytes — ranges in the head's own bytes, validated by the parser — so relaying one makes no `String`s: the proxy
 /// classifies names in place and the client encoder copies the kept lines as they came.
-public struct UpstreamResponseHead: Sendable {
-    public var version: HTTPVersion
-    public var status: HTTPResponseStatus
+public final class UpstreamResponseHead: Sendable {
+    public let version: HTTPVersion
+    public let status: HTTPResponseStatus
     /// The head's bytes (a slice of the read, not a copy) and where each field's name and value lie in them.
-    public var block: ByteBuffer
-    public var fieldRanges: [FieldRange]
+    public let block: ByteBuffer
+    public let fieldRanges: [FieldRange]
     /// Whether the connection may carry another exchange after this response (version, `Connection`, framing).
-    public var keepAlive: Bool
-    public var hasContentLength: Bool
+    public let keepAlive: Bool
+    public let hasContentLength: Bool
+
+    /// A class: as a struct in ``UpstreamResponseEvent`` (a status with a possible reason string, a buffer, an
+    /// array), every event was copied and destroyed through generic value witnesses (~200 instructions each).
+    init(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, fieldRanges: [FieldRange], keepAlive: Bool, hasContentLength: Bool) {
+        self.version = version
+        self.status = status
+        self.block = block
+        self.fieldRanges = fieldRanges
+        self.keepAlive = keepAlive
+        self.hasContentLength = hasContentLength
+    }
 
     /// Every field as strings (tests and the rare paths that need them).
     public var fields: [(String, String)] {

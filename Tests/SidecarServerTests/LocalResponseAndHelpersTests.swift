@@ -210,4 +210,17 @@ struct SystemIOTests {
         let got = Array(line.utf8).withUnsafeBytes { ProxyHandler.withoutSessionCookies($0, names: names) }
         #expect(got == expected, "\(line.debugDescription)")
     }
+
+    /// The sidecar's own paths are matched byte for byte: a combining mark after the prefix does not hide it (as
+    /// `hasPrefix`, comparing Characters, would), and nothing but the exact bytes matches.
+    @Test("hasBytePrefix compares bytes", arguments: [
+        ("/_sidecar/healthz", "/_sidecar", true), ("/_sidecar", "/_sidecar", true), ("/_sidecaR/x", "/_sidecar", false),
+        ("/", "/_sidecar", false), ("/x", "", true), ("", "", true), ("/_sidecar\u{301}/x", "/_sidecar", true),
+        ("/_sid\u{E9}car", "/_sid", true), ("/auth/check", "/auth/check?", false),
+    ])
+    func hasBytePrefix(_ s: String, _ prefix: String, _ expected: Bool) {
+        #expect(HTTPScan.hasBytePrefix(s, prefix) == expected)
+        #expect(HTTPScan.hasBytePrefix(s, prefix) == Array(s.utf8).starts(with: Array(prefix.utf8)))
+    }
 }
+
