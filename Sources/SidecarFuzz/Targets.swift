@@ -240,13 +240,33 @@ enum FuzzTargets {
         let nul = bytes.firstIndex(of: 0)
         let cookieHeader = String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<(nul ?? bytes.count)]), as: UTF8.self)
         let authorization = nul.map { String(decoding: UnsafeBufferPointer(rebasing: bytes[($0 + 1)...]), as: UTF8.self) }
-        switch Fixed.authenticator.authenticate(cookieHeader: cookieHeader, authorization: authorization, now: Fixed.now) {
+        let uncached = Fixed.authenticator.authenticate(cookieHeader: cookieHeader, authorization: authorization, now: Fixed.now)
+        switch uncached {
         case .success(let token):
             note("valid-\(token.format.rawValue)")
             checkVerified(token, dotCount: nil, scope: Fixed.ring.everything, .cookie)
         case .failure(let f):
             note(f.code.rawValue)
             checkFailure(f, .cookie)
+        }
+        // The proxy's path: the cookie's raw bytes (not repaired into a string), through a cache, twice — a miss that
+        // fills it, then a hit — with the same answer each time as the string path without a cache.
+        var cache = VerifiedTokenCache(capacity: 8)
+        for round in 0..<2 {
+            let raw = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[0..<(nul ?? bytes.count)]))
+            let proxied = Fixed.authenticator.authenticate(cookie: raw.isEmpty ? nil : raw, authorization: authorization, now: Fixed.now,
+                                                           cache: &cache, identity: Fixed.mapper)
+            switch (uncached, proxied) {
+            case (.success(let a), .success(let b)):
+                let same: Bool = a.claims == b.token.claims && a.format == b.token.format && a.secretIndex == b.token.secretIndex
+                check(same, .cookie, "round \(round): the raw-bytes path verified another token than the string path")
+                let lines = b.headers.map { "\($0.0): \($0.1)\r\n" }.joined()
+                check(b.headerLines == Array(lines.utf8), .cookie, "round \(round): header lines are not the headers' wire form")
+            case (.failure(let a), .failure(let b)):
+                check(a.code == b.code, .cookie, "round \(round): raw-bytes path failed with \(b.code), string path with \(a.code)")
+            default:
+                fail(.cookie, "round \(round): the raw-bytes path and the string path disagree on whether the token verifies")
+            }
         }
     }
 

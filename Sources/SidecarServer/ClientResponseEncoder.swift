@@ -27,18 +27,23 @@ final class RelayedResponseHead {
     /// response parser validated every name and value byte).
     let block: ByteBuffer
     let kept: [FieldRange]
-    /// Fields the proxy adds after them (`X-Request-Id`, `Connection`, CORS), validated as they are serialised.
+    /// `X-Request-Id`, when the upstream sent none: written after the kept fields, validated as it is serialised. Apart
+    /// from `added`, so that the common response makes no array.
+    let requestID: String?
+    /// Fields the proxy adds after it (`Connection`, CORS), validated as they are serialised.
     let added: [(String, String)]
     /// For `.relayedResponse` (the whole response in one part): its body, if any, and trailers. Here rather than in
     /// the enum case: a `NIOAny` holds three words inline, and the part stays one reference.
     var body: ByteBuffer?
     var trailers: HTTPHeaders?
 
-    init(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange], added: [(String, String)]) {
+    init(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange], requestID: String? = nil,
+         added: [(String, String)]) {
         self.version = version
         self.status = status
         self.block = block
         self.kept = kept
+        self.requestID = requestID
         self.added = added
     }
 
@@ -91,8 +96,8 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             writeHead(version: head.version, status: head.status, fields: head.headers.map { ($0.name, $0.value) }, context: context,
                       promise: promise)
         case .relayedHead(let head):
-            writeHead(version: head.version, status: head.status, block: head.block, kept: head.kept, fields: head.added, context: context,
-                      promise: promise)
+            writeHead(version: head.version, status: head.status, block: head.block, kept: head.kept, requestID: head.requestID,
+                      fields: head.added, context: context, promise: promise)
         case .relayedResponse(let response):
             writeResponse(response, body: response.body, trailers: response.trailers, context: context, promise: promise)
         case .body(let chunk):
@@ -151,8 +156,9 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         let bodyBytes = body?.readableBytes ?? 0
         // Chunk framing: a size line (at most 16 hex digits and CRLF) and CRLF around the data, `0` CRLF CRLF at the end.
         let room = bodyBytes + 18 + 2 + 5
-        guard var buffer = headBytes(version: head.version, status: head.status, block: head.block, kept: head.kept, fields: head.added,
-                                     reserving: room, context: context, promise: promise) else { return }
+        guard var buffer = headBytes(version: head.version, status: head.status, block: head.block, kept: head.kept,
+                                     requestID: head.requestID, fields: head.added, reserving: room, context: context,
+                                     promise: promise) else { return }
         if var body, bodyBytes > 0, !suppressBody {
             if isChunked {
                 buffer.writeString(String(bodyBytes, radix: 16))
@@ -170,15 +176,16 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     }
 
     private func writeHead(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
-                           fields: [(String, String)], context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        guard let buffer = headBytes(version: version, status: status, block: block, kept: kept, fields: fields, reserving: 0,
-                                     context: context, promise: promise) else { return }
+                           requestID: String? = nil, fields: [(String, String)], context: ChannelHandlerContext,
+                           promise: EventLoopPromise<Void>?) {
+        guard let buffer = headBytes(version: version, status: status, block: block, kept: kept, requestID: requestID, fields: fields,
+                                     reserving: 0, context: context, promise: promise) else { return }
         context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
     }
 
     /// A head's bytes, with `reserving` bytes of room after them; sets the body's framing. Nil when it was refused
     /// (the promise failed, the connection closing).
-    private func headBytes(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange],
+    private func headBytes(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange], requestID: String?,
                            fields: [(String, String)], reserving: Int, context: ChannelHandlerContext,
                            promise: EventLoopPromise<Void>?) -> ByteBuffer? {
         var fields = fields
@@ -194,7 +201,8 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             fields.append(("connection", "close"))
         }
         guard !refused, let (buffer, chunked) = Self.serialize(version: version, status: status, block: block, kept: kept, dropKeptConnection: lastResponse,
-                                                               fields: fields, reserving: reserving, allocator: context.channel.allocator)
+                                                               requestID: requestID, fields: fields, reserving: reserving,
+                                                               allocator: context.channel.allocator)
         else {
             refuse(context: context, promise: promise)
             return nil
@@ -219,6 +227,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     }
 
     private static let chunkedField = "transfer-encoding: chunked\r\n"
+    private static let requestIDName = Array("x-request-id: ".utf8)
 
     /// RFC 9110 `tchar` as a bitmap of the bytes 0–127 (low word 0–63, high word 64–127).
     private static let tokenMask: (UInt64, UInt64) = {
@@ -273,7 +282,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     /// byte that must not be sent. The fields are `kept` (ranges in `block`, already validated, copied as they are;
     /// without `Connection` when `dropKeptConnection`) followed by `fields` (validated while copied).
     static func serialize(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
-                          dropKeptConnection: Bool = false, fields: [(String, String)], reserving: Int = 0,
+                          dropKeptConnection: Bool = false, requestID: String? = nil, fields: [(String, String)], reserving: Int = 0,
                           allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
         let code = status.code
         let mayHaveBody = !(code >= 100 && code < 200) && code != 204 && code != 304
@@ -309,6 +318,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                 fieldsSize += Int(r.nameCount) + 2 + Int(r.valueCount) + 2
                 if r.nameCount == 14, HeaderClass.equalsLower(name(r), "content-length") { hasLength = true }
             }
+            if let requestID { fieldsSize += Self.requestIDName.count + requestID.utf8.count + 2 }
             for (name, value) in fields where keeps(name) {
                 fieldsSize += name.utf8.count + 2 + value.utf8.count + 2
                 if name.utf8.count == 14, HeaderName.equalsIgnoringCase(name, "content-length") { hasLength = true }
@@ -339,6 +349,18 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                     out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
                 }
                 // Validated while copied: one pass over each byte.
+                if let requestID {
+                    Self.requestIDName.withUnsafeBytes { HTTPWire.copy($0, to: out, at: &at) }
+                    let valueStart = at
+                    HTTPWire.copy(requestID, to: out, at: &at)
+                    var bad: UInt8 = 0
+                    for i in valueStart..<at { bad |= classes[Int(out[i])] & Self.notInValue }
+                    out[at] = 0x0D; out[at + 1] = 0x0A; at += 2
+                    if bad != 0 {
+                        valid = false
+                        return 0
+                    }
+                }
                 for (name, value) in fields where keeps(name) {
                     let nameStart = at
                     HTTPWire.copy(name, to: out, at: &at)

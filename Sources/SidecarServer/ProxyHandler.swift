@@ -897,9 +897,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     hasRequestID = kept.contains { HeaderClass.of($0.name(in: head.block)) == .requestID }
                 }
             }
+            // Nothing added but the request id is the common case: no array is made for it.
             var added: [(String, String)] = []
-            added.reserveCapacity(2 + corsHeaders.count)
-            if !hasRequestID { added.append(("x-request-id", exchange.requestID)) }
             var version = HTTPVersion.http1_1
             if exchange.clientHTTP10 {
                 // No chunked coding for an HTTP/1.0 client: without a Content-Length the body ends with the
@@ -914,7 +913,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // answers that end it.)
             if !exchange.clientKeepAlive && !switching { added.append(("connection", "close")) }
             added.append(contentsOf: corsHeaders)
-            let relayed = RelayedResponseHead(version: version, status: head.status, block: head.block, kept: kept, added: added)
+            let relayed = RelayedResponseHead(version: version, status: head.status, block: head.block, kept: kept,
+                                              requestID: hasRequestID ? nil : exchange.requestID, added: added)
             if switching {
                 context.write(wrapOutboundOut(.relayedHead(relayed)), promise: nil)
             } else {

@@ -152,6 +152,25 @@ struct ClientResponseEncoderTests {
         #expect(one == three)
     }
 
+    /// The request id travels apart from the added fields (no array for the common response): it must write, and be
+    /// validated, exactly as the same field first among them.
+    @Test("a relayed head's request id is written as the first added field would be, and validated as one",
+          arguments: ["0123456789abcdef0123456789abcdef", "client-id.1", "bad\r\nx-injected: 1", "tab\tok", "del\u{7F}"])
+    func requestIDIsTheFirstAddedField(_ id: String) throws {
+        let block = ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nServer: up\r\n\r\n")
+        var parser = UpstreamResponseParser()
+        parser.requestSent(isHEAD: false, wantsUpgrade: false)
+        var input = block
+        guard case .head(let head)? = try parser.next(&input) else { Issue.record("no head"); return }
+        let added = [("connection", "close"), ("access-control-allow-origin", "https://app.example")]
+        let apart = ClientResponseEncoder.serialize(version: .http1_1, status: .ok, block: head.block, kept: head.fieldRanges, requestID: id,
+                                                    fields: added, allocator: ByteBufferAllocator())
+        let first = ClientResponseEncoder.serialize(version: .http1_1, status: .ok, block: head.block, kept: head.fieldRanges,
+                                                    fields: [("x-request-id", id)] + added, allocator: ByteBufferAllocator())
+        #expect(apart.map { Array($0.0.readableBytesView) } == first.map { Array($0.0.readableBytesView) })
+        #expect((apart == nil) == id.utf8.contains { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }, "refused exactly when a byte must not be sent")
+    }
+
     @Test func headAnswerKeepsFramingHeadersButHasNoBodyOrTerminator() throws {
         // The upstream's answer to HEAD: chunked, no body (RFC 9110 §9.3.2); then a GET on the same connection.
         let headAnswer: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["transfer-encoding": "chunked"])), .end(nil)]
