@@ -2,6 +2,8 @@ import NIOCore
 import NIOHTTP1
 
 /// A client's request part: ``ClientRequestHead`` in place of NIO's `HTTPRequestHead`, bodies and trailers as NIO has them.
+/// After ``ClientRequestDecoder``, a head that is the whole request (``ClientRequestHead/isWhole``) comes alone: no
+/// `.end` follows it.
 public typealias ClientRequestPart = HTTPPart<ClientRequestHead, ByteBuffer>
 
 /// A request head as the client sent it: its bytes (a slice of the read, not copied) and where each field line's

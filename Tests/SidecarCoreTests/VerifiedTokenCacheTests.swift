@@ -137,6 +137,21 @@ struct VerifiedTokenCacheTests {
         #expect(subject("authjs.session-token=\(plain); __Secure-authjs.session-token=\(secure)") == "secure", "now both remembered")
     }
 
+    /// The proxy reads the cookie's bytes as they came. Unquoting drops the value's last byte, as Auth.js's `cookie`
+    /// package drops the last unit of a header string that holds one unit per byte: `"<token><0xF4>` is the token.
+    @Test func unquotingDropsTheLastByteAsJavaScriptDoes() throws {
+        let secret = "cache-test-secret"
+        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
+        let token = try TokenMinter.authjsV5(claims: TokenMinter.stampClaims(JSONObject([("sub", .string("q1"))]), now: Int64(Self.now)),
+                                             secret: secret, salt: "authjs.session-token")
+        var cache = VerifiedTokenCache(capacity: 0)
+        let header = Array("authjs.session-token=\"\(token)".utf8) + [0xF4]
+        let r = header.withUnsafeBytes {
+            auth.authenticate(cookie: $0, authorization: nil, now: Self.now, cache: &cache, identity: IdentityHeaderMapper())
+        }
+        #expect((try? r.get())?.token.registered.subject == "q1")
+    }
+
     @Test func capacityIsABoundAndExpiredEntriesGoFirst() {
         var cache = VerifiedTokenCache(capacity: 4)
         // Two short-lived entries, two long-lived ones.
