@@ -16,6 +16,17 @@ struct VerifiedTokenCacheTests {
         return VerifiedToken(claims: JSONObject(members), payload: [], format: .authjsV5, secretIndex: 0, salt: "authjs.session-token")
     }
 
+    static let secret = "cache-test-secret"
+
+    static func authenticator() throws -> TokenAuthenticator {
+        try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
+    }
+
+    /// A v5 token for `sub`, sealed for the cookie `salt`.
+    static func mint(_ sub: String, salt: String = "authjs.session-token") throws -> String {
+        try TokenMinter.authjsV5(claims: TokenMinter.stampClaims(JSONObject([("sub", .string(sub))]), now: Int64(now)), secret: secret, salt: salt)
+    }
+
     static func token(_ n: Int) -> String { "eyJhbGciOiJkaXIi.." + String(repeating: "K", count: 40) + ".cipher\(n).tag\(n)K" }
 
     @Test func hitAfterInsertAndCounters() {
@@ -102,10 +113,8 @@ struct VerifiedTokenCacheTests {
 
     @Test("a token read from the cookie's bytes and the same token percent-encoded find one entry")
     func bytesAndDecodedPathsShareEntries() throws {
-        let secret = "cache-test-secret"
-        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
-        let claims = TokenMinter.stampClaims(JSONObject([("sub", .string("u8"))]), now: Int64(Self.now))
-        let token = try TokenMinter.authjsV5(claims: claims, secret: secret, salt: "authjs.session-token")
+        let auth = try Self.authenticator()
+        let token = try Self.mint("u8")
         let encoded = "%" + String(Array(token.utf8)[0], radix: 16, uppercase: true) + String(token.dropFirst())
         var cache = VerifiedTokenCache(capacity: 16)
         let mapper = IdentityHeaderMapper()
@@ -119,12 +128,8 @@ struct VerifiedTokenCacheTests {
     /// Cookies are tried in priority order, the first that verifies winning: a remembered token does not beat a
     /// higher-priority cookie whose token verifies, and an invalid higher-priority one does not hide it.
     @Test func rememberedTokensKeepTheCookiePriority() throws {
-        let secret = "cache-test-secret"
-        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
-        let mint = { (sub: String, salt: String) in
-            try TokenMinter.authjsV5(claims: TokenMinter.stampClaims(JSONObject([("sub", .string(sub))]), now: Int64(Self.now)), secret: secret, salt: salt)
-        }
-        let plain = try mint("plain", "authjs.session-token"), secure = try mint("secure", "__Secure-authjs.session-token")
+        let auth = try Self.authenticator()
+        let plain = try Self.mint("plain"), secure = try Self.mint("secure", salt: "__Secure-authjs.session-token")
         var cache = VerifiedTokenCache(capacity: 16)
         let mapper = IdentityHeaderMapper()
         func subject(_ cookie: String) -> String? {
@@ -140,10 +145,8 @@ struct VerifiedTokenCacheTests {
     /// The proxy reads the cookie's bytes as they came. Unquoting drops the value's last byte, as Auth.js's `cookie`
     /// package drops the last unit of a header string that holds one unit per byte: `"<token><0xF4>` is the token.
     @Test func unquotingDropsTheLastByteAsJavaScriptDoes() throws {
-        let secret = "cache-test-secret"
-        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
-        let token = try TokenMinter.authjsV5(claims: TokenMinter.stampClaims(JSONObject([("sub", .string("q1"))]), now: Int64(Self.now)),
-                                             secret: secret, salt: "authjs.session-token")
+        let auth = try Self.authenticator()
+        let token = try Self.mint("q1")
         var cache = VerifiedTokenCache(capacity: 0)
         let header = Array("authjs.session-token=\"\(token)".utf8) + [0xF4]
         let r = header.withUnsafeBytes {
@@ -185,10 +188,9 @@ struct VerifiedTokenCacheTests {
 
     @Test("through the authenticator: a repeated session is a hit, a tampered one is verified (and refused)")
     func authenticatorUsesTheCache() throws {
-        let secret = "cache-test-secret"
-        let auth = try TokenAuthenticator(secrets: [secret], cookies: SessionCookie.defaults)
+        let auth = try Self.authenticator()
         let claims = TokenMinter.stampClaims(JSONObject([("sub", .string("u7"))]), now: Int64(Self.now))
-        let token = try TokenMinter.authjsV5(claims: claims, secret: secret, salt: "authjs.session-token")
+        let token = try TokenMinter.authjsV5(claims: claims, secret: Self.secret, salt: "authjs.session-token")
         var cache = VerifiedTokenCache(capacity: 16)
         let mapper = IdentityHeaderMapper()
         for _ in 0..<3 {
