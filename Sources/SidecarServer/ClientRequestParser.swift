@@ -67,6 +67,8 @@ public struct ClientRequestParser: Sendable {
     private var headBytes = 0
     /// What follows the current request's `.end`: the next request, a stop, or nothing.
     private var afterEnd = State.head
+    /// The field-range array of the previous head, refilled by the next (``HTTPScan/ReusedRanges``).
+    private var reusedRanges = HTTPScan.ReusedRanges()
 
     /// True after an upgrade request or CONNECT was read to its end: the bytes after it (``takeRemainder()``) are
     /// not HTTP requests.
@@ -178,15 +180,17 @@ public struct ClientRequestParser: Sendable {
         }
         guard headLength > 0 else { throw fail(.bad("bare LF in the request head")) }
         let parsed: ParsedRequest
+        var ranges = reusedRanges.take()
         do {
             parsed = try input.withUnsafeReadableBytes { bytes throws(ClientRequestError) in
-                try Self.parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<headLength]))
+                try Self.parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<headLength]), reusing: &ranges)
             }
         } catch {
             throw fail(error)
         }
         headBytes = headLength
         let fields = parsed.fields
+        reusedRanges.keep(fields.ranges)
         // Framing (RFC 9112 §6.3), refused where two readers could disagree on where the body ends.
         if fields.contentLengthConflict { throw fail(.bad("invalid or repeated Content-Length")) }
         var bodyState = State.bodyEnded
@@ -230,8 +234,9 @@ public struct ClientRequestParser: Sendable {
         var fields: HTTPScan.FieldBlock
     }
 
-    /// Parses a whole head (request line through the empty line).
-    static func parseHeadBytes(_ bytes: UnsafeRawBufferPointer) throws(ClientRequestError) -> ParsedRequest {
+    /// Parses a whole head (request line through the empty line); its field ranges go into `ranges`' storage (an empty
+    /// array, moved into the result).
+    static func parseHeadBytes(_ bytes: UnsafeRawBufferPointer, reusing ranges: inout [FieldRange]) throws(ClientRequestError) -> ParsedRequest {
         // Method: a token llhttp knows, then one SP.
         var index = 0
         while index < bytes.count, bytes[index] != 0x20, bytes[index] != 0x0D { index += 1 }
@@ -262,7 +267,7 @@ public struct ClientRequestParser: Sendable {
         let version: HTTPVersion = minor == 1 ? .http1_1 : .http1_0
         index += 10
         var fields = HTTPScan.FieldBlock()
-        fields.ranges.reserveCapacity(16)
+        swap(&fields.ranges, &ranges)
         if let error = HTTPScan.parseFields(bytes, from: &index, into: &fields) { throw .bad(error) }
         let uri = string(bytes, targetStart, targetEnd - targetStart)
         return ParsedRequest(version: version, method: method, uri: uri, fields: fields)

@@ -35,12 +35,44 @@ enum HTTPScan {
     /// rechecked byte by byte) or DEL. obs-text (0x80–0xFF) has its high bit set and is never flagged. The "hasless" and
     /// "haszero" word tests of *Bit Twiddling Hacks*: they may flag a clean word (only slower), never miss a byte.
     @inline(__always)
-    static func mayHoldNonValueByte(_ word: UInt64) -> Bool {
+    static func mayHoldNonValueByte(_ word: UInt64) -> Bool { nonValueFlags(word) != 0 }
+
+    /// The high bit of each byte ``mayHoldNonValueByte(_:)`` flags: words can be OR-ed and tested once. In a word
+    /// loaded little-endian, the lowest flagged byte is always one below 0x20 or DEL (only a flagged byte borrows
+    /// from the ones above it), so the bytes before it need no second look.
+    @inline(__always)
+    static func nonValueFlags(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
         let below20 = (word &- ones &* 0x20) & ~word & highs
         let del = word ^ (ones &* 0x7F)
         let isDel = (del &- ones) & ~del & highs
-        return below20 | isDel != 0
+        return below20 | isDel
+    }
+
+    /// A connection's field-range array, reused from one head to the next. Each head's ranges (and each list of the
+    /// ranges kept for the other side) would be an allocation, a free and their reference counting; by the next head
+    /// the previous one has been relayed and let its array go, so the same storage is refilled in place. Value
+    /// semantics keep it safe: while a head still holds the array, emptying it makes a new one (copy on write).
+    struct ReusedRanges {
+        private var spare: [FieldRange] = []
+        /// Room for a typical head without growing; a head of more fields grows it (kept up to ``maxKept``).
+        static let initialCapacity = 16
+        /// A head of many tiny fields does not leave a large array with its connection.
+        static let maxKept = 64
+
+        /// An empty array: the spare one, unless nothing was kept yet.
+        mutating func take() -> [FieldRange] {
+            var ranges: [FieldRange] = []
+            swap(&ranges, &spare)
+            ranges.removeAll(keepingCapacity: true)
+            if ranges.capacity < Self.initialCapacity { ranges.reserveCapacity(Self.initialCapacity) }
+            return ranges
+        }
+
+        /// Keeps `ranges` (shared with the head that holds them) for the next ``take()``.
+        mutating func keep(_ ranges: [FieldRange]) {
+            spare = ranges.capacity <= Self.maxKept ? ranges : []
+        }
     }
 
     struct FieldBlock {
@@ -59,52 +91,77 @@ enum HTTPScan {
 
     /// Parses field lines from `index` through the empty line that ends the block; returns an error text or `nil`.
     static func parseFields(_ bytes: UnsafeRawBufferPointer, from index: inout Int, into block: inout FieldBlock) -> String? {
-        // The byte-class table read once (a lazy global: each access would check its initialisation).
+        // The byte-class table read once (a lazy global: each access would check its initialisation); the position
+        // kept in a local and written back once, the base address unwrapped once — the loops below run for every
+        // byte of both heads.
         let classes = ClientResponseEncoder.byteClasses
         let notInName = ClientResponseEncoder.notInName, notInValue = ClientResponseEncoder.notInValue
+        guard let p = bytes.baseAddress else { return "field block without its empty line" }
+        let count = bytes.count
+        var i = index
+        defer { index = i }
         while true {
-            guard index + 1 < bytes.count else { return "field block without its empty line" }
-            if bytes[index] == 0x0D {
-                guard bytes[index + 1] == 0x0A else { return "bare CR" }
-                index += 2
+            guard i &+ 1 < count else { return "field block without its empty line" }
+            if p.load(fromByteOffset: i, as: UInt8.self) == 0x0D {
+                guard p.load(fromByteOffset: i &+ 1, as: UInt8.self) == 0x0A else { return "bare CR" }
+                i &+= 2
                 return nil
             }
             // Name: one or more token characters, then ':' at once (no whitespace before it, RFC 9112 §5.1).
-            let nameStart = index
-            while index < bytes.count, classes[Int(bytes[index])] & notInName == 0 { index += 1 }
-            guard index > nameStart else {
-                return bytes[index] == 0x20 || bytes[index] == 0x09 ? "obsolete line folding" : "invalid field name"
+            let nameStart = i
+            while i < count, classes[Int(p.load(fromByteOffset: i, as: UInt8.self))] & notInName == 0 { i &+= 1 }
+            guard i > nameStart else {
+                let byte = p.load(fromByteOffset: i, as: UInt8.self)
+                return byte == 0x20 || byte == 0x09 ? "obsolete line folding" : "invalid field name"
             }
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return "invalid field name" }
-            let nameEnd = index
-            index += 1
-            while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
-            let valueStart = index
-            // Value bytes up to the CR: HTAB, SP, VCHAR, obs-text — eight at a time while none can be anything else,
-            // else one table load each; then trailing whitespace off.
+            guard i < count, p.load(fromByteOffset: i, as: UInt8.self) == UInt8(ascii: ":") else { return "invalid field name" }
+            let nameEnd = i
+            i &+= 1
+            while i < count, p.load(fromByteOffset: i, as: UInt8.self) == 0x20 || p.load(fromByteOffset: i, as: UInt8.self) == 0x09 {
+                i &+= 1
+            }
+            let valueStart = i
+            // Value bytes up to the CR: HTAB, SP, VCHAR, obs-text — 32 and then 8 at a time while none can be anything
+            // else (a session cookie is most of a request's bytes), else one table load each; then trailing
+            // whitespace off.
             while true {
-                while index &+ 8 <= bytes.count, !mayHoldNonValueByte(bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) {
-                    index &+= 8
+                while i &+ 32 <= count {
+                    let flags = nonValueFlags(p.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                        | nonValueFlags(p.loadUnaligned(fromByteOffset: i &+ 8, as: UInt64.self))
+                        | nonValueFlags(p.loadUnaligned(fromByteOffset: i &+ 16, as: UInt64.self))
+                        | nonValueFlags(p.loadUnaligned(fromByteOffset: i &+ 24, as: UInt64.self))
+                    if flags != 0 { break }
+                    i &+= 32
                 }
-                guard index < bytes.count else { break }
-                let byte = bytes[index]
+                // The lowest flagged byte of a word is a true one (the tests' borrows run upwards only): the bytes
+                // before it are value bytes, skipped at once.
+                while i &+ 8 <= count {
+                    let flags = nonValueFlags(UInt64(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt64.self)))
+                    if flags != 0 { i &+= flags.trailingZeroBitCount &>> 3; break }
+                    i &+= 8
+                }
+                guard i < count else { break }
+                let byte = p.load(fromByteOffset: i, as: UInt8.self)
                 if classes[Int(byte)] & notInValue != 0 {
                     if byte == 0x0D { break }
                     return byte == 0x0A ? "bare LF" : "control byte in a field value"
                 }
-                index += 1
+                i &+= 1
             }
-            guard index + 1 < bytes.count, bytes[index + 1] == 0x0A else { return "bare CR" }
+            guard i &+ 1 < count, p.load(fromByteOffset: i &+ 1, as: UInt8.self) == 0x0A else { return "bare CR" }
             // llhttp reads the framing fields with trailing spaces trimmed but not tabs (`Content-Length: 1<HTAB>` is
             // refused, `chunked<HTAB>` is no `chunked`): those fields are read the same way here (found by the
             // `client-request` fuzz target), the value relayed is trimmed of both.
-            var framingEnd = index
-            while framingEnd > valueStart, bytes[framingEnd - 1] == 0x20 { framingEnd -= 1 }
+            var framingEnd = i
+            while framingEnd > valueStart, p.load(fromByteOffset: framingEnd &- 1, as: UInt8.self) == 0x20 { framingEnd &-= 1 }
             var valueEnd = framingEnd
-            while valueEnd > valueStart, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-            index += 2
-            let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
-            noteFraming(name: name, value: UnsafeRawBufferPointer(rebasing: bytes[valueStart..<framingEnd]), in: &block)
+            while valueEnd > valueStart, p.load(fromByteOffset: valueEnd &- 1, as: UInt8.self) == 0x20
+                    || p.load(fromByteOffset: valueEnd &- 1, as: UInt8.self) == 0x09 {
+                valueEnd &-= 1
+            }
+            i &+= 2
+            let name = UnsafeRawBufferPointer(start: p + nameStart, count: nameEnd &- nameStart)
+            noteFraming(name: name, value: UnsafeRawBufferPointer(start: p + valueStart, count: framingEnd &- valueStart), in: &block)
             block.ranges.append(FieldRange(nameStart: Int32(nameStart), nameCount: Int32(nameEnd - nameStart),
                                            valueStart: Int32(valueStart), valueCount: Int32(valueEnd - valueStart)))
         }

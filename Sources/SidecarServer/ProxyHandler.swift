@@ -136,6 +136,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// The upstream head's lines that are the same for every request on this connection — `Host` (the upstream's),
     /// `X-Forwarded-For` (this client) and `X-Forwarded-Proto` — in wire form, made once.
     private var connectionLines: [UInt8] = []
+    /// The field ranges of the client's head forwarded upstream, and of the upstream's head relayed to the client:
+    /// arrays reused from one request to the next (``HTTPScan/ReusedRanges``).
+    private var keptRequestRanges = HTTPScan.ReusedRanges()
+    private var keptResponseRanges = HTTPScan.ReusedRanges()
     /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
     private var corsHeaders: [(String, String)] = []
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
@@ -523,8 +527,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let cookieNames = shared.sessionCookieNames
         // TRACE is answered locally; were it forwarded, it would go without framing fields, as NIO's encoder sends it.
         let dropLength = head.method.isTRACE
-        var kept: [FieldRange] = []
-        kept.reserveCapacity(head.fields.count)
+        var kept = keptRequestRanges.take()
         // The proxy's own lines that vary (rare: a rewritten cookie, chunked framing, an upgrade); no array is made
         // unless one is added.
         var added: [(String, String)] = []
@@ -568,9 +571,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             added.append(("connection", "upgrade"))
             added.append(("upgrade", upgrade))
         }
-        return UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, kept: kept,
-                                                added: added, connectionLines: connectionLines, forwardedHost: host, requestID: requestID,
-                                                identityLines: identityLines, chunked: chunked, allocator: allocator)
+        let upstreamHead = UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, kept: kept,
+                                                            added: added, connectionLines: connectionLines, forwardedHost: host,
+                                                            requestID: requestID, identityLines: identityLines, chunked: chunked,
+                                                            allocator: allocator)
+        keptRequestRanges.keep(kept)
+        return upstreamHead
     }
 
     /// The body goes upstream chunked, as NIO's request encoder frames the client's fields (the parser lets through at
@@ -862,8 +868,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // client as they came (no `String` per field; the parser validated every byte).
             let switching = exchange.isUpgrade && head.status == .switchingProtocols
             let replaceCORS = !corsHeaders.isEmpty && shared.replaceUpstreamCORS
-            var kept: [FieldRange] = []
-            kept.reserveCapacity(head.fieldRanges.count)
+            var kept = keptResponseRanges.take()
             var hasRequestID = false
             // `Connection` values, collected in the same pass: the names they list are hop-by-hop too, and are
             // removed afterwards (rare: upstreams send none, `keep-alive` or `close` — recognised in place), which
@@ -915,6 +920,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             added.append(contentsOf: corsHeaders)
             let relayed = RelayedResponseHead(version: version, status: head.status, block: head.block, kept: kept,
                                               requestID: hasRequestID ? nil : exchange.requestID, added: added)
+            keptResponseRanges.keep(kept)
             if switching {
                 context.write(wrapOutboundOut(.relayedHead(relayed)), promise: nil)
             } else {

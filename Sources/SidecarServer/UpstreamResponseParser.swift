@@ -98,6 +98,8 @@ public struct UpstreamResponseParser: Sendable {
     private var chunked = ChunkedBodyReader()
     /// Bytes of an incomplete line-based element (head, chunk-size line, trailers) kept for the next read.
     private var pending: ByteBuffer?
+    /// The field-range array of the previous head, refilled by the next (``HTTPScan/ReusedRanges``).
+    private var reusedRanges = HTTPScan.ReusedRanges()
     /// Requests written and not yet answered, oldest first, as bits (bit 0 is the oldest): whether each was a HEAD
     /// and whether it asked for an upgrade. The proxy sends one request at a time; the queue keeps the framing right
     /// even if that changes.
@@ -191,9 +193,11 @@ public struct UpstreamResponseParser: Sendable {
             return keep(&input)
         }
         guard headLength > 0 else { throw fail("bare LF in the response head") }
+        var ranges = reusedRanges.take()
         var parsed: ParsedHead = try input.withUnsafeReadableBytes { bytes in
-            try Self.parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<headLength]))
+            try Self.parseHeadBytes(UnsafeRawBufferPointer(rebasing: bytes[0..<headLength]), reusing: &ranges)
         }
+        reusedRanges.keep(parsed.ranges)
         parsed.block = input.readSlice(length: headLength)!
         if let error = parsed.error { throw fail(error) }
         // Refused in every head, bodiless ones included (as llhttp does): the two disagree on where the message ends.
@@ -274,8 +278,9 @@ public struct UpstreamResponseParser: Sendable {
         var error: String?
     }
 
-    /// Parses a whole head (status line through the empty line).
-    static func parseHeadBytes(_ bytes: UnsafeRawBufferPointer) throws -> ParsedHead {
+    /// Parses a whole head (status line through the empty line); its field ranges go into `ranges`' storage (an empty
+    /// array, moved into the result).
+    static func parseHeadBytes(_ bytes: UnsafeRawBufferPointer, reusing ranges: inout [FieldRange]) throws -> ParsedHead {
         var parsed = ParsedHead()
         // "HTTP/1.x SP ddd" then SP reason, or the line's end.
         guard bytes.count >= 14, bytes[0] == 0x48, bytes[1] == 0x54, bytes[2] == 0x54, bytes[3] == 0x50, bytes[4] == 0x2F,
@@ -308,7 +313,7 @@ public struct UpstreamResponseParser: Sendable {
         }
         index += 2
         var block = HTTPScan.FieldBlock()
-        block.ranges.reserveCapacity(16)  // one allocation for a typical head, not four growths
+        swap(&block.ranges, &ranges)
         if let error = HTTPScan.parseFields(bytes, from: &index, into: &block) { parsed.error = error; return parsed }
         guard !block.contentLengthConflict else { parsed.error = "conflicting or invalid Content-Length"; return parsed }
         parsed.ranges = block.ranges
