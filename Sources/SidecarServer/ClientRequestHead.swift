@@ -4,7 +4,15 @@ import NIOHTTP1
 /// A client's request part: ``ClientRequestHead`` in place of NIO's `HTTPRequestHead`, bodies and trailers as NIO has them.
 /// After ``ClientRequestDecoder``, a head that is the whole request (``ClientRequestHead/isWhole``) comes alone: no
 /// `.end` follows it.
-public typealias ClientRequestPart = HTTPPart<ClientRequestHead, ByteBuffer>
+///
+/// Its own enum rather than NIO's generic `HTTPPart<ClientRequestHead, ByteBuffer>` (the same cases): each handler
+/// takes its part out of a `NIOAny` by a run-time cast, and a cast to a generic type instance looked up its metadata
+/// each time (~460 instructions, against ~240 for a plain enum; two such casts per request).
+public enum ClientRequestPart: Sendable, Equatable {
+    case head(ClientRequestHead)
+    case body(ByteBuffer)
+    case end(HTTPHeaders?)
+}
 
 /// A request head as the client sent it: its bytes (a slice of the read, not copied) and where each field line's
 /// name and value lie in them, with the request line read.
@@ -108,7 +116,7 @@ public final class ClientRequestHead: Sendable, Equatable, CustomStringConvertib
     public var description: String { "\(method.rawValue) \(uri) HTTP/\(version.major).\(version.minor) (\(fields.count) fields)" }
 }
 
-extension HTTPPart where HeadT == ClientRequestHead, BodyT == ByteBuffer {
+extension ClientRequestPart {
     /// The same part with NIO's head type (tests and the fuzz targets compare with NIO's decoder through it).
     public var nio: HTTPServerRequestPart {
         switch self {

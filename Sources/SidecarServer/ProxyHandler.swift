@@ -216,7 +216,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         watch.headArrived()
         watch.answeringHead = head.method.isHEAD
         corsHeaders = []
-        let fields = RequestHeadFields(head)
+        let fields = RequestHeadFields.read(head)
         trace = shared.accessLog.enabled && fields.traceparent != nil
             ? AccessLog.Trace(traceparent: fields.traceparent, tracestate: fields.tracestate) : nil
         let requestID = RequestID.from(fields.requestID, generator: &loop.requestIDs)

@@ -37,9 +37,15 @@ struct RequestHeadFields {
     var headerBytes = 0
 
     init(_ head: ClientRequestHead) {
+        self = Self.read(head)
+    }
+
+    /// The fields of `head` (the proxy's entry: the initialiser first fills `self` with its defaults and then
+    /// destroys them when `self` is assigned — 13 optional strings released for nothing, per request).
+    static func read(_ head: ClientRequestHead) -> RequestHeadFields {
         // Filled as a local inside the closure and returned: mutating `self` from the closure copied the whole struct
         // in and out (a retain and a release of each of its strings).
-        self = head.withBytes { bytes in
+        head.withBytes { bytes in
             var fields = RequestHeadFields()
             for range in head.fields {
                 let name = range.name(in: bytes)
