@@ -14,9 +14,9 @@ final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ClientRequestPart
 
-    private var parser = ClientRequestParser()
-    private var failed = false
-    private var removed = false
+    @exclusivity(unchecked) private var parser = ClientRequestParser()
+    @exclusivity(unchecked) private var failed = false
+    @exclusivity(unchecked) private var removed = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }

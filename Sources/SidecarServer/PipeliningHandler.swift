@@ -23,12 +23,12 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private let watch: HeadWatch
-    private var context: ChannelHandlerContext?
-    private var current: Current?
-    private var queue = CircularBuffer<ClientRequestPart>(initialCapacity: 0)
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var current: Current?
+    @exclusivity(unchecked) private var queue = CircularBuffer<ClientRequestPart>(initialCapacity: 0)
     /// Reads were stopped (`autoRead` off) because `maxQueued` events wait.
-    private(set) var readsStopped = false
-    private var draining = false
+    @exclusivity(unchecked) private(set) var readsStopped = false
+    @exclusivity(unchecked) private var draining = false
     private let maxQueued: Int
     /// How long an idle connection stays open after shutdown starts, for a request already on its way.
     static let idleGrace = TimeAmount.milliseconds(250)

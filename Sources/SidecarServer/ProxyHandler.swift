@@ -62,6 +62,15 @@ final class ProxyContext: @unchecked Sendable {
 
 /// Authenticates each request and relays it to the upstream: strips spoofable identity headers, decides
 /// synchronously on the event loop, injects claims, and streams both bodies with backpressure.
+///
+/// **`@exclusivity(unchecked)`** marks the per-request state of the client and upstream handlers (here, in
+/// ``Exchange``, ``UpstreamHandler``, ``PipeliningHandler``, ``ClientRequestDecoder``, ``UpstreamPool`` and
+/// ``LoopState``): each such property is touched only on its event loop, and every access to it is a plain load or
+/// store, or a mutating call on a value type whose code calls nothing outside itself (a parser, an array, the token
+/// cache) — so no access can begin while another is under way, and the run-time check (one `swift_beginAccess`, ~60
+/// instructions, ~2 k per request over these properties) could never fire. A property whose mutating access reaches
+/// the pipeline (a write, a flush, a `fire…`), where a handler could call back, keeps the check (`UpstreamHandler`'s
+/// request framing). Every other property in the project keeps it too.
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, UpstreamDelegate {
     typealias InboundIn = ClientRequestPart
     typealias OutboundIn = ClientResponsePart
@@ -73,35 +82,35 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let method: HTTPMethod
         let path: String
         let start: NIODeadline
-        var upstream: UpstreamConnection?
-        var buffered: [UpstreamRequestPart] = []
-        var requestEnded = false
-        var responseStarted = false
-        var bodyBytes = 0
-        var outcome: String
-        var status: UInt = 0
-        var upstreamStart: NIODeadline?
-        var keepUpstream = true
-        var clientKeepAlive = true
+        @exclusivity(unchecked) var upstream: UpstreamConnection?
+        @exclusivity(unchecked) var buffered: [UpstreamRequestPart] = []
+        @exclusivity(unchecked) var requestEnded = false
+        @exclusivity(unchecked) var responseStarted = false
+        @exclusivity(unchecked) var bodyBytes = 0
+        @exclusivity(unchecked) var outcome: String
+        @exclusivity(unchecked) var status: UInt = 0
+        @exclusivity(unchecked) var upstreamStart: NIODeadline?
+        @exclusivity(unchecked) var keepUpstream = true
+        @exclusivity(unchecked) var clientKeepAlive = true
         /// The client spoke HTTP/1.0: its response is HTTP/1.0, never chunked (RFC 9112 §6.1), and ends with a close
         /// when nothing else delimits the body.
-        var clientHTTP10 = false
-        var isUpgrade = false
+        @exclusivity(unchecked) var clientHTTP10 = false
+        @exclusivity(unchecked) var isUpgrade = false
         /// The upstream head, kept for one retry while the request is idempotent and has no body.
-        var replayHead: UpstreamRequestHead?
+        @exclusivity(unchecked) var replayHead: UpstreamRequestHead?
         /// The upstream connection came from the idle pool (and so may have been closed by the upstream meanwhile).
-        var reusedConnection = false
+        @exclusivity(unchecked) var reusedConnection = false
         /// The request has no body and its upstream head is not chunked (``UpstreamRequestFraming``), so
         /// its `.end` puts no byte on the wire and is not sent through the upstream pipeline at all.
-        var upstreamEndIsEmpty = false
+        @exclusivity(unchecked) var upstreamEndIsEmpty = false
         /// Upstream reads are paused because the client is not taking the response: the exchange's deadline is then
         /// the client's (`client_send_timeout`), not the upstream's.
-        var relayPaused = false
+        @exclusivity(unchecked) var relayPaused = false
         /// The relayed response head, and its first body part if small, not yet written: if the response's `.end`
         /// comes in the same upstream read, the whole response goes to the client as one part (one pass through the
         /// pipeline, one buffer); otherwise they are written at the read's end.
-        var heldHead: RelayedResponseHead?
-        var heldBody: ByteBuffer?
+        @exclusivity(unchecked) var heldHead: RelayedResponseHead?
+        @exclusivity(unchecked) var heldBody: ByteBuffer?
         var isHead: Bool { method.isHEAD }
 
         init(requestID: String, method: HTTPMethod, path: String, outcome: String) {
@@ -122,28 +131,28 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     private let shared: ProxyContext
     private let watch: HeadWatch
-    private var loop: LoopState!
-    private var state: State = .idle
-    private var context: ChannelHandlerContext?
-    private var readPaused = false
+    @exclusivity(unchecked) private var loop: LoopState!
+    @exclusivity(unchecked) private var state: State = .idle
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var readPaused = false
     /// Output shut after a final answer; remaining input is dropped until the close.
-    private var lingering = false
+    @exclusivity(unchecked) private var lingering = false
     /// A parse error was answered and the connection is closing: the decoder may report more errors for the bytes
     /// after it (at end of input it decodes what is left), and they get no second answer.
-    private var parseErrorAnswered = false
-    private var pendingRead = false
+    @exclusivity(unchecked) private var parseErrorAnswered = false
+    @exclusivity(unchecked) private var pendingRead = false
     private var remoteIP = "unknown"
     /// The upstream head's lines that are the same for every request on this connection — `Host` (the upstream's),
     /// `X-Forwarded-For` (this client) and `X-Forwarded-Proto` — in wire form, made once.
-    private var connectionLines: [UInt8] = []
+    @exclusivity(unchecked) private var connectionLines: [UInt8] = []
     /// The field ranges of the client's head forwarded upstream, and of the upstream's head relayed to the client:
     /// arrays reused from one request to the next (``HTTPScan/ReusedRanges``).
-    private var keptRequestRanges = HTTPScan.ReusedRanges()
-    private var keptResponseRanges = HTTPScan.ReusedRanges()
+    @exclusivity(unchecked) private var keptRequestRanges = HTTPScan.ReusedRanges()
+    @exclusivity(unchecked) private var keptResponseRanges = HTTPScan.ReusedRanges()
     /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
-    private var corsHeaders: [(String, String)] = []
+    @exclusivity(unchecked) private var corsHeaders: [(String, String)] = []
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
-    private var trace: AccessLog.Trace?
+    @exclusivity(unchecked) private var trace: AccessLog.Trace?
     /// The current exchange's one deadline, per connection: the upstream's (`upstream_timeout`: for its response head
     /// once it has the whole request or while it takes no more of the body, then between reads of a response that
     /// continues) or, while the client is not taking the response, the client's (`client_send_timeout`). While the
@@ -151,11 +160,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// client is a 408, never an upstream's 504.
     /// Holds this handler strongly (a weak reference would move every retain of the handler to the slow side-table
     /// path); `handlerRemoved` breaks the cycle.
-    private var upstreamTimer: DeadlineTimer?
+    @exclusivity(unchecked) private var upstreamTimer: DeadlineTimer?
     /// Response parts relayed from the upstream and not yet flushed to the client.
-    private var responseUnflushed = false
+    @exclusivity(unchecked) private var responseUnflushed = false
     /// The channel's, for the upstream request heads this handler serialises.
-    private var allocator = ByteBufferAllocator()
+    @exclusivity(unchecked) private var allocator = ByteBufferAllocator()
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared

@@ -6,11 +6,11 @@ import SidecarCore
 /// What each event loop owns: its upstream pool, its verified-token cache and its metric handles. Touched only on that loop.
 final class LoopState: @unchecked Sendable {
     let pool: UpstreamPool
-    var cache: VerifiedTokenCache
-    var metrics: LoopMetrics
-    var requestIDs = RequestIDGenerator()
+    @exclusivity(unchecked) var cache: VerifiedTokenCache
+    @exclusivity(unchecked) var metrics: LoopMetrics
+    @exclusivity(unchecked) var requestIDs = RequestIDGenerator()
     /// Requests sent again after a reused upstream connection failed before answering.
-    var upstreamRetries = 0
+    @exclusivity(unchecked) var upstreamRetries = 0
 
     init(pool: UpstreamPool, cacheCapacity: Int, metrics: SidecarMetrics) {
         self.pool = pool
@@ -33,7 +33,7 @@ final class UpstreamPool: @unchecked Sendable {
     let address: SocketAddress
     let connectTimeout: TimeAmount
     let maxIdle: Int
-    private var idle: [UpstreamConnection] = []
+    @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
     /// Connections ever opened (for tests and metrics).
     private(set) var opened = 0
 
@@ -152,16 +152,16 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The proxy handler of the exchange using this connection. Strong, and cleared on every detach (release to the
     /// pool, failure, close): a weak reference would put every retain of the proxy handler on the slow side-table path.
-    var delegate: UpstreamDelegate?
+    @exclusivity(unchecked) var delegate: UpstreamDelegate?
     weak var pool: UpstreamPool?
-    private var paused = false
-    private var pendingRead = false
-    private var context: ChannelHandlerContext?
-    private var parser = UpstreamResponseParser()
+    @exclusivity(unchecked) private var paused = false
+    @exclusivity(unchecked) private var pendingRead = false
+    @exclusivity(unchecked) private var context: ChannelHandlerContext?
+    @exclusivity(unchecked) private var parser = UpstreamResponseParser()
     /// Whether the connection may go back to the pool (the response parser's verdict, trailers included).
     var connectionReusable: Bool { parser.connectionReusable }
     /// Bytes read after a 101 (the upgraded protocol's first), passed on when the splice removes this handler.
-    private var upgradedBytes: ByteBuffer?
+    @exclusivity(unchecked) private var upgradedBytes: ByteBuffer?
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -231,7 +231,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if paused { pendingRead = true } else { context.read() }
     }
 
-    /// HTTP/1.1 framing of the request parts (the pipeline has no separate encoder).
+    /// HTTP/1.1 framing of the request parts (the pipeline has no separate encoder). Exclusivity-checked, unlike this
+    /// handler's other state (see ``ProxyHandler``): its mutating `write` writes to the pipeline.
     private var framing = UpstreamRequestFraming()
 
     /// Writes a request part, framed, from this handler's context: `Channel.write` is generic over the part and is not
@@ -252,7 +253,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context?.flush()
     }
 
-    private var unflushed = false
+    @exclusivity(unchecked) private var unflushed = false
 
     /// Backpressure from the client side.
     func setPaused(_ value: Bool) {
