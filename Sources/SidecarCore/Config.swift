@@ -45,6 +45,8 @@ public struct SidecarConfig: Sendable {
     public var maxBodyBytes: Int
     public var maxHeaderBytes: Int
     public var idleTimeout: Double
+    /// Seconds a WebSocket tunnel may be silent both ways before it is closed.
+    public var tunnelIdleTimeout: Double
     public var headerTimeout: Double
     public var clientBodyTimeout: Double
     public var clientSendTimeout: Double
@@ -207,6 +209,8 @@ public enum ConfigLoader {
         let maxBody = number("max_body_bytes", min: 0, max: 1e15, hint: "bytes; 0 disables the limit")
         let maxHeader = number("max_header_bytes", min: 1024, max: 1_048_576, hint: "bytes, e.g. 65536")
         let idle = number("idle_timeout", min: 0.1, max: 86400, hint: "seconds, e.g. 60")
+        let tunnelIdle = number("tunnel_idle_timeout", min: 0.1, max: 86400,
+                                hint: "seconds, e.g. 300; a WebSocket application keeps a quiet tunnel open with pings")
         let headerTimeout = number("header_timeout", min: 0.1, max: 3600, hint: "seconds, e.g. 10")
         let bodyTimeout = number("client_body_timeout", min: 0.1, max: 86400, hint: "seconds between two reads of a request body, e.g. 60")
         let sendTimeout = number("client_send_timeout", min: 0.1, max: 86400, hint: "seconds a client may leave a response unread, e.g. 60")
@@ -325,6 +329,7 @@ public enum ConfigLoader {
             identity: IdentityHeaderMapper(mappings: mappings, claimsHeader: claimsHeaderText.isEmpty ? nil : claimsHeaderText, maxValueBytes: Int(maxIdentity)),
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
             upstreamTimeout: upstreamTimeout, upstreamMaxIdle: Int(upstreamMaxIdle), maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
+            tunnelIdleTimeout: tunnelIdle,
             headerTimeout: headerTimeout, clientBodyTimeout: bodyTimeout, clientSendTimeout: sendTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
             stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors, metricsListen: metricsListen,
             logLevel: value("log_level"), logFormat: value("log_format"), accessLog: accessLog))

@@ -2,27 +2,53 @@ import NIOCore
 
 /// Relays raw bytes between two channels after a protocol upgrade (WebSocket), with backpressure both ways.
 /// Shape of swift-nio's NIOConnectProxy example: one handler per side, paired.
+///
+/// A tunnel that carries no byte in either direction for its idle timeout is closed on both sides, as nginx closes
+/// an upgraded connection after `proxy_read_timeout` and Envoy after its stream idle timeout: without it a silent
+/// client (or upstream) held two connections and their buffers for as long as the kernel kept the sockets.
+/// WebSocket applications keep a quiet tunnel open with pings, which count as bytes.
 final class GlueHandler: ChannelDuplexHandler {
     typealias InboundIn = NIOAny
     typealias OutboundIn = NIOAny
     typealias OutboundOut = NIOAny
 
+    /// The pair's one idle deadline (both sides live on one event loop): re-armed by a read on either side.
+    private final class IdleWatch {
+        let timeout: TimeAmount?
+        var timer: DeadlineTimer?
+        init(timeout: TimeAmount?) { self.timeout = timeout }
+    }
+
     private var partner: GlueHandler?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
+    private let idle: IdleWatch
 
-    static func matchedPair() -> (GlueHandler, GlueHandler) {
-        let a = GlueHandler(), b = GlueHandler()
+    private init(idle: IdleWatch) { self.idle = idle }
+
+    /// Two paired handlers; `idleTimeout` nil: no idle limit (tests of the relay alone).
+    static func matchedPair(idleTimeout: TimeAmount? = nil) -> (GlueHandler, GlueHandler) {
+        let idle = IdleWatch(timeout: idleTimeout)
+        let a = GlueHandler(idle: idle), b = GlueHandler(idle: idle)
         a.partner = b
         b.partner = a
         return (a, b)
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        // The first side added starts the clock: a tunnel that never carries a byte is closed too.
+        if let timeout = idle.timeout, idle.timer == nil {
+            let timer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.idleExpired() }
+            idle.timer = timer
+            timer.arm(in: timeout)
+        }
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         partner = nil
+        stopIdleTimer()
     }
 
     private func partnerWrite(_ data: NIOAny) { context?.write(data, promise: nil) }
@@ -38,9 +64,29 @@ final class GlueHandler: ChannelDuplexHandler {
         }
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) { partner?.partnerWrite(data) }
+    /// Nothing crossed for the whole timeout: both connections end.
+    private func idleExpired() {
+        let partner = self.partner
+        context?.close(promise: nil)
+        partner?.partnerCloseFull()
+    }
+
+    private func stopIdleTimer() {
+        idle.timer?.cancel()
+        idle.timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if let timeout = idle.timeout { idle.timer?.arm(in: timeout) }
+        partner?.partnerWrite(data)
+    }
+
     func channelReadComplete(context: ChannelHandlerContext) { partner?.partnerFlush() }
-    func channelInactive(context: ChannelHandlerContext) { partner?.partnerCloseFull() }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stopIdleTimer()
+        partner?.partnerCloseFull()
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, case .inputClosed = e { partner?.partnerWriteEOF() }

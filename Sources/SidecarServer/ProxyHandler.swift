@@ -18,6 +18,7 @@ final class ProxyContext: @unchecked Sendable {
     let upstreamTimeout: TimeAmount
     let clientBodyTimeout: TimeAmount
     let clientSendTimeout: TimeAmount
+    let tunnelIdleTimeout: TimeAmount
     let corsEnabled: Bool
     /// Read per response; a stored Bool because reaching it through `config.cors` copies the whole policy struct.
     let replaceUpstreamCORS: Bool
@@ -45,6 +46,7 @@ final class ProxyContext: @unchecked Sendable {
         self.upstreamTimeout = .milliseconds(Int64(config.upstreamTimeout * 1000))
         self.clientBodyTimeout = .milliseconds(Int64(config.clientBodyTimeout * 1000))
         self.clientSendTimeout = .milliseconds(Int64(config.clientSendTimeout * 1000))
+        self.tunnelIdleTimeout = .milliseconds(Int64(config.tunnelIdleTimeout * 1000))
         self.sessionCookieNames = config.authenticator.extractor.cookies.map(\.name)
         self.corsEnabled = config.cors.isEnabled
         self.replaceUpstreamCORS = config.cors.config.replaceUpstreamHeaders
@@ -427,10 +429,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         respondLocally(response, head: head, outcome: outcome, requestID: requestID, hasBody: hasBody)
     }
 
-    /// After `101 Switching Protocols`: both pipelines drop their HTTP handlers and a glued pair relays raw bytes.
+    /// After `101 Switching Protocols`: both pipelines drop their HTTP handlers and a glued pair relays raw bytes,
+    /// until either side closes or no byte has crossed for `tunnel_idle_timeout`.
     /// Decoders go last so bytes already read past the 101 flow into the glue.
     private func spliceUpgraded(_ exchange: Exchange, upstream: UpstreamConnection, context: ChannelHandlerContext) {
-        let (client, server) = GlueHandler.matchedPair()
+        let (client, server) = GlueHandler.matchedPair(idleTimeout: shared.tunnelIdleTimeout)
         do {
             let down = context.pipeline.syncOperations
             let up = upstream.channel.pipeline.syncOperations

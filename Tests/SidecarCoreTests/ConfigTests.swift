@@ -89,6 +89,7 @@ extension ConfigTests {
             #expect(c.maxBodyBytes == 1_073_741_824)
             #expect(c.maxHeaderBytes == 65536)
             #expect(c.idleTimeout == 60)
+            #expect(c.tunnelIdleTimeout == 300)
         }
 
         @Test("every Settings default loads (one row per setting, unique keys)")
@@ -299,6 +300,8 @@ extension ConfigTests {
             (["SIDECAR_REALM": "a\"b"], "SIDECAR_REALM"),
             (["SIDECAR_STRIP_COOKIE": "maybe"], "SIDECAR_STRIP_COOKIE"),
             (["SIDECAR_MAX_HEADER_BYTES": "10"], "SIDECAR_MAX_HEADER_BYTES"),
+            (["SIDECAR_TUNNEL_IDLE_TIMEOUT": "0"], "SIDECAR_TUNNEL_IDLE_TIMEOUT"),
+            (["SIDECAR_TUNNEL_IDLE_TIMEOUT": "forever"], "SIDECAR_TUNNEL_IDLE_TIMEOUT"),
             (["AUTH_SECRET_1": ""], "AUTH_SECRET_1"),
         ]
 

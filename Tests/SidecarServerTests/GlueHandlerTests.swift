@@ -29,10 +29,10 @@ struct GluedPair {
     let clientSpy = OutboundSpy()
     let serverSpy = OutboundSpy()
 
-    init() throws {
+    init(idleTimeout: TimeAmount? = nil) throws {
         client = EmbeddedChannel(loop: loop)
         server = EmbeddedChannel(loop: loop)
-        let (a, b) = GlueHandler.matchedPair()
+        let (a, b) = GlueHandler.matchedPair(idleTimeout: idleTimeout)
         try client.pipeline.syncOperations.addHandler(clientSpy)
         try client.pipeline.syncOperations.addHandler(a)
         try server.pipeline.syncOperations.addHandler(serverSpy)
@@ -49,6 +49,45 @@ struct GluedPair {
 
 @Suite("GlueHandler")
 struct GlueHandlerTests {
+    @Test("a tunnel silent both ways for its idle timeout is closed on both sides, not before")
+    func silentTunnelIsClosed() throws {
+        let p = try GluedPair(idleTimeout: .seconds(10))
+        defer { p.finish() }
+        p.loop.advanceTime(by: .milliseconds(9_999))
+        #expect(p.client.isActive && p.server.isActive)
+        p.loop.advanceTime(by: .milliseconds(1))
+        #expect(!p.client.isActive)
+        #expect(!p.server.isActive)
+    }
+
+    @Test("bytes in either direction restart the idle clock")
+    func trafficKeepsTheTunnelOpen() throws {
+        let p = try GluedPair(idleTimeout: .seconds(10))
+        defer { p.finish() }
+        for round in 0..<6 {
+            p.loop.advanceTime(by: .seconds(7))
+            let side = round.isMultiple(of: 2) ? p.client : p.server
+            try side.writeInbound(ByteBuffer(string: "ping-\(round)"))
+            #expect(p.client.isActive && p.server.isActive, "round \(round)")
+        }
+        // 42 s of traffic 7 s apart, then silence: closed 10 s after the last byte.
+        p.loop.advanceTime(by: .milliseconds(9_999))
+        #expect(p.client.isActive && p.server.isActive)
+        p.loop.advanceTime(by: .milliseconds(1))
+        #expect(!p.client.isActive && !p.server.isActive)
+    }
+
+    @Test("a tunnel closed by one side leaves no idle timer behind")
+    func closingStopsTheClock() throws {
+        let p = try GluedPair(idleTimeout: .seconds(10))
+        defer { p.finish() }
+        try p.client.close().wait()
+        #expect(!p.server.isActive, "the partner closes with it")
+        // Nothing left scheduled: advancing far past the timeout runs no task on closed channels.
+        p.loop.advanceTime(by: .seconds(60))
+        #expect(!p.client.isActive && !p.server.isActive)
+    }
+
     @Test func relaysBytesBothWays() throws {
         let p = try GluedPair()
         defer { p.finish() }

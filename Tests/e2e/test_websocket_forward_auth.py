@@ -23,6 +23,29 @@ def test_websocket_echo_through_the_proxy(sidecar, token):
         assert ws.recv(timeout=5) == "user-1:" + big
 
 
+def test_websocket_tunnel_idle_timeout(upstream, token):
+    """A tunnel with traffic stays open past the idle timeout; one silent both ways is closed by the sidecar."""
+    from websockets.exceptions import ConnectionClosed
+
+    proc, port = start_sidecar(upstream["url"], {"SIDECAR_TUNNEL_IDLE_TIMEOUT": "1"})
+    try:
+        url = f"ws://127.0.0.1:{port}/ws"
+        # No client pings: the only bytes are the messages below.
+        with connect(url, additional_headers={"Cookie": f"authjs.session-token={token}"}, ping_interval=None,
+                     close_timeout=1) as ws:
+            for i in range(6):  # 2 s of traffic, 0.4 s apart: longer than the timeout
+                if i:
+                    time.sleep(0.4)
+                ws.send(f"tick-{i}")
+                assert ws.recv(timeout=5) == f"user-1:tick-{i}"
+            silent_from = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+            assert 0.9 < time.monotonic() - silent_from < 3.0
+    finally:
+        proc.stop()
+
+
 def test_websocket_upgrade_needs_a_token(sidecar):
     url = sidecar["url"].replace("http://", "ws://") + "/ws"
     with pytest.raises(Exception) as info:
