@@ -30,6 +30,9 @@ final class ProxyContext: @unchecked Sendable {
     let maxBodyBytes: Int
     let healthPrefix: String
     let forwardAuthPath: String
+    /// The two as bytes, for the per-request prefix test.
+    let healthPrefixBytes: [UInt8]
+    let forwardAuthPathBytes: [UInt8]
     let stripCookie: Bool
     let stripAuthorization: Bool
     let cors: CORSPolicy
@@ -54,6 +57,8 @@ final class ProxyContext: @unchecked Sendable {
         self.maxBodyBytes = config.maxBodyBytes
         self.healthPrefix = config.healthPrefix
         self.forwardAuthPath = config.forwardAuthPath
+        self.healthPrefixBytes = Array(config.healthPrefix.utf8)
+        self.forwardAuthPathBytes = Array(config.forwardAuthPath.utf8)
         self.stripCookie = config.stripCookie
         self.stripAuthorization = config.stripAuthorization
         self.cors = config.cors
@@ -265,8 +270,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         // Health endpoints, without auth.
         // The sidecar's own paths, compared on bytes (never Characters: a combining mark could fuse with `/` or `?`).
         let uri = head.uri.utf8
-        let ownPath = HTTPScan.hasBytePrefix(head.uri, shared.healthPrefix)
-            || (!shared.forwardAuthPath.isEmpty && HTTPScan.hasBytePrefix(head.uri, shared.forwardAuthPath))
+        let ownPath = HTTPScan.hasBytePrefix(head.uri, shared.healthPrefixBytes)
+            || (!shared.forwardAuthPathBytes.isEmpty && HTTPScan.hasBytePrefix(head.uri, shared.forwardAuthPathBytes))
         let pathOnly = ownPath ? String(head.uri[..<(uri.firstIndex(of: UInt8(ascii: "?")) ?? uri.endIndex)]) : ""
         if ownPath, pathOnly.utf8.starts(with: (shared.healthPrefix + "/").utf8), head.method.isGET || head.method.isHEAD {
             let tail = String(decoding: pathOnly.utf8.dropFirst(shared.healthPrefix.utf8.count), as: UTF8.self)
@@ -929,7 +934,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             // (A 101 keeps the upstream's `Connection: upgrade`; the upgrade request's head said close only for the
             // answers that end it.)
             if !exchange.clientKeepAlive && !switching { added.append(("connection", "close")) }
-            added.append(contentsOf: corsHeaders)
+            if !corsHeaders.isEmpty { added.append(contentsOf: corsHeaders) }
             let relayed = RelayedResponseHead(version: version, status: head.status, block: head.block, kept: kept,
                                               requestID: hasRequestID ? nil : exchange.requestID, added: added)
             keptResponseRanges.keep(kept)

@@ -219,8 +219,8 @@ struct SystemIOTests {
         ("/_sid\u{E9}car", "/_sid", true), ("/auth/check", "/auth/check?", false),
     ])
     func hasBytePrefix(_ s: String, _ prefix: String, _ expected: Bool) {
-        #expect(HTTPScan.hasBytePrefix(s, prefix) == expected)
-        #expect(HTTPScan.hasBytePrefix(s, prefix) == Array(s.utf8).starts(with: Array(prefix.utf8)))
+        #expect(HTTPScan.hasBytePrefix(s, Array(prefix.utf8)) == expected)
+        #expect(HTTPScan.hasBytePrefix(s, Array(prefix.utf8)) == Array(s.utf8).starts(with: Array(prefix.utf8)))
     }
 }
 
