@@ -173,6 +173,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         endResponse(context: context, promise: promise) { promise in
             context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
         }
+        headBuffer.keep(buffer)
     }
 
     private func writeHead(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
@@ -181,6 +182,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
         guard let buffer = headBytes(version: version, status: status, block: block, kept: kept, requestID: requestID, fields: fields,
                                      reserving: 0, context: context, promise: promise) else { return }
         context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
+        headBuffer.keep(buffer)
     }
 
     /// A head's bytes, with `reserving` bytes of room after them; sets the body's framing. Nil when it was refused
@@ -200,9 +202,9 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             fields.removeAll { $0.0.utf8.count == 10 && HeaderName.equalsIgnoringCase($0.0, "connection") }
             fields.append(("connection", "close"))
         }
-        guard !refused, let (buffer, chunked) = Self.serialize(version: version, status: status, block: block, kept: kept, dropKeptConnection: lastResponse,
-                                                               requestID: requestID, fields: fields, reserving: reserving,
-                                                               allocator: context.channel.allocator)
+        var buffer = headBuffer.take()
+        guard !refused, let chunked = Self.serialize(version: version, status: status, block: block, kept: kept, dropKeptConnection: lastResponse,
+                                                     requestID: requestID, fields: fields, reserving: reserving, into: &buffer)
         else {
             refuse(context: context, promise: promise)
             return nil
@@ -219,6 +221,8 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
 
     /// Set once a response was refused: nothing more is written on this connection.
     private var refused = false
+    /// The response heads' buffer (with a whole small response's body), reused once NIO has written the last one.
+    private var headBuffer = HTTPScan.ReusedBuffer()
 
     private func refuse(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         refused = true
@@ -284,6 +288,17 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     static func serialize(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
                           dropKeptConnection: Bool = false, requestID: String? = nil, fields: [(String, String)], reserving: Int = 0,
                           allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
+        var buffer = ByteBuffer()
+        guard let chunked = serialize(version: version, status: status, block: block, kept: kept, dropKeptConnection: dropKeptConnection,
+                                      requestID: requestID, fields: fields, reserving: reserving, into: &buffer) else { return nil }
+        return (buffer, chunked)
+    }
+
+    /// The same, written into `buffer`'s storage (emptied first, with `reserving` bytes of room after the head; see
+    /// ``HTTPScan/ReusedBuffer``); returns whether a body is chunked, nil when refused (`buffer` is then to be dropped).
+    static func serialize(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer, kept: [FieldRange],
+                          dropKeptConnection: Bool, requestID: String?, fields: [(String, String)], reserving: Int,
+                          into buffer: inout ByteBuffer) -> Bool? {
         let code = status.code
         let mayHaveBody = !(code >= 100 && code < 200) && code != 204 && code != 304
         let http11 = version.major == 1 && version.minor >= 1
@@ -306,7 +321,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             default: return true
             }
         }
-        return block.withUnsafeReadableBytes { raw -> (ByteBuffer, chunked: Bool)? in
+        return block.withUnsafeReadableBytes { raw -> Bool? in
             let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self)
             func name(_ r: FieldRange) -> UnsafeBufferPointer<UInt8> {
                 UnsafeBufferPointer(start: base.map { $0 + Int(r.nameStart) }, count: Int(r.nameCount))
@@ -336,7 +351,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
             if chunked { size += chunkedField.utf8.count }
             let classes = Self.byteClasses
             var valid = true
-            var buffer = allocator.buffer(capacity: size + reserving)
+            buffer.clear(minimumCapacity: size + reserving)
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
                 let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 var at = 0
@@ -382,7 +397,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
                 assert(at == size)
                 return at
             }
-            return valid ? (buffer, chunked) : nil
+            return valid ? chunked : nil
         }
     }
 }

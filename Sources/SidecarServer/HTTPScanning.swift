@@ -75,6 +75,28 @@ enum HTTPScan {
         }
     }
 
+    /// A connection's buffer for the heads it serialises, reused from one to the next: a `ByteBuffer` is two
+    /// allocations (its storage object and its bytes) and two frees. Once NIO has written a head and let it go, the
+    /// next head is written into the same storage (`clear(minimumCapacity:)`: in place when nothing else holds it,
+    /// else a new one — copy on write keeps a head still queued for the socket intact). A buffer of more than
+    /// ``maxKept`` bytes (a whole response with its body) is not kept.
+    struct ReusedBuffer {
+        private var spare = ByteBuffer()
+        static let maxKept = 4096
+
+        /// The spare buffer (empty `ByteBuffer()` until one is kept), for `clear(minimumCapacity:)` and writing.
+        mutating func take() -> ByteBuffer {
+            var buffer = ByteBuffer()
+            swap(&buffer, &spare)
+            return buffer
+        }
+
+        /// Keeps `buffer` (shared with whatever writes it) for the next ``take()``.
+        mutating func keep(_ buffer: ByteBuffer) {
+            if buffer.capacity <= Self.maxKept { spare = buffer }
+        }
+    }
+
     struct FieldBlock {
         var ranges: [FieldRange] = []
         var contentLength: Int?

@@ -156,6 +156,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// arrays reused from one request to the next (``HTTPScan/ReusedRanges``).
     @exclusivity(unchecked) private var keptRequestRanges = HTTPScan.ReusedRanges()
     @exclusivity(unchecked) private var keptResponseRanges = HTTPScan.ReusedRanges()
+    /// The upstream request heads' buffer, reused once the previous head is written and its exchange over.
+    @exclusivity(unchecked) private var requestHeadBuffer = HTTPScan.ReusedBuffer()
     /// CORS fields for every response to the current request (the upstream's and the sidecar's own).
     @exclusivity(unchecked) private var corsHeaders: [(String, String)] = []
     /// The current request's W3C trace context, for its access-log line (the headers themselves pass through).
@@ -170,8 +172,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     @exclusivity(unchecked) private var upstreamTimer: DeadlineTimer?
     /// Response parts relayed from the upstream and not yet flushed to the client.
     @exclusivity(unchecked) private var responseUnflushed = false
-    /// The channel's, for the upstream request heads this handler serialises.
-    @exclusivity(unchecked) private var allocator = ByteBufferAllocator()
 
     init(shared: ProxyContext, watch: HeadWatch) {
         self.shared = shared
@@ -180,7 +180,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        allocator = context.channel.allocator
         upstreamTimer = DeadlineTimer(eventLoop: context.eventLoop) { self.upstreamTimerExpired() }
         self.loop = shared.loopState(for: context.eventLoop)
         if let ip = context.channel.remoteAddress?.ipAddress { remoteIP = ip }
@@ -588,11 +587,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             added.append(("connection", "upgrade"))
             added.append(("upgrade", upgrade))
         }
+        var buffer = requestHeadBuffer.take()
         let upstreamHead = UpstreamRequestEncoder.serialize(method: head.method, uri: shared.upstreamBasePath + path, client: head, kept: kept,
                                                             added: added, connectionLines: connectionLines, forwardedHost: host,
                                                             requestID: requestID, identityLines: identityLines, chunked: chunked,
-                                                            allocator: allocator)
+                                                            into: &buffer)
         keptRequestRanges.keep(kept)
+        requestHeadBuffer.keep(buffer)
         return upstreamHead
     }
 

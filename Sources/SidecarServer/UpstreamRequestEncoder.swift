@@ -167,6 +167,17 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
                           added: [(String, String)], connectionLines: [UInt8] = [], forwardedHost: FieldRange? = nil,
                           requestID: String? = nil, identityLines: [UInt8] = [], chunked: Bool,
                           allocator: ByteBufferAllocator) -> UpstreamRequestHead {
+        var buffer = ByteBuffer()
+        return serialize(method: httpMethod, uri: uri, client: client, kept: kept, added: added, connectionLines: connectionLines,
+                         forwardedHost: forwardedHost, requestID: requestID, identityLines: identityLines, chunked: chunked,
+                         into: &buffer)
+    }
+
+    /// The same, written into `buffer`'s storage (emptied first; see ``HTTPScan/ReusedBuffer``).
+    static func serialize(method httpMethod: HTTPMethod, uri: String, client: ClientRequestHead, kept: [FieldRange],
+                          added: [(String, String)], connectionLines: [UInt8], forwardedHost: FieldRange?,
+                          requestID: String?, identityLines: [UInt8], chunked: Bool,
+                          into buffer: inout ByteBuffer) -> UpstreamRequestHead {
         let method = httpMethod.rawValue
         var size = method.utf8.count + 1 + uri.utf8.count + 1 + 8 + 2 + 2
         for range in kept { size += Int(range.nameCount) + 2 + Int(range.valueCount) + 2 }
@@ -174,7 +185,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         size += connectionLines.count + identityLines.count
         if let forwardedHost { size += Self.forwardedHostName.count + Int(forwardedHost.valueCount) + 2 }
         if let requestID { size += Self.requestIDName.count + requestID.utf8.count + 2 }
-        var buffer = allocator.buffer(capacity: size)
+        buffer.clear(minimumCapacity: size)
         _ = client.withBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
                 let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
