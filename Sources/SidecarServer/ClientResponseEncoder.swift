@@ -288,7 +288,7 @@ final class ClientResponseEncoder: ChannelOutboundHandler, RemovableChannelHandl
     static func serialize(version: HTTPVersion, status: HTTPResponseStatus, block: ByteBuffer = ByteBuffer(), kept: [FieldRange] = [],
                           dropKeptConnection: Bool = false, requestID: String? = nil, fields: [(String, String)], reserving: Int = 0,
                           allocator: ByteBufferAllocator) -> (ByteBuffer, chunked: Bool)? {
-        var buffer = ByteBuffer()
+        var buffer = allocator.buffer(capacity: 0)  // grown in place, from `allocator`
         guard let chunked = serialize(version: version, status: status, block: block, kept: kept, dropKeptConnection: dropKeptConnection,
                                       requestID: requestID, fields: fields, reserving: reserving, into: &buffer) else { return nil }
         return (buffer, chunked)

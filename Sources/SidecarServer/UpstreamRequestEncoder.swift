@@ -4,7 +4,7 @@ import SidecarCore
 
 /// A request part on its way to the upstream. The head comes already serialised (``UpstreamRequestHead``): the proxy
 /// handler picks the client's field lines to keep and its own to add, and
-/// ``UpstreamRequestEncoder/serialize(method:uri:client:kept:added:identityLines:chunked:allocator:)`` copies them, with no
+/// ``UpstreamRequestEncoder/serialize(method:uri:client:kept:added:connectionLines:forwardedHost:requestID:identityLines:chunked:into:)`` copies them, with no
 /// `HTTPHeaders` and no `HTTPRequestHead` built in between.
 enum UpstreamRequestPart {
     case head(UpstreamRequestHead)
@@ -58,7 +58,7 @@ struct UpstreamRequestFraming {
 /// separator, value and CRLF separately (four bounds-checked buffer writes per header); here the block is measured,
 /// then copied into one buffer of that size. ``serialize(method:uri:version:fields:allocator:)`` is that, from string
 /// fields (the tests' reference, held byte for byte to NIO's encoder); the proxy handler uses the client-bytes
-/// variant, ``serialize(method:uri:client:kept:added:identityLines:chunked:allocator:)``, which takes its framing decision.
+/// variant, ``serialize(method:uri:client:kept:added:connectionLines:forwardedHost:requestID:identityLines:chunked:into:)``, which takes its framing decision.
 ///
 /// The upstream pipeline does not carry this handler: ``UpstreamHandler`` frames its parts with the same
 /// ``UpstreamRequestFraming`` from its own context (one handler context less per upstream connection, two hops less
@@ -167,7 +167,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
                           added: [(String, String)], connectionLines: [UInt8] = [], forwardedHost: FieldRange? = nil,
                           requestID: String? = nil, identityLines: [UInt8] = [], chunked: Bool,
                           allocator: ByteBufferAllocator) -> UpstreamRequestHead {
-        var buffer = ByteBuffer()
+        var buffer = allocator.buffer(capacity: 0)  // grown in place, from `allocator`
         return serialize(method: httpMethod, uri: uri, client: client, kept: kept, added: added, connectionLines: connectionLines,
                          forwardedHost: forwardedHost, requestID: requestID, identityLines: identityLines, chunked: chunked,
                          into: &buffer)
