@@ -140,6 +140,19 @@ if case .success(let verified) = verifier.verify(v5CBC, now: t) {
 bench("cache-hit-lookup", iterations: 1_000_000, note: "repeated token: one lookup of an extracted \(v5CBC.utf8.count) B token") {
     lookupCache.lookup(v5CBC, scope: .v5(saltIndex: 0), now: t) != nil
 }
+// A new session when the cache is full of live ones (a busy site at the default size): what one insert costs.
+var fullCache = VerifiedTokenCache(capacity: 10_000)
+let fullVerified: VerifiedToken? = { if case .success(let v) = verifier.verify(v5CBC, now: t) { return v }; return nil }()
+for n in 0..<10_000 {
+    fullCache.insert(v5CBC + "\(n)", scope: .v5(saltIndex: 0), verified: fullVerified!, headers: [], dropped: [], leeway: 15, now: t)
+}
+var fullNext = 10_000
+let filled = fullCache.count
+bench("cache-insert-full", iterations: 20_000, note: "a new token into a cache of 10 000 holding \(filled) live ones") {
+    fullNext += 1
+    fullCache.insert(v5CBC + "\(fullNext)", scope: .v5(saltIndex: 0), verified: fullVerified!, headers: [], dropped: [], leeway: 15, now: t)
+    return fullCache.count >= filled && fullCache.count <= 10_000
+}
 bench("authenticate-3-chunks", iterations: 20_000, note: "extract + verify, \(rich.utf8.count) B token") {
     if case .success = authenticator.authenticate(cookieHeader: chunkedHeader, authorization: nil, now: t) { return true }
     return false

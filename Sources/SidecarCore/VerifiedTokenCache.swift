@@ -8,12 +8,16 @@ import Darwin
 /// Tokens that verified, with the identity headers made from them, remembered until the token's own expiry.
 ///
 /// One cache per event loop, owned by that loop, so lookups take no lock. Looked up by the token's bytes as they
-/// arrived (no `String` is made for a hit): the table is keyed by a seeded hash of the key scope, the length and the
-/// last 32 bytes (the JWE tag or JWS signature: unpredictable for any token that verified, and only verified tokens
-/// are ever inserted), and a found entry counts only if its whole token and scope are equal — never a truncated hash
-/// alone, for a collision would hand one user another's identity. Two verified tokens whose hashes collide share a
-/// slot, the later one replacing the earlier (a miss, never a wrong hit). Only successes are cached; a repeated
-/// session costs one hash lookup instead of a decrypt and two JSON parses.
+/// arrived (no `String` is made for a hit). The table is set-associative, as a CPU cache is: a seeded hash of the key
+/// scope, the length and the last 32 bytes (the JWE tag or JWS signature: unpredictable for any token that verified,
+/// and only verified tokens are ever inserted) picks a set of eight slots, and a found entry counts only if its whole
+/// token and scope are equal — never the hash alone, for a collision would hand one user another's identity. Inserting
+/// and evicting stay within the set, so an insert into a full cache costs what one into an empty cache does: a new
+/// entry takes a free slot while fewer than `capacity` are held, else the set's expired entry, else its live entry
+/// expiring soonest (and is not kept in the rare case of a full cache and an empty set). The table grows to twice
+/// `capacity` slots — at most half of them used, so a set seldom overflows — starting at 1 024 and doubling when a set
+/// overflows or three quarters are used: a pass over the table a few times in a process's life. Only successes are
+/// cached; a repeated session costs one hash and one set's compare instead of a decrypt and two JSON parses.
 public struct VerifiedTokenCache {
     /// A verified token with what the proxy makes of it. A class: handing one from the cache to the request is one
     /// reference, not a copy of each of its fields.
@@ -28,6 +32,13 @@ public struct VerifiedTokenCache {
         /// The token's bytes and scope, for the equality check behind a hash match.
         let tokenBytes: [UInt8]
         let scope: KeyScope
+
+        /// Whether this entry is for exactly these bytes under exactly this scope.
+        @inline(__always)
+        func holds(_ token: UnsafeRawBufferPointer, scope: KeyScope) -> Bool {
+            self.scope == scope && tokenBytes.count == token.count
+                && tokenBytes.withUnsafeBytes { token.count == 0 || memcmp($0.baseAddress!, token.baseAddress!, token.count) == 0 }
+        }
 
         init(token: VerifiedToken, headers: [(String, String)], dropped: [String], validUntil: Double, tokenBytes: [UInt8], scope: KeyScope) {
             self.token = token
@@ -53,40 +64,77 @@ public struct VerifiedTokenCache {
         }
     }
 
-    private var entries: [Int: Entry] = [:]
+    /// Slots in sets of `ways`; a set's slots are adjacent. `nil`: free.
+    private var slots: [Entry?]
+    /// Each slot's hash (0: free), compared before its entry is touched.
+    private var tags: [UInt64]
+    private var sets: Int
+    private let maxSets: Int
+    private let seed: UInt64
+    static let ways = 8
+    /// The most entries held at once.
     public let capacity: Int
     /// Longest time an entry lives even when the token has no `exp`.
     public let maxLifetime: Double
     public private(set) var hits = 0
     public private(set) var misses = 0
+    public private(set) var count = 0
 
     public init(capacity: Int, maxLifetime: Double = 3600) {
-        self.capacity = capacity
+        self.capacity = max(0, capacity)
+        maxSets = (2 * self.capacity + Self.ways - 1) / Self.ways
         self.maxLifetime = maxLifetime
-        entries.reserveCapacity(min(capacity, 1024))
+        sets = min(maxSets, 1024 / Self.ways)
+        slots = Array(repeating: nil, count: sets * Self.ways)
+        tags = Array(repeating: 0, count: sets * Self.ways)
+        seed = UInt64.random(in: .min ... .max)
     }
 
-    public var count: Int { entries.count }
+    /// A token's hash, never 0: scope, length and the last 32 bytes, mixed with the cache's random seed.
+    static func hash(_ token: UnsafeRawBufferPointer, scope: KeyScope, seed: UInt64) -> UInt64 {
+        var h = mix(seed ^ UInt64(truncatingIfNeeded: token.count))
+        h = mix(h ^ scope.v5Salts)
+        h = mix(h ^ (scope.v4 ? 1 : 0) ^ (scope.jws ? 2 : 0))
+        var i = max(0, token.count - 32)
+        while i + 8 <= token.count {
+            h = mix(h ^ token.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            i += 8
+        }
+        while i < token.count {
+            h = mix(h ^ UInt64(token[i]))
+            i += 1
+        }
+        return h | 1
+    }
 
-    /// The slot of a token: scope, length and the last 32 bytes, through the process-seeded `Hasher`.
-    static func slot(_ token: UnsafeRawBufferPointer, scope: KeyScope) -> Int {
-        var hasher = Hasher()
-        hasher.combine(scope)
-        hasher.combine(token.count)
-        hasher.combine(bytes: UnsafeRawBufferPointer(rebasing: token[max(0, token.count - 32)...]))
-        return hasher.finalize()
+    /// SplitMix64's finaliser: every input bit moves every output bit.
+    @inline(__always)
+    static func mix(_ x: UInt64) -> UInt64 {
+        var z = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// The first slot of the set a hash picks (the hash's high bits scaled to the set count).
+    @inline(__always)
+    private func firstSlot(_ tag: UInt64, sets: Int) -> Int {
+        Int(truncatingIfNeeded: tag.multipliedFullWidth(by: UInt64(sets)).high) * Self.ways
     }
 
     public mutating func lookup(_ token: UnsafeRawBufferPointer, scope: KeyScope, now: Double) -> Entry? {
         guard capacity > 0 else { return nil }
-        let slot = Self.slot(token, scope: scope)
-        if let entry = entries[slot], entry.scope == scope, entry.tokenBytes.count == token.count,
-           entry.tokenBytes.withUnsafeBytes({ token.count == 0 || memcmp($0.baseAddress!, token.baseAddress!, token.count) == 0 }) {
+        let tag = Self.hash(token, scope: scope, seed: seed)
+        let first = firstSlot(tag, sets: sets)
+        for i in first..<first + Self.ways where tags[i] == tag {
+            guard let entry = slots[i], entry.holds(token, scope: scope) else { continue }
             if now < entry.validUntil {
                 hits += 1
                 return entry
             }
-            entries.removeValue(forKey: slot)
+            slots[i] = nil
+            tags[i] = 0
+            count -= 1
+            break
         }
         misses += 1
         return nil
@@ -109,13 +157,62 @@ public struct VerifiedTokenCache {
         let validUntil = verified.registered.expiresAt.map { min($0 + leeway, limit) } ?? limit
         let entry = Entry(token: verified, headers: headers, dropped: dropped, validUntil: validUntil, tokenBytes: Array(token.utf8), scope: scope)
         guard validUntil > now else { return entry }
-        if entries.count >= capacity {
-            // Evict expired entries; if none, an arbitrary one. Either is O(1) amortised over `capacity` inserts.
-            let before = entries.count
-            entries = entries.filter { $0.value.validUntil > now }
-            if entries.count == before, let victim = entries.keys.first { entries.removeValue(forKey: victim) }
+        let tag = entry.tokenBytes.withUnsafeBytes { Self.hash($0, scope: scope, seed: seed) }
+        if sets < maxSets, count * 4 >= slots.count * 3 || setIsFullOfLive(tag, now: now) { grow() }
+        let first = firstSlot(tag, sets: sets)
+        // The same token again, else a free slot (below capacity), else an expired one, else the one expiring soonest.
+        let full = count >= capacity
+        var chosen = -1, chosenRank = 4, soonest = Double.infinity
+        for i in first..<first + Self.ways {
+            guard let held = slots[i] else {
+                if !full, chosenRank > 1 { chosen = i; chosenRank = 1 }
+                continue
+            }
+            if tags[i] == tag, held.tokenBytes == entry.tokenBytes, held.scope == scope { chosen = i; chosenRank = 0; break }
+            if held.validUntil <= now {
+                if chosenRank > 2 { chosen = i; chosenRank = 2 }
+            } else if chosenRank >= 3, held.validUntil < soonest {
+                chosen = i
+                chosenRank = 3
+                soonest = held.validUntil
+            }
         }
-        entry.tokenBytes.withUnsafeBytes { entries[Self.slot($0, scope: scope)] = entry }
+        guard chosen >= 0 else { return entry }
+        if slots[chosen] == nil { count += 1 }
+        slots[chosen] = entry
+        tags[chosen] = tag
         return entry
+    }
+
+    private func setIsFullOfLive(_ tag: UInt64, now: Double) -> Bool {
+        let first = firstSlot(tag, sets: sets)
+        for i in first..<first + Self.ways {
+            guard let held = slots[i], held.validUntil > now else { return false }
+        }
+        return true
+    }
+
+    /// Twice the sets (at most `maxSets`), every entry moved to its set there; amortised O(1) per insert. Doubling
+    /// splits each set in two, so nothing is dropped then; an entry whose new set is full at the last, smaller step is
+    /// (a later miss, verified again).
+    private mutating func grow() {
+        let newSets = min(maxSets, sets * 2)
+        var newSlots = [Entry?](repeating: nil, count: newSets * Self.ways)
+        var newTags = [UInt64](repeating: 0, count: newSets * Self.ways)
+        var kept = 0
+        for i in slots.indices {
+            guard let held = slots[i] else { continue }
+            let first = firstSlot(tags[i], sets: newSets)
+            for j in first..<first + Self.ways where newSlots[j] == nil {
+                newSlots[j] = held
+                newTags[j] = tags[i]
+                kept += 1
+                break
+            }
+        }
+        sets = newSets
+        slots = newSlots
+        tags = newTags
+        count = kept
     }
 }

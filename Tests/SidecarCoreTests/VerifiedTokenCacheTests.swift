@@ -29,6 +29,13 @@ struct VerifiedTokenCacheTests {
 
     static func token(_ n: Int) -> String { "eyJhbGciOiJkaXIi.." + String(repeating: "K", count: 40) + ".cipher\(n).tag\(n)K" }
 
+    /// Distinct tokens that hash alike (same length, same last 32 bytes), so they share one set: the first two
+    /// characters differ (n < 2 704).
+    static func alike(_ n: Int) -> String {
+        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+        return String(letters[n % 52]) + String(letters[n / 52]) + String(token(1).dropFirst(2))
+    }
+
     @Test func hitAfterInsertAndCounters() {
         var cache = VerifiedTokenCache(capacity: 8)
         #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now) == nil)
@@ -85,16 +92,56 @@ struct VerifiedTokenCacheTests {
         #expect(cache.lookup(Self.token(1), scope: Self.scope, now: Self.now) != nil)
     }
 
-    /// Two verified tokens with the same length and last 32 bytes land in one slot: the later replaces the earlier,
-    /// which is then a miss — never the other's entry.
-    @Test func tokensSharingASlotNeverHitEachOther() {
-        var cache = VerifiedTokenCache(capacity: 8)
-        let first = Self.token(1), second = "X" + String(Self.token(1).dropFirst())
-        cache.insert(first, scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [("X-Auth-Sub", "first")], dropped: [], leeway: 15, now: Self.now)
-        cache.insert(second, scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [("X-Auth-Sub", "second")], dropped: [], leeway: 15, now: Self.now)
-        #expect(cache.count == 1)
-        #expect(cache.lookup(second, scope: Self.scope, now: Self.now)?.headers.first?.1 == "second")
-        #expect(cache.lookup(first, scope: Self.scope, now: Self.now) == nil)
+    /// Verified tokens with the same length and last 32 bytes hash alike and share a set: each is found as itself,
+    /// never as another's entry, and a ninth in a set of eight displaces one (then a miss, never a wrong hit).
+    @Test func tokensSharingAHashNeverHitEachOther() {
+        var cache = VerifiedTokenCache(capacity: 64)
+        let alike = (0..<9).map(Self.alike)
+        for (n, token) in alike.enumerated() {
+            cache.insert(token, scope: Self.scope, verified: Self.verified(exp: Self.now + 60 + Double(n)), headers: [("X-Auth-Sub", "u\(n)")],
+                         dropped: [], leeway: 15, now: Self.now)
+        }
+        #expect(cache.count == 8, "one set of eight holds them")
+        var found = 0
+        for (n, token) in alike.enumerated() {
+            guard let hit = cache.lookup(token, scope: Self.scope, now: Self.now) else { continue }
+            #expect(hit.headers.first?.1 == "u\(n)")
+            found += 1
+        }
+        #expect(found == 8)
+        #expect(cache.lookup(alike[0], scope: Self.scope, now: Self.now) == nil, "the one expiring soonest made room")
+    }
+
+    /// A set's slots go to a free one first, then an expired one, then the live one expiring soonest.
+    @Test func aFullSetGivesUpItsSoonestToExpire() {
+        var cache = VerifiedTokenCache(capacity: 64)
+        let exps = [Self.now + 500, Self.now + 100, Self.now + 900, Self.now + 300, Self.now + 800, Self.now + 700, Self.now + 600, Self.now + 400]
+        for (n, exp) in exps.enumerated() {
+            cache.insert(Self.alike(n), scope: Self.scope, verified: Self.verified(exp: exp), headers: [], dropped: [], leeway: 0, now: Self.now)
+        }
+        cache.insert(Self.alike(9), scope: Self.scope, verified: Self.verified(exp: Self.now + 50), headers: [], dropped: [], leeway: 0, now: Self.now)
+        #expect(cache.lookup(Self.alike(1), scope: Self.scope, now: Self.now) == nil, "exp + 100 went first")
+        for n in [0, 2, 3, 4, 5, 6, 7, 9] { #expect(cache.lookup(Self.alike(n), scope: Self.scope, now: Self.now) != nil) }
+        // Inserting the same token again replaces its own slot.
+        cache.insert(Self.alike(9), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [("X-Auth-Sub", "again")], dropped: [],
+                     leeway: 0, now: Self.now)
+        #expect(cache.count == 8)
+        #expect(cache.lookup(Self.alike(9), scope: Self.scope, now: Self.now)?.headers.first?.1 == "again")
+        for n in [0, 2, 3, 4, 5, 6, 7] { #expect(cache.lookup(Self.alike(n), scope: Self.scope, now: Self.now) != nil) }
+    }
+
+    /// The table starts at 1 024 slots and grows to twice the capacity: 5 000 tokens in a cache of 20 000 are all but
+    /// kept (a table that did not grow would hold at most 1 024); a cache of 1 000 fills and then holds 1 000.
+    @Test(arguments: [(20_000, 5_000), (1_000, 5_000)])
+    func growsUpToTheCapacity(capacity: Int, tokens: Int) {
+        var cache = VerifiedTokenCache(capacity: capacity)
+        for n in 0..<tokens {
+            cache.insert(Self.token(n), scope: Self.scope, verified: Self.verified(exp: Self.now + 60), headers: [], dropped: [], leeway: 0, now: Self.now)
+            #expect(cache.count <= capacity)
+        }
+        let found = (0..<tokens).filter { cache.lookup(Self.token($0), scope: Self.scope, now: Self.now) != nil }.count
+        #expect(found == cache.count)
+        #expect(found >= min(tokens, capacity) * 99 / 100, "a set overflowing makes the table grow rather than drop entries")
     }
 
     @Test("an entry's header lines are its headers in wire form, in order")
@@ -155,27 +202,31 @@ struct VerifiedTokenCacheTests {
         #expect((try? r.get())?.token.registered.subject == "q1")
     }
 
+    /// At capacity an insert replaces within its set: an expired entry before a live one, the count never above the
+    /// capacity, the newest entry kept.
     @Test func capacityIsABoundAndExpiredEntriesGoFirst() {
-        var cache = VerifiedTokenCache(capacity: 4)
-        // Two short-lived entries, two long-lived ones.
-        for i in 0..<2 {
-            cache.insert(Self.token(i), scope: Self.scope, verified: Self.verified(exp: Self.now + 10), headers: [], dropped: [], leeway: 0, now: Self.now)
+        var cache = VerifiedTokenCache(capacity: 8)
+        // Four short-lived entries, four long-lived ones: one full set, the cache at capacity.
+        for i in 0..<8 {
+            cache.insert(Self.alike(i), scope: Self.scope, verified: Self.verified(exp: Self.now + (i < 4 ? 10 : 1000)), headers: [], dropped: [],
+                         leeway: 0, now: Self.now)
         }
-        for i in 2..<4 {
-            cache.insert(Self.token(i), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000), headers: [], dropped: [], leeway: 0, now: Self.now)
-        }
-        #expect(cache.count == 4)
-        // Later, the short-lived ones have expired: inserting evicts them rather than a live entry.
+        #expect(cache.count == 8)
+        // Later, the short-lived ones have expired: inserting takes one of their slots rather than a live entry's, and
+        // the others are removed when they are looked up.
         let later = Self.now + 20
-        cache.insert(Self.token(4), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000), headers: [], dropped: [], leeway: 0, now: later)
-        #expect(cache.count == 3)
-        for i in 2..<5 { #expect(cache.lookup(Self.token(i), scope: Self.scope, now: later) != nil) }
-        // Full of live entries: one is evicted, the count never exceeds the capacity.
-        for i in 5..<50 {
-            cache.insert(Self.token(i), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000), headers: [], dropped: [], leeway: 0, now: later)
-            #expect(cache.count <= 4)
+        cache.insert(Self.alike(8), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000), headers: [], dropped: [], leeway: 0, now: later)
+        #expect(cache.count == 8)
+        for i in 4..<9 { #expect(cache.lookup(Self.alike(i), scope: Self.scope, now: later) != nil) }
+        for i in 0..<4 { #expect(cache.lookup(Self.alike(i), scope: Self.scope, now: later) == nil) }
+        #expect(cache.count == 5)
+        for i in 9..<50 {
+            cache.insert(Self.alike(i), scope: Self.scope, verified: Self.verified(exp: Self.now + 1000 + Double(i)), headers: [], dropped: [],
+                         leeway: 0, now: later)
+            #expect(cache.count <= 8)
+            #expect(cache.lookup(Self.alike(i), scope: Self.scope, now: later) != nil, "the newest entry is kept")
         }
-        #expect(cache.lookup(Self.token(49), scope: Self.scope, now: later) != nil, "the newest entry is always kept")
+        #expect(cache.count == 8)
     }
 
     @Test func capacityZeroDisablesTheCache() {
