@@ -512,6 +512,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         return kept.isEmpty ? nil : kept
     }
 
+    /// Response trailers reach the client without hop-by-hop fields (RFC 9110 §7.6.1), as the relayed head does; framing
+    /// fields never get this far (the parser refuses them).
+    static func relayableTrailers(_ trailers: HTTPHeaders) -> HTTPHeaders? {
+        var kept = HTTPHeaders()
+        for (name, value) in trailers where HeaderClass.of(name) != .hopByHop { kept.add(name: name, value: value) }
+        return kept.isEmpty ? nil : kept
+    }
+
     /// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host, and a valid one.
     static func hasValidHost(_ fields: RequestHeadFields, version: HTTPVersion) -> Bool {
         if version.major == 1 && version.minor == 0 && fields.hostCount == 0 { return true }
@@ -954,9 +962,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             writeHeld(exchange, context: context)
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             if !context.channel.isWritable { setRelayPaused(true, exchange) }
-        case .end(let trailers):
+        case .end(let upstreamTrailers):
             upstreamTimer?.disarm()
             responseUnflushed = false  // flushed with the `.end` below
+            let trailers = upstreamTrailers.flatMap(Self.relayableTrailers)
             if exchange.isUpgrade, exchange.status == 101, let upstream = exchange.upstream {
                 writeHeld(exchange, context: context)
                 exchange.upstream = nil

@@ -83,6 +83,15 @@ struct HeaderClassTests {
         #expect(isUpgrade(.GET, [("upgrade", "websocket"), ("connection", "keep-alive"), ("connection", " UPGRADE\t")]))
     }
 
+    @Test("response trailers lose their hop-by-hop fields, in any case; nothing left is no trailer block")
+    func relayedTrailersDropHopByHop() {
+        let hop = Self.expected.filter { $0.1 == .hopByHop }.map { ($0.0.uppercased(), "1") }
+        let kept = [("x-t", "1"), ("Server-Timing", "db;dur=53"), ("x-auth-sub", "upstream's")]
+        let relayed = ProxyHandler.relayableTrailers(HTTPHeaders(hop + [kept[0]] + hop + Array(kept.dropFirst())))
+        #expect(relayed.map { $0.map { ($0.name, $0.value) }.elementsEqual(kept, by: ==) } == true)
+        #expect(ProxyHandler.relayableTrailers(HTTPHeaders(hop)) == nil)
+    }
+
     static let sessionCookieCases: [(String, Bool)] = [
         ("authjs.session-token=abc", true),
         (" authjs.session-token=abc", true),

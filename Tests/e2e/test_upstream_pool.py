@@ -274,7 +274,7 @@ MISFRAMED = {
 
 def misframing_upstream() -> ScriptedUpstream:
     """Answers the paths of `MISFRAMED` with those bytes; `/interim` with a 100 and a 103 before its 200; `/trailers`
-    chunked with a trailer; anything else with a 5-byte body."""
+    chunked with trailers (hop-by-hop ones among them); anything else with a 5-byte body."""
     def answer(line: str) -> bytes:
         path = line.split()[1]
         if path in MISFRAMED:
@@ -285,7 +285,8 @@ def misframing_upstream() -> ScriptedUpstream:
         if path == "/bad-chunk":
             return b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n"
         if path == "/trailers":
-            return b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nx-t: 1\r\n\r\n"
+            return (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nkeep-alive: timeout=1\r\n"
+                    b"Upgrade: h2c\r\nproxy-authenticate: Basic\r\nConnection: keep-alive\r\nTE: trailers\r\nx-t: 1\r\n\r\n")
         return b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
     return ScriptedUpstream(answer)
 
@@ -341,6 +342,7 @@ def test_a_body_misframed_after_its_head_is_cut_never_completed(token):
 
 
 def test_interim_responses_are_consumed_and_trailers_relayed(token):
+    """1xx responses before the final one are not relayed; response trailers are, without their hop-by-hop fields."""
     upstream = misframing_upstream()
     sidecar, port = start_sidecar(f"http://127.0.0.1:{upstream.port}", {"SIDECAR_THREADS": "1"})
     try:
