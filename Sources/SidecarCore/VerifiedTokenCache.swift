@@ -87,7 +87,8 @@ public struct VerifiedTokenCache {
         sets = min(maxSets, 1024 / Self.ways)
         slots = Array(repeating: nil, count: sets * Self.ways)
         tags = Array(repeating: 0, count: sets * Self.ways)
-        seed = UInt64.random(in: .min ... .max)
+        // A cache that is off (the callers without one make it per call) reads no randomness.
+        seed = maxSets == 0 ? 0 : UInt64.random(in: .min ... .max)
     }
 
     /// A token's hash, never 0: scope, length and the last 32 bytes, mixed with the cache's random seed.
