@@ -17,7 +17,7 @@ public final class SidecarServer: @unchecked Sendable {
     /// Receive buffers for client and upstream sockets: the first read of a connection gets 1 KiB (NIO's default is
     /// 2 KiB), as nginx's `client_header_buffer_size 1k`; NIO's adaptive allocator doubles it after a read that fills it
     /// (up to 64 KiB for bodies). A socket keeps its last buffer while idle, so this halves the buffer every idle
-    /// keep-alive connection holds (−1 MiB per 1 000 connections, README "Performance").
+    /// keep-alive connection holds (−1 MiB per 1 000 connections, Tests/bench/HISTORY.md).
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536)
 
     public init(config: SidecarConfig, logger: Logger) {

@@ -6,7 +6,7 @@ import Darwin
 
 /// Process-level I/O on the C library directly, so the executable links no Foundation: Foundation (pulled in by a
 /// `String(format:)` or a `FileHandle`, and by Yams before) cost its start-up constructors and the pages they touch —
-/// idle 19 → 16 MiB, −2.3 MiB with 1 000 connections (README "Performance").
+/// idle 19 → 16 MiB, −2.3 MiB with 1 000 connections (Tests/bench/HISTORY.md).
 public enum SystemIO {
     /// Seconds since the Unix epoch (`CLOCK_REALTIME`), the clock token `exp`/`nbf` are compared against.
     public static func wallClock() -> Double {

@@ -2,8 +2,8 @@
 # Regenerates Sources/AuthJSSidecarCLI/link-order.txt: the functions the sidecar runs — start-up, proxied requests
 # with a valid session cookie, 401s, a CORS preflight, health checks, a metrics scrape, shutdown — in the order
 # callgrind first meets them. The executable is linked with it (`--symbol-ordering-file`, Package.swift), so the code
-# that runs sits on fewer pages and the kernel's fault-around maps fewer cold ones (resident memory, README
-# "Performance"). Names missing from a later build are skipped by the linker; rerun this after larger changes.
+# that runs sits on fewer pages and the kernel's fault-around maps fewer cold ones (resident memory,
+# Tests/bench/HISTORY.md). Names missing from a later build are skipped by the linker; rerun this after larger changes.
 #   Tests/bench/link-order.sh            BIN=path/to/authjs-sidecar to profile another build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
