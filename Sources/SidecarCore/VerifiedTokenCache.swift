@@ -68,7 +68,6 @@ public struct VerifiedTokenCache {
     private var slots: [Entry?]
     /// Each slot's hash (0: free), compared before its entry is touched.
     private var tags: [UInt64]
-    private var sets: Int
     private let maxSets: Int
     private let seed: UInt64
     static let ways = 8
@@ -84,9 +83,9 @@ public struct VerifiedTokenCache {
         self.capacity = max(0, capacity)
         maxSets = (2 * self.capacity + Self.ways - 1) / Self.ways
         self.maxLifetime = maxLifetime
-        sets = min(maxSets, 1024 / Self.ways)
-        slots = Array(repeating: nil, count: sets * Self.ways)
-        tags = Array(repeating: 0, count: sets * Self.ways)
+        let slotCount = min(maxSets, 1024 / Self.ways) * Self.ways
+        slots = Array(repeating: nil, count: slotCount)
+        tags = Array(repeating: 0, count: slotCount)
         // A cache that is off (the callers without one make it per call) reads no randomness.
         seed = maxSets == 0 ? 0 : UInt64.random(in: .min ... .max)
     }
@@ -115,6 +114,9 @@ public struct VerifiedTokenCache {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+    /// The table's sets now.
+    private var sets: Int { slots.count / Self.ways }
 
     /// The first slot of the set a hash picks (the hash's high bits scaled to the set count).
     @inline(__always)
@@ -169,7 +171,7 @@ public struct VerifiedTokenCache {
                 if !full, chosenRank > 1 { chosen = i; chosenRank = 1 }
                 continue
             }
-            if tags[i] == tag, held.tokenBytes == entry.tokenBytes, held.scope == scope { chosen = i; chosenRank = 0; break }
+            if tags[i] == tag, entry.tokenBytes.withUnsafeBytes({ held.holds($0, scope: scope) }) { chosen = i; chosenRank = 0; break }
             if held.validUntil <= now {
                 if chosenRank > 2 { chosen = i; chosenRank = 2 }
             } else if chosenRank >= 3, held.validUntil < soonest {
@@ -211,7 +213,6 @@ public struct VerifiedTokenCache {
                 break
             }
         }
-        sets = newSets
         slots = newSlots
         tags = newTags
         count = kept
