@@ -512,7 +512,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         return kept.isEmpty ? nil : kept
     }
 
-    /// Response trailers reach the client without hop-by-hop fields (RFC 9110 §7.6.1), as the relayed head does; framing
+    /// Response trailers reach the client without the hop-by-hop fields RFC 9110 §7.6.1 names (`Connection`, `Keep-Alive`,
+    /// `TE`, `Upgrade`, …); unlike the relayed head, not also without the names its `Connection` field lists. Framing
     /// fields never get this far (the parser refuses them).
     static func relayableTrailers(_ trailers: HTTPHeaders) -> HTTPHeaders? {
         var kept = HTTPHeaders()
