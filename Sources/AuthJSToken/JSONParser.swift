@@ -91,8 +91,17 @@ public enum JSONParser {
     static func exceedsDepth(_ bytes: UnsafeBufferPointer<UInt8>, _ maxDepth: Int) -> Bool {
         // Nesting never exceeds the number of `{` and `[` bytes (those inside strings only overcount): a count the
         // compiler vectorises settles the common case (claims nest 1–3 deep) without the string-aware scan below.
+        // `{` and `[` are the only bytes that are 0x7B with bit 5 set. Counted in 16-bit lanes, a block at a time
+        // so they cannot wrap: ~1.6 instructions per byte, where an `Int` (or an 8-bit) counter compiled to ~7.
         var openers = 0
-        for b in bytes { openers &+= (b == UInt8(ascii: "{") || b == UInt8(ascii: "[")) ? 1 : 0 }
+        var start = 0
+        while start < bytes.count {
+            let end = min(start + Int(UInt16.max), bytes.count)
+            var block: UInt16 = 0
+            for b in UnsafeBufferPointer(rebasing: bytes[start..<end]) { block &+= (b | 0x20) == 0x7B ? 1 : 0 }
+            openers += Int(block)
+            start = end
+        }
         if openers <= maxDepth { return false }
         var depth = 0
         var inString = false

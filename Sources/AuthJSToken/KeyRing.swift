@@ -78,9 +78,10 @@ public struct KeyRing: Sendable {
     let kidIndex: [String: ContentKey]
     /// Per secret, HMAC keys for HS256, HS384 and HS512, prepared once.
     let hmacKeys: [[Crypto.HMACKey]]
-    /// Protected headers exactly as Auth.js, NextAuth and jose write them, by their base64url text: a token whose
-    /// header is one of these skips base64 decoding and JSON parsing of the header (same result, parsed once here).
-    let canonicalHeaders: [String: JSONObject]
+    /// Protected headers exactly as Auth.js, NextAuth and jose write them, found by their base64url bytes: a token
+    /// whose header is one of these skips base64 decoding and JSON parsing of the header (same result, parsed once
+    /// here), and the key its `kid` selects comes with it.
+    let knownHeaders: KnownHeaders
 
     public static let maxSalts = 64
 
@@ -136,7 +137,7 @@ public struct KeyRing: Sendable {
         self.v4GCM = v4
         self.kidIndex = index
         self.hmacKeys = prepared
-        self.canonicalHeaders = KeyRing.canonicalHeaders(kids: index)
+        self.knownHeaders = KnownHeaders(KeyRing.canonicalHeaders(kids: index), kids: index)
     }
 
     /// Per secret, HS256/HS384/HS512 keys; nil if OpenSSL refuses one.
@@ -186,5 +187,68 @@ public struct KeyRing: Sendable {
     /// The v5 key Auth.js's `encode()` would use for `salt` (the newest secret), for minting.
     func v5Key(saltIndex: Int, encryption: ContentEncryption) -> ContentKey {
         encryption == .a256cbcHS512 ? v5CBC[saltIndex][0] : v5GCM[saltIndex][0]
+    }
+}
+
+/// The protected headers a verifier knows by heart, looked up by a token's header bytes.
+///
+/// Keyed by the segment's length and last eight bytes (a kid's tail, or what tells the kid-less headers apart) and
+/// confirmed by comparing every byte: making a `String` of the segment to hash it cost more than the rest of the
+/// lookup (an allocation, UTF-8 validation and SipHash over ~120 bytes per token).
+struct KnownHeaders: Sendable {
+    struct Entry: Sendable {
+        let segment: [UInt8]
+        let header: JSONObject
+        /// The key the header's `kid` selects; nil when it has no `kid`.
+        let kidKey: ContentKey?
+    }
+
+    private let entries: [Entry]
+    private let byFingerprint: [UInt64: [Int]]
+
+    init(_ headers: [String: JSONObject], kids: [String: ContentKey]) {
+        var entries: [Entry] = []
+        var index: [UInt64: [Int]] = [:]
+        for (text, header) in headers.sorted(by: { $0.key < $1.key }) {
+            let segment = Array(text.utf8)
+            let kidKey = header["kid"]?.stringValue.flatMap { kids[$0] }
+            index[segment.withUnsafeBufferPointer { Self.fingerprint($0) }, default: []].append(entries.count)
+            entries.append(Entry(segment: segment, header: header, kidKey: kidKey))
+        }
+        self.entries = entries
+        self.byFingerprint = index
+    }
+
+    /// The entry whose segment is exactly `segment`, if any.
+    func entry(for segment: UnsafeBufferPointer<UInt8>) -> Entry? {
+        guard let candidates = byFingerprint[Self.fingerprint(segment)] else { return nil }
+        for i in candidates where entries[i].segment.withUnsafeBufferPointer({ Self.same($0, segment) }) {
+            return entries[i]
+        }
+        return nil
+    }
+
+    /// Byte equality, eight at a time.
+    private static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        let ra = UnsafeRawBufferPointer(a), rb = UnsafeRawBufferPointer(b)
+        var i = 0
+        while i + 8 <= a.count {
+            if ra.loadUnaligned(fromByteOffset: i, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < a.count {
+            if a[i] != b[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
+    var count: Int { entries.count }
+
+    private static func fingerprint(_ segment: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var tail: UInt64 = 0
+        for b in segment.suffix(8) { tail = tail << 8 | UInt64(b) }
+        return tail ^ UInt64(truncatingIfNeeded: segment.count) &* 0x9E37_79B9_7F4A_7C15
     }
 }

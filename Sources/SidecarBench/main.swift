@@ -16,9 +16,19 @@ let now: Int64 = 1_800_000_000
 let secret = "bench-secret-7Qm3vXz9LkP2wR8tY5nB1cD4fG6hJ0aS="
 let salt = "authjs.session-token"
 let quick = CommandLine.arguments.contains("--quick")
-/// `--only SUBSTRING`: run just the matching cases (for profiling one with perf).
+/// `--only SUBSTRING`: run just the matching cases (for profiling one with perf); `--only =NAME` just the one so named.
 let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
     i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
+}
+/// `--iterations N`: N per timed run in every case (for `Tests/bench/token-instructions.sh`, which counts a case's
+/// instructions under callgrind at two N: a case runs N/5 warm-up and 5 × N timed operations, 5.2 × N for N ≥ 250).
+let fixedIterations: Int? = CommandLine.arguments.firstIndex(of: "--iterations").flatMap { i in
+    i + 1 < CommandLine.arguments.count ? Int(CommandLine.arguments[i + 1]) : nil
+}
+
+func selected(_ name: String) -> Bool {
+    guard let only else { return true }
+    return only.hasPrefix("=") ? name == only.dropFirst() : name.contains(only)
 }
 
 func monotonicNanos() -> UInt64 {
@@ -39,8 +49,8 @@ var rows: [Row] = []
 /// Best-of-5 ns/op of `body`, which must return true (checked every iteration).
 @MainActor
 func bench(_ name: String, iterations: Int, note: String = "", _ body: () -> Bool) {
-    if let only, !name.contains(only) { return }
-    let n = quick ? max(iterations / 20, 100) : iterations
+    guard selected(name) else { return }
+    let n = fixedIterations ?? (quick ? max(iterations / 20, 100) : iterations)
     for _ in 0..<max(n / 5, 50) where !body() { fatalError("\(name): warm-up iteration failed") }
     var best = Double.infinity
     for _ in 0..<5 {
