@@ -57,8 +57,8 @@ public struct RegisteredClaims: Sendable, Equatable {
 
         init?(_ key: String) {
             guard key.utf8.count == 3 else { return nil }
-            var bytes = key.utf8.makeIterator()
-            guard let a = bytes.next(), let b = bytes.next(), let c = bytes.next() else { return nil }
+            var key = key    // a copy, for `withUTF8` (claim names are small strings: no allocation)
+            let (a, b, c) = key.withUTF8 { ($0[0], $0[1], $0[2]) }
             switch (a, b, c) {
             case (0x69, 0x73, 0x73): self = .iss    // "iss"
             case (0x73, 0x75, 0x62): self = .sub    // "sub"
