@@ -15,16 +15,20 @@ enum ContentCipher {
 
     static func openCBCHS512(macKey: Crypto.HMACKey, encKey: [UInt8], aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
         guard tag.count == 32 else { return nil }
-        let al = aadLengthBlock(aad.count)
-        var mac = [UInt8](repeating: 0, count: 64)
-        let computed = iv.withUnsafeBufferPointer { ivp in ciphertext.withUnsafeBufferPointer { ctp in al.withUnsafeBufferPointer { alp in
-            macKey.mac(aad, ivp, ctp, alp, into: &mac)
-        } } }
-        guard computed else { return nil }
-        let ok = mac.withUnsafeBufferPointer { m in tag.withUnsafeBufferPointer { t in
-            Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: m[0..<32]), t)
-        } }
-        guard ok else { return nil }
+        // The MAC and AL on the stack (bytes 0–63 and 64–71): two arrays here were two allocations per token.
+        let authentic = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 72) { scratch in
+            let bits = UInt64(aad.count) &* 8
+            for i in 0..<8 { scratch[64 + i] = UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64(i))) }
+            let mac = UnsafeMutableBufferPointer(rebasing: scratch[0..<64])
+            let al = UnsafeBufferPointer(rebasing: scratch[64..<72])
+            let computed = iv.withUnsafeBufferPointer { ivp in ciphertext.withUnsafeBufferPointer { ctp in
+                macKey.mac(aad, ivp, ctp, al, into: mac)
+            } }
+            return computed && tag.withUnsafeBufferPointer { t in
+                Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: mac[0..<32]), t)
+            }
+        }
+        guard authentic else { return nil }
         return Crypto.aesCBCDecrypt(key: encKey, iv: iv, ciphertext)
     }
 

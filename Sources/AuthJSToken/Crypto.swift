@@ -48,10 +48,16 @@ public enum Crypto {
         func mac(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
                  _ c: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
                  _ d: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0), into out: inout [UInt8]) -> Bool {
+            out.withUnsafeMutableBufferPointer { mac(a, b, c, d, into: $0) }
+        }
+
+        /// Into `out`, which has room for 64 bytes.
+        func mac(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>, _ c: UnsafeBufferPointer<UInt8>,
+                 _ d: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+            guard out.count >= 64 else { return false }
             var n = 0
-            let ok = out.withUnsafeMutableBufferPointer { o in
-                ac_hmac(hash.rawValue, key, key.count, a.baseAddress, a.count, b.baseAddress, b.count, c.baseAddress, c.count, d.baseAddress, d.count, o.baseAddress, &n)
-            }
+            let ok = ac_hmac(hash.rawValue, key, key.count, a.baseAddress, a.count, b.baseAddress, b.count, c.baseAddress, c.count,
+                             d.baseAddress, d.count, out.baseAddress, &n)
             return ok == 1 && n == hash.byteCount
         }
     }
@@ -84,12 +90,19 @@ public enum Crypto {
     }
 
     public static func aesGCMDecrypt(key: [UInt8], iv: [UInt8], aad: [UInt8], _ input: [UInt8], tag: [UInt8]) -> [UInt8]? {
-        var out = [UInt8](repeating: 0, count: max(input.count, 1))
-        let ok = out.withUnsafeMutableBufferPointer {
-            ac_aes_gcm_decrypt(key, key.count, iv, iv.count, aad, aad.count, input, input.count, tag, tag.count, $0.baseAddress)
+        aad.withUnsafeBufferPointer { aesGCMDecrypt(key: key, iv: iv, aad: $0, input, tag: tag) }
+    }
+
+    /// Into one array of the plaintext's size (this made a second one, and the caller a copy of the AAD, per token).
+    static func aesGCMDecrypt(key: [UInt8], iv: [UInt8], aad: UnsafeBufferPointer<UInt8>, _ input: [UInt8], tag: [UInt8]) -> [UInt8]? {
+        var ok: Int32 = 0
+        // A buffer of at least one byte, so its address is never nil; the count set is the plaintext's (0 on failure).
+        let out = [UInt8](unsafeUninitializedCapacity: max(input.count, 1)) { buffer, initialized in
+            ok = ac_aes_gcm_decrypt(key, key.count, iv, iv.count, aad.baseAddress, aad.count, input, input.count, tag, tag.count,
+                                    buffer.baseAddress)
+            initialized = ok == 1 ? input.count : 0
         }
-        guard ok == 1 else { return nil }
-        return Array(out.prefix(input.count))
+        return ok == 1 ? out : nil
     }
 
     public static func aesGCMEncrypt(key: [UInt8], iv: [UInt8], aad: [UInt8], _ input: [UInt8], tagLength: Int = 16) -> (ciphertext: [UInt8], tag: [UInt8])? {

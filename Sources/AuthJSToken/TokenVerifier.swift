@@ -211,7 +211,7 @@ public struct TokenVerifier: Sendable {
             guard let macKey = key.macKey else { return nil }
             return ContentCipher.openCBCHS512(macKey: macKey, encKey: key.encKey, aad: aad, iv: iv, ciphertext: ciphertext, tag: tag)
         case .a256gcm:
-            return Crypto.aesGCMDecrypt(key: key.bytes, iv: iv, aad: Array(aad), ciphertext, tag: tag)
+            return Crypto.aesGCMDecrypt(key: key.bytes, iv: iv, aad: aad, ciphertext, tag: tag)
         }
     }
 
