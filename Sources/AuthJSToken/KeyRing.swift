@@ -244,8 +244,6 @@ struct KnownHeaders: Sendable {
         return true
     }
 
-    var count: Int { entries.count }
-
     private static func fingerprint(_ segment: UnsafeBufferPointer<UInt8>) -> UInt64 {
         var tail: UInt64 = 0
         for b in segment.suffix(8) { tail = tail << 8 | UInt64(b) }

@@ -98,7 +98,7 @@ public struct SessionTokenExtractor: Sendable {
     func cookieTokens(_ header: String) -> [ExtractedToken] {
         var header = header
         var out: [ExtractedToken] = []
-        header.withUTF8 { bytes in
+        _ = header.withUTF8 { bytes in
             forEachCookieCandidate(UnsafeRawBufferPointer(bytes)) { text, index, scope in
                 let value: String
                 switch text {
