@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The token formats the verifier understands.
 public enum TokenFormat: String, Sendable, CaseIterable, Hashable {
     /// Auth.js v5 (`@auth/core`, `next-auth@5`): JWE dir + A256CBC-HS512 (or A256GCM), HKDF salt = cookie name.
@@ -228,20 +234,8 @@ struct KnownHeaders: Sendable {
         return nil
     }
 
-    /// Byte equality, eight at a time.
     private static func same(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard a.count == b.count else { return false }
-        let ra = UnsafeRawBufferPointer(a), rb = UnsafeRawBufferPointer(b)
-        var i = 0
-        while i + 8 <= a.count {
-            if ra.loadUnaligned(fromByteOffset: i, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
-            i += 8
-        }
-        while i < a.count {
-            if a[i] != b[i] { return false }
-            i += 1
-        }
-        return true
+        a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
     }
 
     private static func fingerprint(_ segment: UnsafeBufferPointer<UInt8>) -> UInt64 {
