@@ -199,8 +199,8 @@ public struct KeyRing: Sendable {
 /// The protected headers a verifier knows by heart, looked up by a token's header bytes.
 ///
 /// Keyed by the segment's length and last eight bytes (a kid's tail, or what tells the kid-less headers apart) and
-/// confirmed by comparing every byte: making a `String` of the segment to hash it cost more than the rest of the
-/// lookup (an allocation, UTF-8 validation and SipHash over ~120 bytes per token).
+/// confirmed by comparing every byte, where a `String` of the segment was made to hash it (an allocation, UTF-8
+/// validation and SipHash over ~120 bytes per token; then the kid was hashed again to find its key).
 struct KnownHeaders: Sendable {
     struct Entry: Sendable {
         let segment: [UInt8]
