@@ -16,6 +16,10 @@ public enum Base64URL {
     /// character (a capacity check per byte), a quarter of an uncached token verification.
     public static func decode(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let n = input.count
+        // Never an uninitialised array of capacity 0: the standard library backs it with the shared empty-array
+        // storage and stores the count (0) there, a write ThreadSanitizer reports as a race with any thread reading
+        // an empty array at the same moment.
+        if n == 0 { return [] }
         if n % 4 == 1 { return nil }
         let outCount = n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1)
         var valid = true
