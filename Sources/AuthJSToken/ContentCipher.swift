@@ -4,8 +4,16 @@
 enum ContentCipher {
     /// AL: the bit length of the AAD as a 64-bit big-endian integer.
     static func aadLengthBlock(_ aadCount: Int) -> [UInt8] {
-        let bits = UInt64(aadCount) * 8
-        return (0..<8).map { UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64($0))) }
+        [UInt8](unsafeUninitializedCapacity: 8) { out, initialized in
+            writeAADLength(aadCount, into: out)
+            initialized = 8
+        }
+    }
+
+    /// AL into the first eight bytes of `out`.
+    static func writeAADLength(_ aadCount: Int, into out: UnsafeMutableBufferPointer<UInt8>) {
+        let bits = UInt64(aadCount) &* 8
+        for i in 0..<8 { out[i] = UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64(i))) }
     }
 
     static func openCBCHS512(key: [UInt8], aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
@@ -17,8 +25,7 @@ enum ContentCipher {
         guard tag.count == 32 else { return nil }
         // The MAC and AL on the stack (bytes 0–63 and 64–71): two arrays here were two allocations per token.
         let authentic = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 72) { scratch in
-            let bits = UInt64(aad.count) &* 8
-            for i in 0..<8 { scratch[64 + i] = UInt8(truncatingIfNeeded: bits >> (56 - 8 * UInt64(i))) }
+            writeAADLength(aad.count, into: UnsafeMutableBufferPointer(rebasing: scratch[64..<72]))
             let mac = UnsafeMutableBufferPointer(rebasing: scratch[0..<64])
             let al = UnsafeBufferPointer(rebasing: scratch[64..<72])
             let computed = iv.withUnsafeBufferPointer { ivp in ciphertext.withUnsafeBufferPointer { ctp in
