@@ -22,8 +22,10 @@ let package = Package(
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
         // The one place that calls EVP: byte buffers in, byte buffers out.
         .target(name: "CAuthCrypto", dependencies: ["COpenSSL"], linkerSettings: [.linkedLibrary("crypto")]),
+        // Jansson's allocations for one parse from a per-thread buffer (thread-local storage, allocator hooks).
+        .target(name: "CJSONArena", dependencies: ["CJansson"]),
         // Pure token verification: no NIO, no I/O, `now` is a parameter.
-        .target(name: "AuthJSToken", dependencies: ["CAuthCrypto", "CJansson"]),
+        .target(name: "AuthJSToken", dependencies: ["CAuthCrypto", "CJansson", "CJSONArena"]),
         // Pure policy: config, extraction, CORS, routes, claim headers, sanitising.
         .target(name: "SidecarCore", dependencies: ["AuthJSToken"]),
         // All I/O: listener, proxy, upstream pool, health, lifecycle, logs.
@@ -65,7 +67,7 @@ let package = Package(
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         // Test support shared by the test targets: fixture loading and the vector-case schema.
         .target(name: "VectorFixtures", dependencies: ["AuthJSToken"], path: "Tests/VectorFixtures"),
-        .testTarget(name: "AuthJSTokenTests", dependencies: ["AuthJSToken", "CAuthCrypto", "VectorFixtures"]),
+        .testTarget(name: "AuthJSTokenTests", dependencies: ["AuthJSToken", "CAuthCrypto", "CJSONArena", "VectorFixtures"]),
         .testTarget(name: "SidecarCoreTests", dependencies: ["SidecarCore", "VectorFixtures"]),
         .testTarget(name: "SidecarServerTests", dependencies: [
             "SidecarServer",

@@ -1,4 +1,5 @@
 import CJansson
+import CJSONArena
 
 /// Parses JSON with Jansson under explicit size and nesting caps.
 ///
@@ -30,6 +31,10 @@ public enum JSONParser {
             return .failure(.init(.malformed, "\(what) is not a JSON object"))
         }
         guard let base = bytes.baseAddress else { return .failure(.init(.malformed, "\(what) is empty")) }
+        // Jansson allocates from this thread's parse buffer until `ja_end`, after every value of the parse is
+        // released (the deferred `cj_decref` below runs first).
+        ja_begin()
+        defer { ja_end() }
         var error = json_error_t()
         let strict = JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL
         var root = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) { json_loadb($0, bytes.count, Int(strict), &error) }
