@@ -11,50 +11,59 @@ public enum Base64URL {
     static let encodeAlphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     /// Decodes `input`; nil when it is not canonical unpadded base64url.
-    ///
-    /// Writes into the result's uninitialised storage: appending byte by byte cost ~15 instructions per input
-    /// character (a capacity check per byte), a quarter of an uncached token verification.
     public static func decode(_ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
-        let n = input.count
         // Never an uninitialised array of capacity 0: the standard library backs it with the shared empty-array
         // storage and stores the count (0) there, a write ThreadSanitizer reports as a race with any thread reading
         // an empty array at the same moment.
-        if n == 0 { return [] }
-        if n % 4 == 1 { return nil }
-        let outCount = n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1)
-        var valid = true
-        let out = decodeTable.withUnsafeBufferPointer { table in
-            [UInt8](unsafeUninitializedCapacity: outCount) { out, initialized in
-                var i = 0, o = 0
-                while i + 4 <= n {
-                    let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
-                    if (a | b | c | d) & 0xC0 != 0 { valid = false; break }
-                    out[o] = a << 2 | b >> 4
-                    out[o + 1] = b << 4 | c >> 2
-                    out[o + 2] = c << 6 | d
-                    i += 4
-                    o += 3
-                }
-                if valid {
-                    switch n - i {
-                    case 2:
-                        let a = table[Int(input[i])], b = table[Int(input[i + 1])]
-                        if (a | b) & 0xC0 != 0 || b & 0x0F != 0 { valid = false; break }
-                        out[o] = a << 2 | b >> 4
-                        o += 1
-                    case 3:
-                        let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])]
-                        if (a | b | c) & 0xC0 != 0 || c & 0x03 != 0 { valid = false; break }
-                        out[o] = a << 2 | b >> 4
-                        out[o + 1] = b << 4 | c >> 2
-                        o += 2
-                    default: break
-                    }
-                }
-                initialized = valid ? o : 0
-            }
+        if input.isEmpty { return [] }
+        guard let count = decodedCount(input.count) else { return nil }
+        var valid = false
+        let out = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+            valid = decode(input, into: out)
+            initialized = valid ? count : 0
         }
         return valid ? out : nil
+    }
+
+    /// The decoded size of `length` base64url characters; nil for a length no canonical encoding has.
+    static func decodedCount(_ length: Int) -> Int? {
+        length % 4 == 1 ? nil : length / 4 * 3 + (length % 4 == 0 ? 0 : length % 4 - 1)
+    }
+
+    /// Decodes `input` into the first `decodedCount(input.count)` bytes of `out`; false when it is not canonical
+    /// unpadded base64url (or `out` is too small).
+    ///
+    /// Writes in place: appending byte by byte cost ~15 instructions per input character (a capacity check per
+    /// byte), a quarter of an uncached token verification; and the verifier decodes a token's IV, ciphertext and tag
+    /// onto the stack with this, where each array cost an allocation and a run-time metadata lookup.
+    static func decode(_ input: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+        let n = input.count
+        guard let count = decodedCount(n), out.count >= count else { return false }
+        return decodeTable.withUnsafeBufferPointer { table in
+            var i = 0, o = 0
+            while i + 4 <= n {
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
+                if (a | b | c | d) & 0xC0 != 0 { return false }
+                out[o] = a << 2 | b >> 4
+                out[o + 1] = b << 4 | c >> 2
+                out[o + 2] = c << 6 | d
+                i += 4
+                o += 3
+            }
+            switch n - i {
+            case 2:
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])]
+                if (a | b) & 0xC0 != 0 || b & 0x0F != 0 { return false }
+                out[o] = a << 2 | b >> 4
+            case 3:
+                let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])]
+                if (a | b | c) & 0xC0 != 0 || c & 0x03 != 0 { return false }
+                out[o] = a << 2 | b >> 4
+                out[o + 1] = b << 4 | c >> 2
+            default: break
+            }
+            return true
+        }
     }
 
     public static func decode(_ input: some StringProtocol) -> [UInt8]? {

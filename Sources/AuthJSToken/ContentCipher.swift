@@ -18,22 +18,21 @@ enum ContentCipher {
 
     static func openCBCHS512(key: [UInt8], aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
         guard key.count == 64, let macKey = Crypto.HMACKey(.sha512, key: Array(key[0..<32])) else { return nil }
-        return openCBCHS512(macKey: macKey, encKey: Array(key[32..<64]), aad: aad, iv: iv, ciphertext: ciphertext, tag: tag)
+        return iv.withUnsafeBufferPointer { i in ciphertext.withUnsafeBufferPointer { c in tag.withUnsafeBufferPointer {
+            openCBCHS512(macKey: macKey, encKey: Array(key[32..<64]), aad: aad, iv: i, ciphertext: c, tag: $0)
+        } } }
     }
 
-    static func openCBCHS512(macKey: Crypto.HMACKey, encKey: [UInt8], aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
+    static func openCBCHS512(macKey: Crypto.HMACKey, encKey: [UInt8], aad: UnsafeBufferPointer<UInt8>, iv: UnsafeBufferPointer<UInt8>,
+                             ciphertext: UnsafeBufferPointer<UInt8>, tag: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard tag.count == 32 else { return nil }
         // The MAC and AL on the stack (bytes 0–63 and 64–71): two arrays here were two allocations per token.
         let authentic = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 72) { scratch in
             writeAADLength(aad.count, into: UnsafeMutableBufferPointer(rebasing: scratch[64..<72]))
             let mac = UnsafeMutableBufferPointer(rebasing: scratch[0..<64])
             let al = UnsafeBufferPointer(rebasing: scratch[64..<72])
-            let computed = iv.withUnsafeBufferPointer { ivp in ciphertext.withUnsafeBufferPointer { ctp in
-                macKey.mac(aad, ivp, ctp, al, into: mac)
-            } }
-            return computed && tag.withUnsafeBufferPointer { t in
-                Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: mac[0..<32]), t)
-            }
+            return macKey.mac(aad, iv, ciphertext, al, into: mac)
+                && Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: mac[0..<32]), tag)
         }
         guard authentic else { return nil }
         return Crypto.aesCBCDecrypt(key: encKey, iv: iv, ciphertext)

@@ -70,13 +70,20 @@ public enum Crypto {
     }
 
     public static func aesCBCDecrypt(key: [UInt8], iv: [UInt8], _ input: [UInt8]) -> [UInt8]? {
+        iv.withUnsafeBufferPointer { i in input.withUnsafeBufferPointer { aesCBCDecrypt(key: key, iv: i, $0) } }
+    }
+
+    /// Into one array of the plaintext's size, written in place (no zero fill, no trim).
+    static func aesCBCDecrypt(key: [UInt8], iv: UnsafeBufferPointer<UInt8>, _ input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard iv.count == 16 else { return nil }
-        var out = [UInt8](repeating: 0, count: input.count + 16)
-        var n = 0
-        let ok = out.withUnsafeMutableBufferPointer { ac_aes_cbc_decrypt(key, key.count, iv, input, input.count, $0.baseAddress, &n) }
-        guard ok == 1 else { return nil }
-        out.removeLast(out.count - n)
-        return out
+        var ok: Int32 = 0
+        // PKCS#7 output is at most the input's length; the C function may write one more block. Never of capacity 0.
+        let out = [UInt8](unsafeUninitializedCapacity: input.count + 16) { buffer, initialized in
+            var n = 0
+            ok = ac_aes_cbc_decrypt(key, key.count, iv.baseAddress, input.baseAddress, input.count, buffer.baseAddress, &n)
+            initialized = ok == 1 ? n : 0
+        }
+        return ok == 1 ? out : nil
     }
 
     public static func aesCBCEncrypt(key: [UInt8], iv: [UInt8], _ input: [UInt8]) -> [UInt8]? {
@@ -90,16 +97,20 @@ public enum Crypto {
     }
 
     public static func aesGCMDecrypt(key: [UInt8], iv: [UInt8], aad: [UInt8], _ input: [UInt8], tag: [UInt8]) -> [UInt8]? {
-        aad.withUnsafeBufferPointer { aesGCMDecrypt(key: key, iv: iv, aad: $0, input, tag: tag) }
+        aad.withUnsafeBufferPointer { a in iv.withUnsafeBufferPointer { i in input.withUnsafeBufferPointer { c in
+            tag.withUnsafeBufferPointer { aesGCMDecrypt(key: key, iv: i, aad: a, c, tag: $0) }
+        } } }
     }
 
-    /// Into one array of the plaintext's size (this made a second one, and the caller a copy of the AAD, per token).
-    static func aesGCMDecrypt(key: [UInt8], iv: [UInt8], aad: UnsafeBufferPointer<UInt8>, _ input: [UInt8], tag: [UInt8]) -> [UInt8]? {
+    /// Into one array of the plaintext's size (this made a second one, and the caller a copy of the AAD, per token);
+    /// the IV, ciphertext and tag where the caller decoded them.
+    static func aesGCMDecrypt(key: [UInt8], iv: UnsafeBufferPointer<UInt8>, aad: UnsafeBufferPointer<UInt8>, _ input: UnsafeBufferPointer<UInt8>,
+                              tag: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         var ok: Int32 = 0
         // A buffer of at least one byte, so its address is never nil; the count set is the plaintext's (0 on failure).
         let out = [UInt8](unsafeUninitializedCapacity: max(input.count, 1)) { buffer, initialized in
-            ok = ac_aes_gcm_decrypt(key, key.count, iv, iv.count, aad.baseAddress, aad.count, input, input.count, tag, tag.count,
-                                    buffer.baseAddress)
+            ok = ac_aes_gcm_decrypt(key, key.count, iv.baseAddress, iv.count, aad.baseAddress, aad.count, input.baseAddress, input.count,
+                                    tag.baseAddress, tag.count, buffer.baseAddress)
             initialized = ok == 1 ? input.count : 0
         }
         return ok == 1 ? out : nil

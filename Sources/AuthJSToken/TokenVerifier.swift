@@ -148,18 +148,37 @@ public struct TokenVerifier: Sendable {
         if dots[1] != dots[0] + 1 {
             return .failure(.init(.malformed, "encrypted-key segment must be empty with alg dir"))
         }
-        guard let iv = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[1] + 1)..<dots[2]])),
-              let ciphertext = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[2] + 1)..<dots[3]])),
-              let tag = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[3] + 1)..<bytes.count]))
+        let ivSegment = UnsafeBufferPointer(rebasing: bytes[(dots[1] + 1)..<dots[2]])
+        let ciphertextSegment = UnsafeBufferPointer(rebasing: bytes[(dots[2] + 1)..<dots[3]])
+        let tagSegment = UnsafeBufferPointer(rebasing: bytes[(dots[3] + 1)..<bytes.count])
+        guard let ivCount = Base64URL.decodedCount(ivSegment.count), let ciphertextCount = Base64URL.decodedCount(ciphertextSegment.count),
+              let tagCount = Base64URL.decodedCount(tagSegment.count)
         else { return .failure(.init(.malformed, "IV, ciphertext or tag is not base64url")) }
+        // The three decoded into one temporary buffer (on the stack for a session-sized token): three arrays here
+        // were three allocations per token, each with a run-time metadata lookup.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(ivCount + ciphertextCount + tagCount, 1)) { scratch in
+            let ivOut = UnsafeMutableBufferPointer(rebasing: scratch[0..<ivCount])
+            let ciphertextOut = UnsafeMutableBufferPointer(rebasing: scratch[ivCount..<(ivCount + ciphertextCount)])
+            let tagOut = UnsafeMutableBufferPointer(rebasing: scratch[(ivCount + ciphertextCount)..<(ivCount + ciphertextCount + tagCount)])
+            guard Base64URL.decode(ivSegment, into: ivOut), Base64URL.decode(ciphertextSegment, into: ciphertextOut),
+                  Base64URL.decode(tagSegment, into: tagOut)
+            else { return .failure(.init(.malformed, "IV, ciphertext or tag is not base64url")) }
+            return decryptJWE(aad: UnsafeBufferPointer(rebasing: bytes[0..<dots[0]]), iv: UnsafeBufferPointer(ivOut),
+                              ciphertext: UnsafeBufferPointer(ciphertextOut), tag: UnsafeBufferPointer(tagOut),
+                              encryption: encryption, header: header, kidKey: kidKey, scope: scope)
+        }
+    }
+
+    private func decryptJWE(aad: UnsafeBufferPointer<UInt8>, iv: UnsafeBufferPointer<UInt8>, ciphertext: UnsafeBufferPointer<UInt8>,
+                            tag: UnsafeBufferPointer<UInt8>, encryption: ContentEncryption, header: JSONObject, kidKey: ContentKey?,
+                            scope: KeyScope)
+        -> Result<(payload: [UInt8], format: TokenFormat, secretIndex: Int, salt: String?), VerificationFailure> {
         let (ivLength, tagLength) = encryption == .a256cbcHS512 ? (16, 32) : (12, 16)
         guard iv.count == ivLength else { return .failure(.init(.malformed, "IV is \(iv.count) bytes; \(ivLength) expected")) }
         guard tag.count == tagLength else { return .failure(.init(.decryptionFailed, "tag is \(tag.count) bytes; \(tagLength) expected")) }
         if encryption == .a256cbcHS512, ciphertext.isEmpty || ciphertext.count % 16 != 0 {
             return .failure(.init(.malformed, "CBC ciphertext length \(ciphertext.count) is not a positive multiple of 16"))
         }
-        let aad = UnsafeBufferPointer(rebasing: bytes[0..<dots[0]])
-
         if let kidValue = header["kid"] {
             guard case .string(let kid) = kidValue else { return .failure(.init(.malformed, "\"kid\" is not a string")) }
             guard let key = kidKey ?? keys.kidIndex[kid], key.encryption == encryption, inScope(key, scope) else {
@@ -202,7 +221,8 @@ public struct TokenVerifier: Sendable {
     }
 
     /// Checks the tag first, then decrypts: no plaintext exists before authentication succeeds.
-    private func open(_ key: ContentKey, aad: UnsafeBufferPointer<UInt8>, iv: [UInt8], ciphertext: [UInt8], tag: [UInt8]) -> [UInt8]? {
+    private func open(_ key: ContentKey, aad: UnsafeBufferPointer<UInt8>, iv: UnsafeBufferPointer<UInt8>, ciphertext: UnsafeBufferPointer<UInt8>,
+                      tag: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         switch key.encryption {
         case .a256cbcHS512:
             guard let macKey = key.macKey else { return nil }
@@ -217,21 +237,29 @@ public struct TokenVerifier: Sendable {
         guard scope.jws, !keys.hmacKeys.isEmpty else {
             return .failure(.init(.unsupportedAlgorithm, "JWS is not accepted here (JWE only)"))
         }
-        guard let signature = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[1] + 1)..<bytes.count])) else {
+        let signatureSegment = UnsafeBufferPointer(rebasing: bytes[(dots[1] + 1)..<bytes.count])
+        guard let signatureCount = Base64URL.decodedCount(signatureSegment.count) else {
             return .failure(.init(.malformed, "signature is not base64url"))
         }
         let signingInput = UnsafeBufferPointer(rebasing: bytes[0..<dots[1]])
         let slot = hash == .sha256 ? 0 : hash == .sha384 ? 1 : 2
-        var mac = [UInt8](repeating: 0, count: 64)
-        var matched: Int?
-        for (i, prepared) in keys.hmacKeys.enumerated() {
-            guard prepared[slot].mac(signingInput, into: &mac) else { continue }
-            let equal = mac.withUnsafeBufferPointer { m in signature.withUnsafeBufferPointer { s in
-                Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: m[0..<hash.byteCount]), s)
-            } }
-            if equal { matched = i; break }
+        // The MAC (bytes 0–63) and the decoded signature in one temporary buffer, not two arrays.
+        let matched: Int?? = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64 + signatureCount) { scratch in
+            let mac = UnsafeMutableBufferPointer(rebasing: scratch[0..<64])
+            let signatureOut = UnsafeMutableBufferPointer(rebasing: scratch[64..<(64 + signatureCount)])
+            guard Base64URL.decode(signatureSegment, into: signatureOut) else { return nil }
+            let signature = UnsafeBufferPointer(signatureOut)
+            for (i, prepared) in keys.hmacKeys.enumerated() {
+                guard prepared[slot].mac(signingInput, .init(start: nil, count: 0), .init(start: nil, count: 0), .init(start: nil, count: 0),
+                                         into: mac) else { continue }
+                if Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: mac[0..<hash.byteCount]), signature) { return .some(i) }
+            }
+            return .some(nil)
         }
-        guard let secretIndex = matched else {
+        guard let decoded = matched else {
+            return .failure(.init(.malformed, "signature is not base64url"))
+        }
+        guard let secretIndex = decoded else {
             return .failure(.init(.badSignature, "HMAC did not verify under any of \(keys.hmacKeys.count) secret(s)"))
         }
         guard let payload = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[0] + 1)..<dots[1]])) else {
