@@ -88,6 +88,9 @@ public struct KeyRing: Sendable {
     /// whose header is one of these skips base64 decoding and JSON parsing of the header (same result, parsed once
     /// here), and the key its `kid` selects comes with it.
     let knownHeaders: KnownHeaders
+    /// The scope that accepts every key in the ring (a Bearer token may come from any configured cookie's issuer;
+    /// `verify` without a scope). Stored: as a computed property it hashed the format set twice per verification.
+    public let everything: KeyScope
 
     public static let maxSalts = 64
 
@@ -144,6 +147,8 @@ public struct KeyRing: Sendable {
         self.kidIndex = index
         self.hmacKeys = prepared
         self.knownHeaders = KnownHeaders(KeyRing.canonicalHeaders(kids: index), kids: index)
+        self.everything = KeyScope(v5Salts: v5Salts.isEmpty ? 0 : (v5Salts.count == 64 ? ~0 : (1 << UInt64(v5Salts.count)) - 1),
+                                   v4: formats.contains(.nextauthV4), jws: formats.contains(.jws))
     }
 
     /// Per secret, HS256/HS384/HS512 keys; nil if OpenSSL refuses one.
@@ -176,12 +181,6 @@ public struct KeyRing: Sendable {
             out[Base64URL.encode(JSONValue.object(object).serialized())] = object
         }
         return out
-    }
-
-    /// The scope that accepts every key in the ring (a Bearer token may come from any configured cookie's issuer).
-    public var everything: KeyScope {
-        KeyScope(v5Salts: v5Salts.isEmpty ? 0 : (v5Salts.count == 64 ? ~0 : (1 << UInt64(v5Salts.count)) - 1),
-                 v4: formats.contains(.nextauthV4), jws: formats.contains(.jws))
     }
 
     /// RFC 7638 thumbprint of the key as an `oct` JWK, with SHA-512 for 64-byte keys and SHA-256 otherwise (as Auth.js).
