@@ -52,8 +52,9 @@ public enum Crypto {
         }
 
         /// Into `out`, which has room for 64 bytes.
-        func mac(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>, _ c: UnsafeBufferPointer<UInt8>,
-                 _ d: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>) -> Bool {
+        func mac(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
+                 _ c: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0),
+                 _ d: UnsafeBufferPointer<UInt8> = .init(start: nil, count: 0), into out: UnsafeMutableBufferPointer<UInt8>) -> Bool {
             guard out.count >= 64 else { return false }
             var n = 0
             let ok = ac_hmac(hash.rawValue, key, key.count, a.baseAddress, a.count, b.baseAddress, b.count, c.baseAddress, c.count,

@@ -244,23 +244,24 @@ public struct TokenVerifier: Sendable {
         let signingInput = UnsafeBufferPointer(rebasing: bytes[0..<dots[1]])
         let slot = hash == .sha256 ? 0 : hash == .sha384 ? 1 : 2
         // The MAC (bytes 0–63) and the decoded signature in one temporary buffer, not two arrays.
-        let matched: Int?? = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64 + signatureCount) { scratch in
+        enum SignatureCheck { case notBase64, noMatch, matched(secretIndex: Int) }
+        let check = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64 + signatureCount) { scratch -> SignatureCheck in
             let mac = UnsafeMutableBufferPointer(rebasing: scratch[0..<64])
             let signatureOut = UnsafeMutableBufferPointer(rebasing: scratch[64..<(64 + signatureCount)])
-            guard Base64URL.decode(signatureSegment, into: signatureOut) else { return nil }
-            let signature = UnsafeBufferPointer(signatureOut)
+            guard Base64URL.decode(signatureSegment, into: signatureOut) else { return .notBase64 }
             for (i, prepared) in keys.hmacKeys.enumerated() {
-                guard prepared[slot].mac(signingInput, .init(start: nil, count: 0), .init(start: nil, count: 0), .init(start: nil, count: 0),
-                                         into: mac) else { continue }
-                if Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: mac[0..<hash.byteCount]), signature) { return .some(i) }
+                guard prepared[slot].mac(signingInput, into: mac) else { continue }
+                if Crypto.constantTimeEqual(UnsafeBufferPointer(rebasing: mac[0..<hash.byteCount]), UnsafeBufferPointer(signatureOut)) {
+                    return .matched(secretIndex: i)
+                }
             }
-            return .some(nil)
+            return .noMatch
         }
-        guard let decoded = matched else {
-            return .failure(.init(.malformed, "signature is not base64url"))
-        }
-        guard let secretIndex = decoded else {
-            return .failure(.init(.badSignature, "HMAC did not verify under any of \(keys.hmacKeys.count) secret(s)"))
+        let secretIndex: Int
+        switch check {
+        case .notBase64: return .failure(.init(.malformed, "signature is not base64url"))
+        case .noMatch: return .failure(.init(.badSignature, "HMAC did not verify under any of \(keys.hmacKeys.count) secret(s)"))
+        case .matched(let index): secretIndex = index
         }
         guard let payload = Base64URL.decode(UnsafeBufferPointer(rebasing: bytes[(dots[0] + 1)..<dots[1]])) else {
             return .failure(.init(.malformed, "payload is not base64url"))
