@@ -1,10 +1,16 @@
 import CJansson
 import CJSONArena
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Parses JSON with Jansson under explicit size and nesting caps.
 ///
 /// Strict where JavaScript is lenient in ways that matter for a security boundary: duplicate member names and invalid
-/// UTF-8 are rejected. NUL inside strings is allowed (real claims contain it; the header mapper encodes it).
+/// UTF-8 are rejected. NUL inside strings is allowed (real claims contain it; the header mapper encodes it). A lone
+/// UTF-16 surrogate escape, which `JSON.stringify` writes and `JSON.parse` reads, is read as U+FFFD.
 public struct JSONLimits: Sendable, Equatable {
     public var maxBytes: Int
     public var maxDepth: Int
@@ -31,6 +37,17 @@ public enum JSONParser {
             return .failure(.init(.malformed, "\(what) is not a JSON object"))
         }
         guard let base = bytes.baseAddress else { return .failure(.init(.malformed, "\(what) is empty")) }
+        // Lone UTF-16 surrogate escapes (`"\ud83d"` unpaired): `JSON.stringify` writes them for a string cut in the
+        // middle of a pair (an emoji in a truncated name), `JSON.parse` accepts them, Jansson refuses them. Read as
+        // U+FFFD — what JavaScript's UTF-8 encoders (`TextEncoder`, `Buffer`) make of a lone surrogate — by rewriting
+        // the four hex digits in a copy; the copy is made only when one is there (found in review: such a session
+        // was refused as malformed).
+        let lone = Self.loneSurrogateEscapes(bytes)
+        if !lone.isEmpty {
+            var patched = Array(bytes)
+            for at in lone { patched.replaceSubrange(at..<(at + 4), with: "fffd".utf8) }
+            return patched.withUnsafeBufferPointer { parseObject($0, limits: limits, what: what) }
+        }
         // Jansson allocates from this thread's parse buffer until `ja_end`, after every value of the parse is
         // released (the deferred `cj_decref` below runs first).
         ja_begin()
@@ -63,6 +80,43 @@ public enum JSONParser {
         let wrapped = Array("{\"v\":".utf8) + Array(text.utf8) + Array("}".utf8)
         return parseObject(wrapped, limits: JSONLimits(maxBytes: limits.maxBytes + 6, maxDepth: limits.maxDepth + 1), what: "JSON")
             .map { $0["v"] ?? .null }
+    }
+
+    /// Where the hex digits of each `\uD800`–`\uDFFF` escape that is not half of a high–low pair begin. Escapes are
+    /// read in order from each backslash, so `\\ud800` (an escaped backslash, then text) is none; outside strings a
+    /// backslash is invalid JSON whatever follows, and Jansson refuses it.
+    static func loneSurrogateEscapes(_ bytes: UnsafeBufferPointer<UInt8>) -> [Int] {
+        guard let base = bytes.baseAddress, memchr(base, 0x5C, bytes.count) != nil else { return [] }
+        func unit(_ at: Int) -> Int? {  // four hex digits at `at`
+            guard at + 4 <= bytes.count else { return nil }
+            var value = 0
+            for i in at..<(at + 4) {
+                let b = bytes[i]
+                let digit: Int
+                switch b {
+                case 0x30...0x39: digit = Int(b - 0x30)
+                case 0x41...0x46: digit = Int(b - 0x37)
+                case 0x61...0x66: digit = Int(b - 0x57)
+                default: return nil
+                }
+                value = value << 4 | digit
+            }
+            return value
+        }
+        var found: [Int] = []
+        var i = 0
+        while i + 1 < bytes.count {
+            guard bytes[i] == 0x5C else { i += 1; continue }
+            guard bytes[i + 1] == UInt8(ascii: "u"), let first = unit(i + 2) else { i += 2; continue }
+            if (0xD800...0xDBFF).contains(first), i + 11 < bytes.count, bytes[i + 6] == 0x5C, bytes[i + 7] == UInt8(ascii: "u"),
+               let second = unit(i + 8), (0xDC00...0xDFFF).contains(second) {
+                i += 12  // a pair
+                continue
+            }
+            if (0xD800...0xDFFF).contains(first) { found.append(i + 2) }
+            i += 6
+        }
+        return found
     }
 
     static func errorCode(_ error: json_error_t) -> json_error_code {

@@ -1,6 +1,15 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A JSON value with object members kept in their original order.
 ///
-/// Equality is JSON-semantic: object member order does not matter and `1` equals `1.0`.
+/// Equality is JSON-semantic: object member order does not matter and `1` equals `1.0`. Strings and member names
+/// compare by their UTF-8 bytes, as JavaScript compares code units — never with Swift's `==`, which treats
+/// canonically equivalent text as equal (U+212A KELVIN SIGN + "im" == "Kim"; precomposed and decomposed "é"), so a
+/// claim rule `equals: Kim` would pass for a different name.
 public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
     case null
     case bool(Bool)
@@ -33,12 +42,20 @@ public enum JSONValue: Sendable, Equatable, CustomStringConvertible {
         switch (lhs, rhs) {
         case (.null, .null): return true
         case (.bool(let a), .bool(let b)): return a == b
-        case (.string(let a), .string(let b)): return a == b
+        case (.string(let a), .string(let b)): return sameText(a, b)
         case (.integer(let a), .integer(let b)): return a == b
         case (.integer, .number), (.number, .integer), (.number, .number): return lhs.doubleValue == rhs.doubleValue
         case (.array(let a), .array(let b)): return a == b
         case (.object(let a), .object(let b)): return a == b
         default: return false
+        }
+    }
+
+    /// Byte equality of two strings' UTF-8 (JavaScript's `===` on well-formed strings).
+    public static func sameText(_ a: String, _ b: String) -> Bool {
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }
         }
     }
 
@@ -143,11 +160,11 @@ public struct JSONObject: Sendable, Equatable {
 
     public subscript(key: String) -> JSONValue? {
         get {
-            for m in members where m.key == key { return m.value }
+            for m in members where JSONValue.sameText(m.key, key) { return m.value }
             return nil
         }
         set {
-            if let i = members.firstIndex(where: { $0.key == key }) {
+            if let i = members.firstIndex(where: { JSONValue.sameText($0.key, key) }) {
                 if let v = newValue { members[i].value = v } else { members.remove(at: i) }
             } else if let v = newValue {
                 members.append((key, v))
