@@ -19,6 +19,27 @@ public enum HeaderName {
         }
     }
 
+    /// `name` with ASCII upper-case letters lowered (no other folding): the form ``connectionTokens(_:)`` returns.
+    public static func lowercased(_ name: String) -> String {
+        var name = name
+        return name.withUTF8 { bytes in
+            String(unsafeUninitializedCapacity: bytes.count) { out in
+                for i in 0..<bytes.count {
+                    let b = bytes[i]
+                    out[i] = (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b
+                }
+                return bytes.count
+            }
+        }
+    }
+
+    /// `Content-Length` or `Transfer-Encoding` (a lower-cased token): the fields a message is framed by, which a
+    /// `Connection` list must not remove — the proxy still frames the body by them (RFC 9110 §7.6.1: a sender must
+    /// not list a field meant for every recipient).
+    public static func isFraming(_ lowercasedName: String) -> Bool {
+        lowercasedName == "content-length" || lowercasedName == "transfer-encoding"
+    }
+
     /// ASCII case-insensitive equality (header names and `Connection` tokens; no other folding).
     public static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
         let x = a.utf8, y = b.utf8

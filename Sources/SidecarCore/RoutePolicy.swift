@@ -99,7 +99,8 @@ public enum ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
             case .string(let s)?:
                 // Space-separated scope strings (`scope: "read admin"`) are common.
                 guard case .string(let v) = value else { return false }
-                return s == v || s.split(separator: " ").contains(Substring(v))
+                // Bytes, not `==` (canonical equivalence; see `JSONValue.sameText`).
+                return JSONValue.sameText(s, v) || s.utf8.split(separator: UInt8(ascii: " ")).contains { $0.elementsEqual(v.utf8) }
             default: return false
             }
         }
@@ -153,6 +154,9 @@ public final class RouteRule: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Ordered rules; the first that matches the method and normalised path decides. Unmatched paths need a token.
+/// A rule listing `GET` matches `HEAD` too: an upstream answers `HEAD` with its `GET` handler (Starlette, most
+/// frameworks), so `{methods: [GET], mode: required}` followed by a public catch-all left `HEAD` of the same path
+/// public (found in review).
 public struct RoutePolicy: Sendable, Equatable {
     public let rules: [RouteRule]
     public static let fallback = RouteRule(match: .prefix("/"), mode: .required)
@@ -161,7 +165,7 @@ public struct RoutePolicy: Sendable, Equatable {
 
     public func rule(method: String, path: String) -> RouteRule {
         for rule in rules where rule.match.matches(path) {
-            if let methods = rule.methods, !methods.contains(method) { continue }
+            if let methods = rule.methods, !methods.contains(method), !(method == "HEAD" && methods.contains("GET")) { continue }
             return rule
         }
         return Self.fallback

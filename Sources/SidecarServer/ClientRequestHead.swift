@@ -38,10 +38,16 @@ public final class ClientRequestHead: Sendable, Equatable, CustomStringConvertib
     /// ``ClientRequestDecoder`` folds that `.end` into the head, so the handlers after it get one part per such
     /// request instead of two (each part costs a pass through the pipeline and a run-time cast per handler).
     public let isWhole: Bool
+    /// An upgrade request as the parser read it (`GET` with `Upgrade` and an `upgrade` token in `Connection`, read as
+    /// llhttp reads them): the parser stopped after it. The proxy forwards an upgrade on this decision only — it
+    /// once read the tokens again with tabs trimmed, so `Connection: upgrade<HTAB>` went upstream as an upgrade
+    /// while the parser went on reading the bytes after it as requests (found in review).
+    public let isUpgrade: Bool
 
     public var isKeepAlive: Bool { !isLast }
 
-    init(method: HTTPMethod, version: HTTPVersion, uri: String, block: ByteBuffer, fields: [FieldRange], isLast: Bool, isWhole: Bool = false) {
+    init(method: HTTPMethod, version: HTTPVersion, uri: String, block: ByteBuffer, fields: [FieldRange], isLast: Bool, isWhole: Bool = false,
+         isUpgrade: Bool = false) {
         self.method = method
         self.version = version
         self.uri = uri
@@ -49,6 +55,7 @@ public final class ClientRequestHead: Sendable, Equatable, CustomStringConvertib
         self.fields = fields
         self.isLast = isLast
         self.isWhole = isWhole
+        self.isUpgrade = isUpgrade
     }
 
     /// A head from its parts (tests and tools; the proxy gets its heads from ``ClientRequestParser``). Names and values
@@ -68,8 +75,13 @@ public final class ClientRequestHead: Sendable, Equatable, CustomStringConvertib
         }
         bytes += [0x0D, 0x0A]
         let keepAlive = HTTPRequestHead(version: version, method: method, uri: uri, headers: headers).isKeepAlive
+        // Upgrade as the parser decides it, from the same reading of the fields.
+        var framing = HTTPScan.FieldBlock()
+        bytes.withUnsafeBytes { raw in
+            for range in fields { HTTPScan.noteFraming(name: range.name(in: raw), value: range.value(in: raw), in: &framing) }
+        }
         self.init(method: method, version: version, uri: uri, block: ByteBuffer(bytes: bytes), fields: fields, isLast: isLast ?? !keepAlive,
-                  isWhole: isWhole)
+                  isWhole: isWhole, isUpgrade: method.isGET && framing.hasUpgrade && framing.connectionUpgrade)
     }
 
     /// `body` over the head's bytes; ``fields`` index them.

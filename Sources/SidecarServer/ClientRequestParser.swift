@@ -43,6 +43,8 @@ public struct ClientRequestParser: Sendable {
 
     /// Longest request head (request line, fields, final empty line), head and trailers together; NIO's default limit.
     public static let maxHeadBytes = 80 * 1024
+    /// What a client may send after an upgrade request (or a CONNECT) before it is answered; more is refused.
+    public static let maxBytesBeforeUpgrade = 64 * 1024
 
     private enum State {
         /// Waiting for a request line (between requests, or before the first).
@@ -140,6 +142,11 @@ public struct ClientRequestParser: Sendable {
                 if input.readableBytes > 0 {
                     if pending == nil { pending = input } else { pending!.writeBuffer(&input) }
                     input.moveReaderIndex(to: input.writerIndex)
+                    // Kept until the upstream answers the upgrade — bounded: a client must wait for the answer before
+                    // it sends more (RFC 6455 §4.1), and these bytes were held without limit (found in review).
+                    if pending!.readableBytes > Self.maxBytesBeforeUpgrade {
+                        throw fail(.bad("over \(Self.maxBytesBeforeUpgrade) bytes sent before the upgrade was answered"))
+                    }
                 }
                 return nil
             case .done:
@@ -224,7 +231,7 @@ public struct ClientRequestParser: Sendable {
         if case .bodyEnded = bodyState { isWhole = true } else { isWhole = false }
         return .head(ClientRequestHead(method: parsed.method, version: parsed.version, uri: parsed.uri,
                                        block: input.readSlice(length: headLength)!, fields: fields.ranges, isLast: stopsAfterRequest,
-                                       isWhole: isWhole))
+                                       isWhole: isWhole, isUpgrade: isUpgrade))
     }
 
     struct ParsedRequest {

@@ -1,5 +1,7 @@
 /// What the proxy does with a request or response header, decided from its name without allocating
-/// (ASCII case-insensitive, `_` read as `-` only for the identity check that upstream frameworks fold).
+/// (ASCII case-insensitive; `_` read as `-` for the names a client must not set — identity, forwarding, request id —
+/// because some upstream frameworks fold it: Django's ASGI handler reads `X_Forwarded_For` as `X-Forwarded-For`
+/// and joins it before the sidecar's own value).
 enum HeaderClass: Equatable {
     case hopByHop, host, forwarding, requestID, expect, cookie, authorization, transferEncoding, identity, other
 
@@ -28,6 +30,19 @@ enum HeaderClass: Equatable {
     static func withBytes<R>(_ s: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         if let r = s.utf8.withContiguousStorageIfAvailable(body) { return r }
         return Array(s.utf8).withUnsafeBufferPointer(body)
+    }
+
+    /// The bytes of `name` lower-cased, with `_` read as `-`, equal `lower` (lower-case ASCII).
+    @inline(__always)
+    static func equalsLowerDashed(_ n: UnsafeBufferPointer<UInt8>, _ lower: StaticString) -> Bool {
+        guard n.count == lower.utf8CodeUnitCount else { return false }
+        let p = lower.utf8Start
+        for i in 0..<n.count {
+            var folded = (n[i] >= 0x41 && n[i] <= 0x5A) ? n[i] | 0x20 : n[i]
+            if folded == UInt8(ascii: "_") { folded = UInt8(ascii: "-") }
+            if folded != p[i] { return false }
+        }
+        return true
     }
 
     /// True when the name, lower-cased with `_` → `-`, starts with `x-auth-`.
@@ -59,15 +74,15 @@ enum HeaderClass: Equatable {
         case 9: if equalsLower(name, "forwarded") { return .forwarding }
         case 10:
             if equalsLower(name, "connection") || equalsLower(name, "keep-alive") { return .hopByHop }
-        case 12: if equalsLower(name, "x-request-id") { return .requestID }
+        case 12: if equalsLowerDashed(name, "x-request-id") { return .requestID }
         case 13: if equalsLower(name, "authorization") { return .authorization }
         case 15:
-            if equalsLower(name, "x-forwarded-for") { return .forwarding }
+            if equalsLowerDashed(name, "x-forwarded-for") { return .forwarding }
         case 16:
-            if equalsLower(name, "x-forwarded-host") { return .forwarding }
+            if equalsLowerDashed(name, "x-forwarded-host") { return .forwarding }
             if equalsLower(name, "proxy-connection") { return .hopByHop }
         case 17:
-            if equalsLower(name, "x-forwarded-proto") { return .forwarding }
+            if equalsLowerDashed(name, "x-forwarded-proto") { return .forwarding }
             if equalsLower(name, "transfer-encoding") { return .transferEncoding }
         case 18: if equalsLower(name, "proxy-authenticate") { return .hopByHop }
         case 19: if equalsLower(name, "proxy-authorization") { return .hopByHop }

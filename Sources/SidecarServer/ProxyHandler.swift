@@ -144,6 +144,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     @exclusivity(unchecked) private var readPaused = false
     /// Output shut after a final answer; remaining input is dropped until the close.
     @exclusivity(unchecked) private var lingering = false
+    /// The connection's last answer is being written: a request pipelined behind it (which the pipelining handler
+    /// may deliver while that answer is written) is not served — it was forwarded upstream and its answer lost, and
+    /// a client told `Connection: close` sends it again (found in review).
+    @exclusivity(unchecked) private var lastAnswerWritten = false
     /// A parse error was answered and the connection is closing: the decoder may report more errors for the bytes
     /// after it (at end of input it decodes what is left), and they get no second answer.
     @exclusivity(unchecked) private var parseErrorAnswered = false
@@ -215,13 +219,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     // MARK: inbound from the client
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if lingering { return }  // the answer is out and the output shut: input is only drained
+        if lingering || lastAnswerWritten { return }  // the last answer is out (or going): input is only drained
         switch unwrapInboundIn(data) {
         case .head(let head):
             receiveHead(head, context: context)
             // A whole request's `.end` is folded into its head (``ClientRequestDecoder``); an answer that started
             // lingering meanwhile drops it, as it would have dropped the part.
-            if head.isWhole, !lingering { receiveEnd(nil, context: context) }
+            if head.isWhole, !lingering, !lastAnswerWritten { receiveEnd(nil, context: context) }
         case .body(let buffer): receiveBody(buffer, context: context)
         case .end(let trailers): receiveEnd(trailers, context: context)
         }
@@ -307,7 +311,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                                                   requestID: requestID, close: hasBody), head: head, outcome: "cors_rejected", requestID: requestID, hasBody: hasBody)
                 return
             case .preflightPassthrough:
-                forward(head, fields, path: head.uri, session: nil, outcome: "preflight", requestID: requestID, context: context)
+                // Anonymous (a preflight carries no credentials), but the same normalised origin-form path as every
+                // forwarded request: the raw target went up as sent — `*`, absolute-form, `%2F` (found in review).
+                guard let (path, query) = PathNormalizer.normalize(target: head.uri) else {
+                    deny(.badRequest("request target is not a normalisable origin-form path"), head: head, requestID: requestID, hasBody: hasBody)
+                    return
+                }
+                forward(head, fields, path: query.map { path + "?" + $0 } ?? path, session: nil, outcome: "preflight", requestID: requestID,
+                        context: context)
                 return
             case .actual(let headers):
                 corsHeaders = headers
@@ -340,8 +351,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let exchange = Exchange(requestID: requestID, method: head.method, path: path, outcome: outcome)
         exchange.clientKeepAlive = head.isKeepAlive
         exchange.clientHTTP10 = head.version == .http1_0
-        exchange.isUpgrade = Self.isUpgrade(head.method, fields)
+        exchange.isUpgrade = Self.isUpgrade(head, fields)
         upstreamHead.wantsUpgrade = exchange.isUpgrade
+        // An upstream connection that was asked to upgrade and answered otherwise is not reused: a server may read the
+        // bytes after such a request as the other protocol's (llhttp-based ones mark the connection upgraded).
+        if exchange.isUpgrade { exchange.keepUpstream = false }
         exchange.upstreamEndIsEmpty = Self.upstreamEndIsEmpty(head.method, fields)
         if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
         state = .proxying(exchange)
@@ -381,9 +395,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
     }
 
-    static func isUpgrade(_ method: HTTPMethod, _ fields: RequestHeadFields) -> Bool {
-        guard method.isGET, fields.upgrade != nil else { return false }
-        return HeaderName.connectionTokens(fields.connection).contains("upgrade")
+    static func isUpgrade(_ head: ClientRequestHead, _ fields: RequestHeadFields) -> Bool {
+        head.isUpgrade && fields.upgrade != nil
     }
 
     /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
@@ -468,6 +481,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// dropped until the client closes or `lingerTime` passes. Closing with unread input sends a RST, which can
     /// destroy the answer in the client's receive buffer before it is read.
     private func writeEndAndClose(_ context: ChannelHandlerContext, last: ClientResponsePart = .end(nil), linger: Bool) {
+        lastAnswerWritten = true
         context.writeAndFlush(wrapOutboundOut(last)).assumeIsolated().whenComplete { result in
             guard let context = self.context else { return }
             guard linger, case .success = result else {
@@ -545,8 +559,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// the client's bytes (no string per field).
     private func forwardedHead(_ head: ClientRequestHead, _ fields: RequestHeadFields, path: String, identityLines: [UInt8],
                                requestID: String) -> UpstreamRequestHead {
-        // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`).
-        let connectionTokens = fields.connection.isEmpty ? [] : HeaderName.connectionTokens(fields.connection).filter { $0 != "upgrade" }
+        // Names listed in `Connection` are hop-by-hop too (rare: most clients send none or `keep-alive`) — but never
+        // the framing the sidecar forwards the body by: `Connection: content-length` dropped the length while the body
+        // still went upstream unframed, where the upstream read it as the next request (smuggling; found in review).
+        // A set: one look-up per field, however many tokens the client lists.
+        let connectionTokens: Set<String> = fields.connection.isEmpty ? []
+            : Set(HeaderName.connectionTokens(fields.connection).lazy.filter { $0 != "upgrade" && !HeaderName.isFraming($0) })
         let customOwned = shared.customOwnedNames
         let stripCookie = shared.stripCookie, stripAuthorization = shared.stripAuthorization
         let cookieNames = shared.sessionCookieNames
@@ -584,7 +602,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                     if !customOwned.isEmpty || !connectionTokens.isEmpty {
                         let text = String(decoding: rawName, as: UTF8.self)
                         if !customOwned.isEmpty, customOwned.contains(HeaderName.normalized(text)) { continue }
-                        if !connectionTokens.isEmpty, connectionTokens.contains(where: { HeaderName.equalsIgnoringCase($0, text) }) { continue }
+                        if !connectionTokens.isEmpty, connectionTokens.contains(HeaderName.lowercased(text)) { continue }
                     }
                     kept.append(range)
                 }
@@ -592,7 +610,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
         let chunked = Self.upstreamIsChunked(head.method, fields)
         if chunked { added.append(("transfer-encoding", "chunked")) }
-        if Self.isUpgrade(head.method, fields), let upgrade = fields.upgrade {
+        if Self.isUpgrade(head, fields), let upgrade = fields.upgrade {
             added.append(("connection", "upgrade"))
             added.append(("upgrade", upgrade))
         }
@@ -760,7 +778,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         case .discarding(let closeAfter):
             state = .idle
             watch.exchangeFinished()
-            if closeAfter || trailersClose { context.close(promise: nil) }
+            if closeAfter || trailersClose {
+                lastAnswerWritten = true  // a request read after this one in the same read is not served
+                context.close(promise: nil)
+            }
         case .proxying(let exchange):
             exchange.requestEnded = true
             if trailersClose { exchange.clientKeepAlive = false }
@@ -920,11 +941,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 }
             }
             if !connectionValues.isEmpty {
-                let listed = HeaderName.connectionTokens(connectionValues)
+                // Never the framing the response is relayed by (`Connection: content-length` would leave the client a
+                // body without its length); a set, so a long list costs one look-up per field.
+                let listed = Set(HeaderName.connectionTokens(connectionValues).lazy.filter { !HeaderName.isFraming($0) })
                 if !listed.isEmpty {
                     kept.removeAll { range in
                         let name = range.name(in: head.block)
-                        return HeaderClass.of(name) != .hopByHop && listed.contains { HeaderName.equalsIgnoringCase($0, name) }
+                        return HeaderClass.of(name) != .hopByHop && listed.contains(HeaderName.lowercased(name))
                     }
                     hasRequestID = kept.contains { HeaderClass.of($0.name(in: head.block)) == .requestID }
                 }

@@ -71,8 +71,11 @@ struct RequestHeadFields {
             }
         case 6:
             if HeaderClass.equalsLower(name, "cookie") {
-                if let joined = joinedCookie {
-                    joinedCookie = joined + "; " + value
+                // Appended in place: `joined + "; " + value` copied the whole join per line, quadratic in a head of
+                // thousands of `Cookie` lines (found in review).
+                if joinedCookie != nil {
+                    joinedCookie!.append("; ")
+                    joinedCookie!.append(value)
                 } else if let first = cookieRange {
                     joinedCookie = String(decoding: first.value(in: head), as: UTF8.self) + "; " + value
                 } else {
@@ -108,7 +111,12 @@ struct RequestHeadFields {
             if corsRequestMethod == nil, HeaderClass.equalsLower(name, "access-control-request-method") { corsRequestMethod = value }
         case 30:
             if HeaderClass.equalsLower(name, "access-control-request-headers") {
-                corsRequestHeaders = corsRequestHeaders.map { $0 + "," + value } ?? value
+                if corsRequestHeaders != nil {
+                    corsRequestHeaders!.append(",")
+                    corsRequestHeaders!.append(value)
+                } else {
+                    corsRequestHeaders = value
+                }
             }
         case 38:
             if corsRequestPrivateNetwork == nil, HeaderClass.equalsLower(name, "access-control-request-private-network") {

@@ -243,6 +243,25 @@ extension PolicyTests {
             #expect(RoutePolicy(rules: []).rule(method: "GET", path: "/anything") == RoutePolicy.fallback)
         }
 
+        /// An upstream runs its GET handler for HEAD: a GET rule must decide HEAD too, or a protected GET route
+        /// followed by a public catch-all leaves HEAD of the same path public (found in review).
+        @Test("a rule listing GET matches HEAD; an earlier HEAD rule still decides HEAD first")
+        func headFollowsGet() {
+            let protected = RoutePolicy(rules: [
+                RouteRule(match: .prefix("/admin"), methods: ["GET", "POST"], mode: .required),
+                RouteRule(match: .prefix("/"), mode: .public),
+            ])
+            #expect(protected.rule(method: "HEAD", path: "/admin/x") == protected.rules[0])
+            #expect(protected.rule(method: "PUT", path: "/admin/x") == protected.rules[1], "only HEAD follows GET")
+            let postOnly = RoutePolicy(rules: [RouteRule(match: .prefix("/admin"), methods: ["POST"], mode: .required),
+                                               RouteRule(match: .prefix("/"), mode: .public)])
+            #expect(postOnly.rule(method: "HEAD", path: "/admin/x") == postOnly.rules[1], "HEAD follows GET, not any method")
+            let apart = RoutePolicy(rules: [RouteRule(match: .prefix("/feed"), methods: ["HEAD"], mode: .public),
+                                            RouteRule(match: .prefix("/feed"), methods: ["GET"], mode: .required)])
+            #expect(apart.rule(method: "HEAD", path: "/feed") == apart.rules[0])
+            #expect(apart.rule(method: "GET", path: "/feed") == apart.rules[1])
+        }
+
         @Test("a rule whose methods exclude the request never matches it, whatever its path")
         func methodsOnly() {
             let p = RoutePolicy(rules: [RouteRule(match: .prefix("/"), methods: ["GET", "HEAD"], mode: .public)])

@@ -46,6 +46,9 @@ struct HeaderClassTests {
         ("x-request-id", .requestID),
         ("x-forwarded-for", .forwarding), ("x-forwarded-host", .forwarding), ("x-forwarded-proto", .forwarding), ("forwarded", .forwarding),
         ("x-auth-sub", .identity), ("x-auth-", .identity), ("x_auth_email", .identity), ("X_Auth-Claims", .identity),
+        // Underscore spellings of the fields a client must not set (upstream frameworks may fold them).
+        ("x_forwarded_for", .forwarding), ("x-forwarded_host", .forwarding), ("x_forwarded_proto", .forwarding),
+        ("x_request_id", .requestID), ("x-request_id", .requestID),
         ("content-length", .other), ("content-type", .other), ("x-auth", .other), ("x-authz-role", .other), ("x-forwarded-port", .other),
         ("tee", .other), ("t", .other), ("", .other), ("hostname", .other), ("cookies", .other), ("proxy-connectiom", .other),
         ("x-request-idx", .other), ("upgrade-insecure-requests", .other), ("te-x", .other), ("keep_alive", .other),
@@ -71,16 +74,48 @@ struct HeaderClassTests {
         #expect(HeaderClass.of("connectio\u{0301}n") == .other)
     }
 
-    @Test func upgradeDetection() {
-        func isUpgrade(_ method: HTTPMethod, _ headers: [(String, String)]) -> Bool {
-            ProxyHandler.isUpgrade(method, RequestHeadFields(ClientRequestHead(method: method, uri: "/", headers: HTTPHeaders(headers))))
+    /// The proxy forwards an upgrade exactly when the parser stopped after the request — the same reading of the
+    /// `Connection` tokens (trailing spaces trimmed, not tabs, as llhttp). They once differed on `upgrade<HTAB>`:
+    /// the proxy sent an upgrade upstream while the parser read the next bytes as requests (found in review).
+    @Test("upgrade: the proxy's decision is the parser's", arguments: [
+        ("Upgrade", true), ("keep-alive, Upgrade", true), (" UPGRADE ", true), ("upgrade,", true), ("close, upgrade", true),
+        ("upgrade\t", false), ("UPGRADE\t ", false), ("upgrades", false), ("keep-alive", false), ("up grade", false),
+    ])
+    func upgradeDetection(connection: String, upgrade: Bool) throws {
+        for (method, hasUpgradeField) in [("GET", true), ("POST", true), ("GET", false)] {
+            var parser = ClientRequestParser()
+            var input = ByteBuffer(string: "\(method) /ws HTTP/1.1\r\nHost: x\r\n" + (hasUpgradeField ? "Upgrade: websocket\r\n" : "")
+                                   + "Connection: \(connection)\r\n\r\n")
+            guard case .head(let head)? = try parser.next(&input) else { Issue.record("no head"); return }
+            _ = try parser.next(&input)  // the end
+            let expected = upgrade && method == "GET" && hasUpgradeField
+            #expect(parser.stopped == expected)
+            #expect(ProxyHandler.isUpgrade(head, RequestHeadFields(head)) == expected, "\(method) \(connection.debugDescription)")
+            // The tests' own head constructor decides the same way.
+            var headers = HTTPHeaders([("Host", "x"), ("Connection", connection)])
+            if hasUpgradeField { headers.add(name: "Upgrade", value: "websocket") }
+            let made = ClientRequestHead(method: HTTPMethod(rawValue: method), uri: "/ws", headers: headers)
+            #expect(ProxyHandler.isUpgrade(made, RequestHeadFields(made)) == expected)
         }
-        #expect(isUpgrade(.GET, [("upgrade", "websocket"), ("connection", "Upgrade")]))
-        #expect(isUpgrade(.GET, [("upgrade", "websocket"), ("connection", "keep-alive, Upgrade")]))
-        #expect(!isUpgrade(.POST, [("upgrade", "websocket"), ("connection", "upgrade")]))
-        #expect(!isUpgrade(.GET, [("upgrade", "websocket")]))
-        #expect(!isUpgrade(.GET, [("connection", "upgrade")]))
-        #expect(isUpgrade(.GET, [("upgrade", "websocket"), ("connection", "keep-alive"), ("connection", " UPGRADE\t")]))
+    }
+
+    @Test("bytes sent after an upgrade request before its answer are bounded: past the cap, the request is refused")
+    func bytesBeforeUpgradeAnswerAreBounded() throws {
+        var parser = ClientRequestParser()
+        var input = ByteBuffer(string: "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")
+        guard case .head? = try parser.next(&input), case .end? = try parser.next(&input) else { Issue.record("no request"); return }
+        let chunk = [UInt8](repeating: 0x41, count: 4096)
+        var sent = 0
+        var refused: ClientRequestError?
+        while sent <= ClientRequestParser.maxBytesBeforeUpgrade + chunk.count {
+            var more = ByteBuffer(bytes: chunk)
+            do { _ = try parser.next(&more) } catch { refused = error; break }
+            sent += chunk.count
+            #expect(more.readableBytes == 0)
+        }
+        #expect(sent == ClientRequestParser.maxBytesBeforeUpgrade, "kept up to the cap, refused past it")
+        #expect(refused?.status == .badRequest)
+        #expect(parser.takeRemainder() == nil, "nothing kept after the refusal")
     }
 
     @Test("response trailers lose their hop-by-hop fields, in any case; nothing left is no trailer block")

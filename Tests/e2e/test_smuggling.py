@@ -901,3 +901,40 @@ def test_identity_headers_in_chunked_trailer_never_reach_upstream(rig, auth):
     for k, v in reqs[0].trailers:
         assert not k.lower().replace("_", "-").startswith("x-auth-") and k.lower() not in ("x-forwarded-for", "x-request-id"), \
             f"spoofable trailer forwarded upstream: {k}: {v}\n" + d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Found in an adversarial review of the proxy path (nineteenth session)
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("connection", ["keep-alive, Content-Length", "content-length", "Content-Length, Transfer-Encoding"])
+def test_connection_cannot_drop_the_content_length(rig, connection):
+    # Names listed in `Connection` are hop-by-hop, but `Connection: content-length` once dropped the length while the
+    # body still went upstream: uvicorn read the body as the next request, past the route policy and with its own
+    # X-Auth-* fields. The framing is never removed; the upstream sees one request with the body as its body.
+    case = run_case(rig, post("/public/conn-cl", f"Connection: {connection}\r\nContent-Length: {len(SMUGGLED)}\r\n", SMUGGLED), "conn-cl")
+    check(case, forward_bodies=(SMUGGLED,), method="POST")
+    assert case.upstream and case.upstream[0][1].values("content-length") == [str(len(SMUGGLED))], case.describe()
+
+
+@pytest.mark.parametrize("first", [b"TRACE /public/t HTTP/1.1\r\nHost: x\r\n\r\n",
+                                   b"GET /public/h HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"], ids=["trace-405", "two-hosts-400"])
+def test_request_behind_a_closing_answer_is_not_forwarded(rig, first):
+    # The refusal says Connection: close; the request pipelined behind it must not run upstream (its answer would be
+    # lost with the connection, and the client, told to close, sends it again: a POST would run twice).
+    case = run_case(rig, first + b"POST /public/behind HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", "behind-close")
+    check(case, statuses=(400, 405))
+    assert len(case.responses) == 1, case.describe()
+
+
+def test_upgrade_token_with_a_tab_is_no_upgrade(rig):
+    # `Connection: upgrade<HTAB>` is no upgrade to the sidecar's parser (as to llhttp): the request goes upstream as a
+    # plain GET and the bytes after it are read as the next request (here: a protected path without a token, 401).
+    payload = b"GET /public/ws-tab HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\t\r\n\r\n" + SMUGGLED
+    case = run_case(rig, payload, "upgrade-tab")
+    assert_invariants(case)
+    d = case.describe()
+    assert [r.target for _, r in case.upstream] == ["/public/ws-tab"], d
+    req = case.upstream[0][1]
+    assert not req.values("upgrade") and all("upgrade" not in v.lower() for v in req.values("connection")), d
+    assert [r.status for r in case.responses] == [200, 401] and case.responses[1].local, d

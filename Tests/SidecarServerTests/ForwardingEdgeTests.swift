@@ -1,0 +1,113 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+@testable import SidecarServer
+
+/// What a forwarded request looks like upstream when the client plays with hop-by-hop fields, pipelining and
+/// upgrades — the places an adversarial review of the proxy path found the sidecar and its upstream could read one
+/// byte stream two ways (all through the real pipeline, raw bytes in and out).
+@Suite("Server pipeline: forwarding edge cases")
+struct ForwardingEdgeTests {
+    static func cookie() throws -> String { "Cookie: \(ServerFixtures.cookieName)=\(try ServerFixtures.token())\r\n" }
+
+    /// `Connection: content-length` once dropped the `Content-Length` line while the body still went upstream: the
+    /// upstream read a request without a body and the body as the next request (smuggled past the route policy, with
+    /// whatever `X-Auth-*` fields it carried). A `Connection` list never removes the framing.
+    @Test(arguments: ["keep-alive, Content-Length", "content-length", "CONTENT-LENGTH, x-drop", "transfer-encoding, content-length"])
+    func connectionCannotRemoveTheBodysLength(connection: String) throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        let smuggled = "GET /admin HTTP/1.1\r\nHost: s\r\nX-Auth-Sub: admin\r\n\r\n"
+        try h.send("POST /api/x HTTP/1.1\r\nHost: s\r\n\(try Self.cookie())Connection: \(connection)\r\nX-Drop: 1\r\n"
+                   + "Content-Length: \(smuggled.utf8.count)\r\n\r\n\(smuggled)")
+        let upstream = try h.upstreamInput()
+        let head = upstream.components(separatedBy: "\r\n\r\n")[0].lowercased()
+        #expect(head.contains("\r\ncontent-length: \(smuggled.utf8.count)"), "\(upstream)")
+        #expect(!head.contains("transfer-encoding"))
+        #expect(upstream.hasSuffix("\r\n\r\n" + smuggled), "the body goes up as the request's body")
+        if connection.lowercased().contains("x-drop") { #expect(!head.contains("x-drop"), "a listed field is still hop-by-hop") }
+    }
+
+    /// The same list on the upstream's side: a response's `Content-Length` stays, so the client reads the body by it.
+    @Test func upstreamConnectionListCannotRemoveTheResponsesLength() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("GET /api/x HTTP/1.1\r\nHost: s\r\n\(try Self.cookie())\r\n")
+        _ = try h.upstreamInput()
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nConnection: content-length, x-hop\r\nX-Hop: 1\r\nContent-Length: 5\r\n\r\nhello")
+        let out = try h.output()
+        let head = out.components(separatedBy: "\r\n\r\n")[0].lowercased()
+        #expect(head.contains("\r\ncontent-length: 5"), "\(out)")
+        #expect(!head.contains("x-hop") && !head.contains("transfer-encoding"))
+        #expect(out.hasSuffix("\r\n\r\nhello"))
+    }
+
+    /// A long `Connection` list is read once into a set: every listed field is dropped, every other kept (the list
+    /// was scanned once per field — thousands of tokens × thousands of fields on one request).
+    @Test func aLongConnectionListDropsExactlyTheListedFields() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        let listed = (0..<2_000).map { "x-l\($0)" }.joined(separator: ", ")
+        let fields = (0..<300).map { "X-L\($0 * 7): a\r\nX-K\($0): b\r\n" }.joined()
+        try h.send("GET /api/x HTTP/1.1\r\nHost: s\r\n\(try Self.cookie())Connection: keep-alive, \(listed)\r\n\(fields)\r\n")
+        let head = try h.upstreamInput().lowercased()
+        for i in 0..<300 {
+            #expect(head.contains("\r\nx-l\(i * 7): a\r\n") == (i * 7 >= 2_000), "x-l\(i * 7)")
+            #expect(head.contains("\r\nx-k\(i): b\r\n"), "x-k\(i)")
+        }
+    }
+
+    /// A request pipelined behind an answer that closes the connection is not served: it was forwarded while the
+    /// answer was written, and its own answer lost — a client told `Connection: close` sends it again.
+    @Test(arguments: ["TRACE / HTTP/1.1\r\nHost: s\r\n\r\n", "GET /api/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"])
+    func aRequestBehindAClosingAnswerIsNotForwarded(first: String) throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send(first + "POST /docs/x HTTP/1.1\r\nHost: s\r\nContent-Length: 2\r\n\r\nhi")
+        h.loop.run()
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out).count == 1, "\(out)")
+        #expect(out.lowercased().contains("connection: close"))
+        #expect(h.upstreams.channels.isEmpty, "nothing went upstream")
+        #expect(!h.channel.isActive)
+    }
+
+    /// `Connection: upgrade<HTAB>` is no upgrade to the parser (as to llhttp), so none is forwarded either: the
+    /// proxy asked the upstream to upgrade while the parser went on reading the next bytes as requests.
+    @Test func anUpgradeTheParserDidNotStopForIsNotForwarded() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("GET /docs/ws HTTP/1.1\r\nHost: s\r\nUpgrade: websocket\r\nConnection: upgrade\t\r\n\r\n")
+        let head = try h.upstreamInput().lowercased()
+        #expect(head.hasPrefix("get /docs/ws http/1.1\r\n"))
+        #expect(!head.contains("upgrade"), "\(head)")
+    }
+
+    /// An upstream that declines an upgrade (any answer but 101) is not pooled: a server may treat the bytes after
+    /// such a request as the other protocol's, so the next request would go to a connection in an unknown state.
+    @Test func aDeclinedUpgradesUpstreamConnectionIsNotReused() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("GET /docs/ws HTTP/1.1\r\nHost: s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        let head = try h.upstreamInput().lowercased()
+        #expect(head.contains("\r\nconnection: upgrade\r\n") && head.contains("\r\nupgrade: websocket\r\n"))
+        h.upstreamAnswers("HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
+        h.loop.run()
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 426 Upgrade Required"])
+        #expect(!h.upstreams.channels[0].isActive, "the declined upgrade's upstream connection was closed, not pooled")
+    }
+
+    /// Forwarded preflights (`cors_preflight_passthrough`) go up with the normalised origin-form path, as every
+    /// forwarded request does; a target that does not normalise is refused.
+    @Test(arguments: [("/a/./b/../c;x=1?q=1", "/a/c?q=1"), ("/x//y", "/x/y")])
+    func aForwardedPreflightCarriesTheNormalisedPath(target: String, forwarded: String) throws {
+        let h = try RawHarness(["SIDECAR_CORS_PREFLIGHT_PASSTHROUGH": "true", "SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("OPTIONS \(target) HTTP/1.1\r\nHost: s\r\nOrigin: \(ServerFixtures.allowedOrigin)\r\n"
+                   + "Access-Control-Request-Method: PUT\r\n\r\n")
+        #expect(try h.upstreamInput().hasPrefix("OPTIONS \(forwarded) HTTP/1.1\r\n"))
+    }
+
+    @Test(arguments: ["*", "http://evil/x", "/a%2Fb"])
+    func aPreflightWhoseTargetDoesNotNormaliseIsRefused(target: String) throws {
+        let h = try RawHarness(["SIDECAR_CORS_PREFLIGHT_PASSTHROUGH": "true", "SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("OPTIONS \(target) HTTP/1.1\r\nHost: s\r\nOrigin: \(ServerFixtures.allowedOrigin)\r\n"
+                   + "Access-Control-Request-Method: PUT\r\n\r\n")
+        h.loop.run()
+        #expect(RawHarness.statusLines(try h.output()).first == "HTTP/1.1 400 Bad Request")
+        #expect(h.upstreams.channels.isEmpty)
+    }
+}
