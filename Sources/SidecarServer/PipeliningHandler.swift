@@ -29,6 +29,9 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Reads were stopped (`autoRead` off) because `maxQueued` events wait.
     @exclusivity(unchecked) private(set) var readsStopped = false
     @exclusivity(unchecked) private var draining = false
+    /// The response being written is the connection's last (shutting down): every later part is dropped — a request
+    /// read behind it in the same read was delivered and forwarded upstream, its answer lost with the connection.
+    @exclusivity(unchecked) private var closing = false
     private let maxQueued: Int
     /// How long an idle connection stays open after shutdown starts, for a request already on its way.
     static let idleGrace = TimeAmount.milliseconds(250)
@@ -55,6 +58,7 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if closing { return }
         let part = unwrapInboundIn(data)
         if !queue.isEmpty || (current != nil && isHead(part)) {
             queue.append(part)
@@ -90,6 +94,7 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
         if current?.requestEnded == true { current = nil }
         if watch.quiescing && current == nil {
             queue.removeAll()
+            closing = true
             return true
         }
         return false

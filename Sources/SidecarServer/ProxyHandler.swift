@@ -936,7 +936,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                         if switching { kept.append(range) }
                         continue
                     }
-                    if kind == .requestID { hasRequestID = true }
+                    // The upstream's own id, by its exact name (`X_Request_Id` is relayed, but is no id: the
+                    // sidecar's is added).
+                    if kind == .requestID, HeaderClass.equalsLower(name, "x-request-id") { hasRequestID = true }
                     kept.append(range)
                 }
             }
@@ -949,7 +951,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                         let name = range.name(in: head.block)
                         return HeaderClass.of(name) != .hopByHop && listed.contains(HeaderName.lowercased(name))
                     }
-                    hasRequestID = kept.contains { HeaderClass.of($0.name(in: head.block)) == .requestID }
+                    hasRequestID = kept.contains { HeaderClass.of($0.name(in: head.block)) == .requestID
+                        && HeaderName.equalsIgnoringCase($0.name(in: head.block), "x-request-id") }
                 }
             }
             // Nothing added but the request id is the common case: no array is made for it.
@@ -1181,7 +1184,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// (400; 431 for a head past the parser's limit; 501, 505) — when no response is under way, then the connection
     /// ends, because the byte stream cannot be trusted past that point. Answered once: later errors only close.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if lingering || parseErrorAnswered {  // input that was only being drained did not parse: nothing more to say
+        // Input that was only being drained did not parse, or the last answer is already out: nothing more to say (a
+        // second answer after one that said `Connection: close` — a bad chunk in a refused body — was written).
+        var afterLastAnswer = lingering || parseErrorAnswered || lastAnswerWritten
+        if case .discarding(closeAfter: true) = state { afterLastAnswer = true }
+        if afterLastAnswer {
             context.close(promise: nil)
             return
         }

@@ -110,4 +110,40 @@ struct ForwardingEdgeTests {
         #expect(RawHarness.statusLines(try h.output()).first == "HTTP/1.1 400 Bad Request")
         #expect(h.upstreams.channels.isEmpty)
     }
+
+    /// Shutting down, the last answer's `Connection: close` ends the connection: a request read behind it in the same
+    /// segment is not forwarded (it was, and its answer was lost; found in the second review).
+    @Test func aRequestBehindTheLastAnswerOfAShutdownIsNotForwarded() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        h.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        try h.send("GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\n\r\n"
+                   + "POST /api/x HTTP/1.1\r\nHost: s\r\n\(try Self.cookie())Content-Length: 0\r\n\r\n")
+        h.loop.run()
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out) == ["HTTP/1.1 200 OK"], "\(out)")
+        #expect(out.lowercased().contains("connection: close"))
+        #expect(h.upstreams.channels.isEmpty, "nothing went upstream")
+    }
+
+    /// After an answer that said `Connection: close` (a 401 whose body is being drained), a parse error in that body
+    /// only closes: a second answer was written after the last one.
+    @Test func aParseErrorAfterTheLastAnswerOnlyCloses() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try? h.send("POST /api/x HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n")
+        h.loop.run()
+        let out = try h.output()
+        #expect(RawHarness.statusLines(out) == ["HTTP/1.1 401 Unauthorized"], "\(out)")
+        #expect(!h.channel.isActive)
+    }
+
+    /// An upstream's `X_Request_Id` is relayed but is no request id: the sidecar's own `x-request-id` is still added.
+    @Test func anUnderscoreRequestIDFromTheUpstreamDoesNotReplaceTheSidecars() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("GET /api/x HTTP/1.1\r\nHost: s\r\n\(try Self.cookie())X-Request-Id: mine-1\r\n\r\n")
+        _ = try h.upstreamInput()
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nX_Request_Id: theirs\r\nContent-Length: 0\r\n\r\n")
+        let head = try h.output().lowercased()
+        #expect(head.contains("\r\nx-request-id: mine-1\r\n"), "\(head)")
+        #expect(head.contains("\r\nx_request_id: theirs\r\n"))
+    }
 }
