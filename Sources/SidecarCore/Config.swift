@@ -430,8 +430,11 @@ public enum ConfigLoader {
                 issues.append(ConfigIssue(key: rkey, problem: "has no contains/equals/present", hint: "{claim: email_verified, equals: true}"))
             }
         }
-        if !requirements.isEmpty && mode == .public {
-            issues.append(ConfigIssue(key: "\(key).require", problem: "cannot apply to a public route", hint: "use mode: required"))
+        // Claim requirements are checked on a verified session only: on a public or optional route a request without
+        // one goes through anonymously, so the requirement would be skipped by sending no token (found in review).
+        if !requirements.isEmpty && mode != .required {
+            issues.append(ConfigIssue(key: "\(key).require", problem: "cannot apply to a \(mode) route (a request without a token would skip it)",
+                                      hint: "use mode: required"))
         }
         return issues.count == count ? RouteRule(match: match, methods: methods, mode: mode, requirements: requirements) : nil
     }

@@ -100,6 +100,14 @@ public final class ClientRequestHead: Sendable, Equatable, CustomStringConvertib
         }
     }
 
+    /// Every value of the field named `lowercaseName` (compared ASCII case-insensitively), in order.
+    func values(_ lowercaseName: StaticString) -> [String] {
+        withBytes { bytes in
+            fields.filter { HTTPScan.equalsLowercase($0.name(in: bytes), lowercaseName) }
+                .map { String(decoding: $0.value(in: bytes), as: UTF8.self) }
+        }
+    }
+
     /// The fields as NIO's `HTTPHeaders` (tests, the fuzz targets' comparison with NIO's decoder; not the proxy path).
     public var headers: HTTPHeaders {
         HTTPHeaders(fields.map { ($0.name(in: block), $0.value(in: block)) })

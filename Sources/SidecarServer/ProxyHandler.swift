@@ -295,6 +295,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         }
 
         // CORS before authentication: browsers send preflights without credentials.
+        var originAllowedByCORS = false
         if shared.corsEnabled {
             switch shared.cors.evaluate(method: head.method.rawValue, origin: fields.origin, requestMethod: fields.corsRequestMethod,
                                  requestHeaders: fields.corsRequestHeaders,
@@ -322,9 +323,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 return
             case .actual(let headers):
                 corsHeaders = headers
+                originAllowedByCORS = true
             case .notCORS, .disallowedOrigin:
                 if let vary = shared.cors.cacheVary { corsHeaders = [vary] }
             }
+        }
+
+        // Browsers apply no CORS to WebSockets and send the session cookie with an upgrade from any same-site page:
+        // an upgrade from an origin that is neither this host nor an allowed CORS origin would get an authenticated
+        // channel (cross-site WebSocket hijacking; found in review). Refused, as gorilla/websocket's default
+        // `CheckOrigin` and Django Channels' `AllowedHostsOriginValidator` refuse it.
+        if head.isUpgrade, let origin = fields.origin, !originAllowedByCORS, !Self.origin(origin, isHost: fields.host) {
+            respondLocally(LocalResponse.json(status: .forbidden,
+                                              body: LocalResponse.errorBody(error: "origin_rejected", reason: "WebSocket upgrade from an origin that is neither this host nor an allowed CORS origin", requestID: requestID),
+                                              requestID: requestID, close: true),
+                           head: head, outcome: "origin_rejected", requestID: requestID, hasBody: hasBody)
+            return
         }
 
         let authorization = fields.authorization  // read out: the closure capturing `fields` copied it
@@ -402,9 +416,29 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     /// `GET <forward_auth_path>` for nginx `auth_request`, Traefik ForwardAuth and Caddy `forward_auth`: the original
     /// method and URI come from `X-Forwarded-Method`/`X-Forwarded-Uri` (or nginx's `X-Original-*`); 200 carries the
     /// identity headers, 401/403 the usual JSON.
+    ///
+    /// Refused (400) where the decision could be about another request than the one the proxy forwards (found in
+    /// review): differing copies of those fields — nginx's `auth_request` passes the client's own fields along, so a
+    /// client could add `X-Forwarded-Uri: /docs` beside the `X-Original-URI` nginx set; and a path not in normal form —
+    /// here nothing rewrites the request, so the upstream gets `/secret/..;/docs` as sent while the policy would
+    /// decide on `/docs`.
     private func forwardAuth(head: ClientRequestHead, fields: RequestHeadFields, requestID: String, hasBody: Bool) {
-        let method = head.firstValue("x-forwarded-method") ?? head.firstValue("x-original-method") ?? "GET"
-        let uri = head.firstValue("x-forwarded-uri") ?? head.firstValue("x-original-uri") ?? "/"
+        let methods = head.values("x-forwarded-method") + head.values("x-original-method")
+        let uris = head.values("x-forwarded-uri") + head.values("x-original-uri")
+        func agree(_ values: [String]) -> Bool { values.allSatisfy { $0.utf8.elementsEqual(values[0].utf8) } }
+        guard agree(methods), agree(uris) else {
+            deny(.badRequest("X-Forwarded-Method/X-Original-Method or X-Forwarded-Uri/X-Original-URI copies differ"), head: head,
+                 requestID: requestID, hasBody: hasBody)
+            return
+        }
+        let method = methods.first ?? "GET"
+        let uri = uris.first ?? "/"
+        let rawPath = uri.utf8.split(separator: UInt8(ascii: "?"), maxSplits: 1, omittingEmptySubsequences: false).first ?? Substring(uri).utf8
+        guard let normal = PathNormalizer.normalize(target: uri), normal.path.utf8.elementsEqual(rawPath) else {
+            deny(.badRequest("the original URI's path is not in normal form (the upstream would get it as sent)"), head: head,
+                 requestID: requestID, hasBody: hasBody)
+            return
+        }
         let decision = fields.withCookie(in: head) { cookie in
             shared.policy.decide(method: method, target: uri, cookie: cookie, authorization: fields.authorization,
                                  now: SystemIO.wallClock(), cache: &loop.cache)
@@ -497,6 +531,29 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 context.eventLoop.assumeIsolated().scheduleTask(in: Self.lingerTime) { self.context?.close(promise: nil) }
             }
         }
+    }
+
+    /// The origin (`scheme://host[:port]`, as browsers serialise it) names the request's own `Host`, ASCII
+    /// case-insensitively; a `Host` with the scheme's default port written out matches the origin without it.
+    static func origin(_ origin: String, isHost host: String?) -> Bool {
+        guard let host, !host.isEmpty else { return false }
+        func lowered(_ text: String) -> [UInt8] { text.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 } }
+        let o = lowered(origin)
+        let https = Array("https://".utf8), http = Array("http://".utf8)
+        let authority: ArraySlice<UInt8>, defaultPort: [UInt8]
+        if o.starts(with: https) {
+            (authority, defaultPort) = (o[https.count...], Array(":443".utf8))
+        } else if o.starts(with: http) {
+            (authority, defaultPort) = (o[http.count...], Array(":80".utf8))
+        } else {
+            return false
+        }
+        var target = lowered(host)[...]
+        if target.count > defaultPort.count, target.suffix(defaultPort.count).elementsEqual(defaultPort),
+           !authority.suffix(defaultPort.count).elementsEqual(defaultPort) {
+            target = target.dropLast(defaultPort.count)
+        }
+        return !authority.isEmpty && authority.elementsEqual(target)
     }
 
     /// A `close` token in the fields' `Connection` values, split as the parser splits them.

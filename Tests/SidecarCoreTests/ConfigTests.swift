@@ -227,6 +227,11 @@ extension ConfigTests {
               - path: /d
                 require:
                   - claim: roles
+              - path: /e
+                mode: optional
+                require:
+                  - claim: roles
+                    contains: admin
             """)
             defer { file.remove() }
             let env = [
@@ -255,6 +260,7 @@ extension ConfigTests {
                 ("\(p): routes[2].require", nil),
                 ("\(p): routes[3].path", nil),
                 ("\(p): routes[4].require[0]", nil),
+                ("\(p): routes[5].require", "required"),
             ]
             let keys = f.issues.map(\.key)
             for (key, hintWord) in expected {

@@ -146,4 +146,26 @@ struct ForwardingEdgeTests {
         #expect(head.contains("\r\nx-request-id: mine-1\r\n"), "\(head)")
         #expect(head.contains("\r\nx_request_id: theirs\r\n"))
     }
+
+    /// Cross-site WebSocket hijacking: browsers apply no CORS to WebSockets and send the session cookie with an upgrade
+    /// from any same-site page, so an upgrade whose Origin is neither this host nor an allowed CORS origin is refused.
+    @Test(arguments: [
+        ("https://evil.example.net", "s", false), ("https://app.example.com.evil.net", "s", false), ("null", "s", false),
+        (ServerFixtures.allowedOrigin, "s", true), ("http://s", "s", true), ("http://S", "s:80", true), ("https://api.x", "API.X:443", true),
+        ("https://api.x:8443", "api.x:8443", true), ("https://api.x:8443", "api.x", false), ("http://s", "s:81", false), (nil, "s", true),
+    ] as [(String?, String, Bool)])
+    func aWebSocketUpgradeNeedsItsOwnOrAnAllowedOrigin(origin: String?, host: String, forwarded: Bool) throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        let originLine = origin.map { "Origin: \($0)\r\n" } ?? ""
+        try h.send("GET /api/ws HTTP/1.1\r\nHost: \(host)\r\n\(try Self.cookie())\(originLine)Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        h.loop.run()
+        if forwarded {
+            #expect(try h.upstreamInput().lowercased().contains("\r\nupgrade: websocket\r\n"), "\(origin ?? "no origin") → \(host)")
+        } else {
+            let out = try h.output()
+            #expect(RawHarness.statusLines(out) == ["HTTP/1.1 403 Forbidden"], "\(out)")
+            #expect(out.contains("origin_rejected"))
+            #expect(h.upstreams.channels.isEmpty)
+        }
+    }
 }

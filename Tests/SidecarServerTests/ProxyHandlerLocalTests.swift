@@ -257,6 +257,41 @@ struct ProxyHandlerLocalTests {
         #expect(r.status == .badRequest)
     }
 
+    /// The decision must be about the request the proxy forwards as sent (found in review): a path the policy would
+    /// read as another (`/secret/..;/docs` is `/docs` to the normaliser, but reaches the upstream as sent), or copies
+    /// of the original URI or method that differ (a client's own `X-Forwarded-Uri` beside nginx's `X-Original-URI`),
+    /// are refused — even on a public path.
+    @Test(arguments: [
+        [("x-forwarded-uri", "/secret/..;/docs")], [("x-forwarded-uri", "/secret/%2e%2e/docs")], [("x-original-uri", "/secret/.%2e/docs")],
+        [("x-forwarded-uri", "/docs//x")], [("x-forwarded-uri", "/docs/./x?q=1")],
+        [("x-original-uri", "/secret"), ("x-forwarded-uri", "/docs")], [("x-forwarded-uri", "/docs"), ("x-forwarded-uri", "/secret")],
+        [("x-forwarded-uri", "/docs"), ("x-original-method", "GET"), ("x-forwarded-method", "DELETE")],
+    ])
+    func forwardAuthRefusesWhatTheProxyWouldForwardDifferently(_ headers: [(String, String)]) throws {
+        let h = try ProxyHarness()
+        let r = try h.exchange(.GET, "/_sidecar/auth", headers: headers)
+        #expect(r.status == .badRequest, "\(headers)")
+        #expect(r.header("x-auth-sub") == nil)
+    }
+
+    @Test func forwardAuthAcceptsAgreeingCopiesAndNormalPaths() throws {
+        let h = try ProxyHarness()
+        for headers in [[("x-original-uri", "/docs/a?x=../y"), ("x-forwarded-uri", "/docs/a?x=../y")], [("x-forwarded-uri", "/docs/a%20b")]] {
+            #expect(try h.exchange(.GET, "/_sidecar/auth", headers: headers).status == .ok, "\(headers)")
+        }
+    }
+
+    /// Off by default: without `forward_auth_path` the path is an ordinary (protected) one, never the endpoint whose
+    /// 200 carries the decrypted claims.
+    @Test func forwardAuthIsOffByDefault() throws {
+        #expect(try ServerFixtures.config(["SIDECAR_FORWARD_AUTH_PATH": ""]).forwardAuthPath == "")
+        let env = ServerFixtures.baseEnvironment.filter { $0.key != "SIDECAR_FORWARD_AUTH_PATH" }
+        guard case .success(let config) = ConfigLoader.load(environment: env, flags: [:], configPath: nil, coreCount: 1) else {
+            Issue.record("config did not load"); return
+        }
+        #expect(config.forwardAuthPath == "")
+    }
+
     // MARK: keep-alive
 
     @Test func http10RequestGetsConnectionCloseAndIsClosed() throws {

@@ -22,6 +22,7 @@ enum ServerFixtures {
         "SIDECAR_PUBLIC_PATHS": "/docs",
         "SIDECAR_CORS_ORIGINS": allowedOrigin,
         "SIDECAR_ACCESS_LOG": "false",
+        "SIDECAR_FORWARD_AUTH_PATH": "/_sidecar/auth",
     ]
 
     static func config(_ overrides: [String: String] = [:]) throws -> SidecarConfig {

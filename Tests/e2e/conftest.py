@@ -88,6 +88,7 @@ def start_sidecar(upstream: str, extra_env: dict | None = None, args: list[str] 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIDECAR_", "AUTH_SECRET", "NEXTAUTH_SECRET"))}
     env.update({"AUTH_SECRET": SECRET, "SIDECAR_LISTEN": f"127.0.0.1:{port}", "SIDECAR_UPSTREAM": upstream,
                 "SIDECAR_THREADS": "2", "SIDECAR_PUBLIC_PATHS": "/docs,/public", "SIDECAR_LOG_LEVEL": "warning",
+                "SIDECAR_FORWARD_AUTH_PATH": "/_sidecar/auth",
                 # NIO crashes on work handed to a stopped event loop (it only logs otherwise), so a shutdown that
                 # does it fails the tests that check the exit status.
                 "SWIFTNIO_STRICT": "1"})
