@@ -269,7 +269,10 @@ public enum ConfigLoader {
             issues.append(ConfigIssue(key: origin("claims_header"), problem: "\"\(claimsHeaderText.prefix(40))\" is not a header name", hint: "e.g. X-Auth-Claims, or empty to disable"))
         }
         for name in mappings.map(\.header) + [claimsHeaderText] where !name.isEmpty {
-            if ["host", "cookie", "authorization", "content-length", "transfer-encoding", "connection"].contains(HeaderName.normalized(name)) {
+            // Fields with their own meaning to the proxy or the upstream: framing and hop-by-hop fields, the ones the
+            // sidecar sets itself (forwarding, request id), and credentials (found in review: X-Forwarded-For was
+            // accepted, and a claim became a second X-Forwarded-For line an upstream might trust for the client IP).
+            if Self.reservedHeaderNames.contains(HeaderName.normalized(name)) {
                 issues.append(ConfigIssue(key: origin("identity_headers"), problem: "\(name) cannot be an identity header", hint: "use an X-Auth-* name"))
             }
         }
@@ -360,6 +363,19 @@ public enum ConfigLoader {
         return .tcp(host: host, port: port)
     }
 
+    /// RFC 3986 `pchar` and `/`: unreserved, sub-delims, `:`, `@`, `%` (for escapes).
+    static let pathBytes: [Bool] = (0..<256).map { i in
+        let b = UInt8(i)
+        return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-._~!$&'()*+,;=:@%/".utf8.contains(b)
+    }
+
+    /// Header names (normalised) no claim may be mapped to.
+    static let reservedHeaderNames: Set<String> = [
+        "host", "cookie", "authorization", "proxy-authorization", "proxy-authenticate", "content-length", "transfer-encoding",
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "expect", "forwarded", "x-forwarded-for",
+        "x-forwarded-host", "x-forwarded-proto", "x-real-ip", "x-request-id",
+    ]
+
     static func parseUpstream(_ text: String, key: String, issues: inout [ConfigIssue]) -> UpstreamSpec {
         if text == "echo" { return .echo }
         if text.hasPrefix("unix:") {
@@ -379,6 +395,10 @@ public enum ConfigLoader {
         if !authority.contains(":") || authority.hasSuffix("]") { authority += ":80" }
         if basePath.contains("?") || basePath.contains("#") {
             issues.append(ConfigIssue(key: key, problem: "base path must not have a query or fragment", hint: "e.g. http://127.0.0.1:8000/api"))
+        } else if let bad = basePath.utf8.first(where: { !Self.pathBytes[Int($0)] }) {
+            // Prefixed to every upstream request line: a space or control byte would break each one (found in review).
+            issues.append(ConfigIssue(key: key, problem: "base path holds byte 0x\(String(bad, radix: 16)), not allowed in a path",
+                                      hint: "percent-encode it, e.g. /my%20api"))
         }
         guard let address = parseAddress(authority, key: key, issues: &issues) else { return .echo }
         return .http(address: address, hostHeader: authority.hasSuffix(":80") ? String(authority.dropLast(3)) : authority, basePath: basePath)

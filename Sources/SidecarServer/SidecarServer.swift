@@ -84,7 +84,7 @@ public final class SidecarServer: @unchecked Sendable {
         switch config.listen {
         case .tcp(let host, let port): channel = try bootstrap.bind(host: host, port: port).wait()
         case .unix(let path):
-            SystemIO.removeFile(path)
+            SystemIO.removeStaleSocket(path)
             channel = try bootstrap.bind(unixDomainSocketPath: path).wait()
         }
         serverChannel = channel
@@ -102,7 +102,7 @@ public final class SidecarServer: @unchecked Sendable {
             switch metricsAddress {
             case .tcp(let host, let port): metricsChannel = try metrics.bind(host: host, port: port).wait()
             case .unix(let path):
-                SystemIO.removeFile(path)
+                SystemIO.removeStaleSocket(path)
                 metricsChannel = try metrics.bind(unixDomainSocketPath: path).wait()
             }
             logger.notice("metrics listening", metadata: ["metrics": "\(metricsChannel!.localAddress.map { "\($0)" } ?? "")"])

@@ -43,9 +43,27 @@ public enum SystemIO {
         }
     }
 
-    /// Removes a stale Unix-socket file before binding; a missing file is fine.
-    public static func removeFile(_ path: String) {
-        _ = unlink(path)
+    /// Removes a stale Unix-socket file before binding: only a socket, and only one nobody listens on (a connect is
+    /// refused). Anything else is left for the bind to fail on with "address in use" — it removed whatever was at
+    /// the path: another instance's live socket, or a regular file when running as root (found in review).
+    public static func removeStaleSocket(_ path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else { return }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if connected != 0 && errno == ECONNREFUSED { _ = unlink(path) }
     }
 
     /// `value` with exactly three decimals (`12.345`), as the access log prints milliseconds and times.
