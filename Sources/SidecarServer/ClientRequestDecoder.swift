@@ -52,6 +52,7 @@ final class ClientRequestDecoder: ChannelInboundHandler, RemovableChannelHandler
         removed = true
         if let remainder = parser.takeRemainder(), remainder.readableBytes > 0 {
             context.fireChannelRead(NIOAny(remainder))  // raw bytes, for the relay
+            context.fireChannelReadComplete()  // which flushes them on: no later read may come to do it
         }
         context.leavePipeline(removalToken: removalToken)
     }

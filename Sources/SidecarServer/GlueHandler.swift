@@ -55,6 +55,21 @@ final class GlueHandler: ChannelDuplexHandler {
     private func partnerFlush() { context?.flush() }
     private func partnerWriteEOF() { context?.close(mode: .output, promise: nil) }
     private func partnerCloseFull() { context?.close(promise: nil) }
+
+    /// The other side ended: what this side still has to write goes out first, then it closes. A close at once
+    /// dropped the unwritten bytes — an upstream's last frames before it closed never reached a slowly reading client
+    /// (found in review). Bounded: a peer that takes none of them is closed after the idle timeout (60 s without one).
+    private func partnerCloseAfterWrites() {
+        guard let context else { return }
+        let loop = context.eventLoop.assumeIsolated()
+        let deadline = loop.scheduleTask(in: idle.timeout ?? .seconds(60)) { context.close(promise: nil) }
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            deadline.cancel()
+            context.close(promise: nil)
+        }
+        context.writeAndFlush(NIOAny(ByteBuffer()), promise: written)
+    }
     private var partnerWritable: Bool { context?.channel.isWritable ?? false }
 
     private func partnerBecameWritable() {
@@ -85,14 +100,14 @@ final class GlueHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         stopIdleTimer()
-        partner?.partnerCloseFull()
+        partner?.partnerCloseAfterWrites()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, case .inputClosed = e { partner?.partnerWriteEOF() }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) { partner?.partnerCloseFull() }
+    func errorCaught(context: ChannelHandlerContext, error: Error) { partner?.partnerCloseAfterWrites() }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { partner?.partnerBecameWritable() }

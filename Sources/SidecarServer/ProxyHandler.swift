@@ -482,7 +482,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
 
     /// After `101 Switching Protocols`: both pipelines drop their HTTP handlers and a glued pair relays raw bytes,
     /// until either side closes or no byte has crossed for `tunnel_idle_timeout`.
-    /// Decoders go last so bytes already read past the 101 flow into the glue.
+    /// Decoders go last so bytes already read past the 101 flow into the glue — and each only once the other side's
+    /// HTTP handlers are gone.
     private func spliceUpgraded(_ exchange: Exchange, upstream: UpstreamConnection, context: ChannelHandlerContext) {
         let (client, server) = GlueHandler.matchedPair(idleTimeout: shared.tunnelIdleTimeout)
         do {
@@ -494,10 +495,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
             func remove<H: ChannelHandler>(_ ops: ChannelPipeline.SynchronousOperations, _ type: H.Type) throws {
                 ops.removeHandler(context: try ops.context(handlerType: type), promise: nil)
             }
-            try remove(up, UpstreamHandler.self)
+            // Each side's HTTP handlers go before the other side's decoder, whose removal hands its leftover bytes
+            // to the glue: the upstream's first frames read with the 101 were relayed into the client's response
+            // encoder, still in place, which trapped on them — the process crashed (found in review).
             try remove(down, ClientTimeoutsHandler.self)
             try remove(down, PipeliningHandler.self)
             try remove(down, ClientResponseEncoder.self)
+            try remove(up, UpstreamHandler.self)
             down.removeHandler(context: context, promise: nil)
             try remove(down, ClientRequestDecoder.self)
         } catch {

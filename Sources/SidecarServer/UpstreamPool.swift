@@ -218,6 +218,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let bytes = upgradedBytes {
             upgradedBytes = nil
             context.fireChannelRead(wrapInboundOut(bytes))
+            context.fireChannelReadComplete()  // the relay flushes on it
         }
         context.leavePipeline(removalToken: removalToken)
     }

@@ -168,4 +168,20 @@ struct ForwardingEdgeTests {
             #expect(h.upstreams.channels.isEmpty)
         }
     }
+
+    /// An upstream's first frames read with its 101 go to the client raw: the splice once handed them to the glue
+    /// while the client's response encoder was still in place, which trapped on them (a crash; found in review).
+    @Test func bytesThatCameWithThe101ReachTheClientRaw() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("GET /docs/ws HTTP/1.1\r\nHost: s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nclient-first")
+        _ = try h.upstreamInput()
+        h.upstreamAnswers("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nserver-first")
+        h.loop.run()
+        let out = try h.output()
+        #expect(out.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"), "\(out)")
+        #expect(out.hasSuffix("\r\n\r\nserver-first"))
+        #expect(try h.upstreamInput() == "client-first")
+        h.upstreamAnswers("more")
+        #expect(try h.output() == "more")
+    }
 }

@@ -122,6 +122,43 @@ struct GlueHandlerTests {
         #expect(!p.server.isActive)
     }
 
+    /// What the closing side sent last (read, not yet flushed to the partner) still reaches the partner before it
+    /// closes: a close at once dropped it.
+    @Test(arguments: [false, true])
+    func theLastBytesBeforeACloseAreDelivered(byError: Bool) throws {
+        let p = try GluedPair()
+        defer { p.finish() }
+        p.server.pipeline.syncOperations.fireChannelRead(NIOAny(ByteBuffer(string: "last frames")))
+        if byError {
+            struct Reset: Error {}
+            p.server.pipeline.syncOperations.fireErrorCaught(Reset())
+        } else {
+            p.server.pipeline.syncOperations.fireChannelInactive()
+        }
+        p.loop.run()
+        #expect(try p.client.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "last frames"))
+        #expect(!p.client.isActive, "then the partner closes")
+    }
+
+    /// A partner that never takes those bytes is closed anyway, after the idle timeout.
+    @Test func aPartnerThatTakesNothingIsClosedAfterTheIdleTimeout() throws {
+        let p = try GluedPair(idleTimeout: .seconds(10))
+        defer { p.finish() }
+        // Hold the client's writes: a handler that completes nothing until the gate opens.
+        final class Stall: ChannelOutboundHandler {
+            typealias OutboundIn = NIOAny
+            func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {}
+            func flush(context: ChannelHandlerContext) {}
+        }
+        try p.client.pipeline.syncOperations.addHandler(Stall(), position: .first)
+        p.server.pipeline.syncOperations.fireChannelRead(NIOAny(ByteBuffer(string: "never read")))
+        p.server.pipeline.syncOperations.fireChannelInactive()
+        p.loop.advanceTime(by: .seconds(9))
+        #expect(p.client.isActive, "still writing")
+        p.loop.advanceTime(by: .seconds(1))
+        #expect(!p.client.isActive)
+    }
+
     @Test func upstreamCloseClosesTheClient() throws {
         let p = try GluedPair()
         defer { p.finish() }
