@@ -20,10 +20,35 @@ struct Main {
                 print(AuthJSSidecar.fullMessage(for: error))
                 exit(0)
             }
-            SystemIO.writeAll(AuthJSSidecar.fullMessage(for: error) + "\n", fd: 2)
+            SystemIO.writeAll(redactingArguments(AuthJSSidecar.fullMessage(for: error)) + "\n", fd: 2)
             exit(code == .failure ? 1 : 2)
         }
     }
+}
+
+/// argument-parser quotes the argument it could not place (`unexpected argument 'AUTH_SECRET=…'`): a secret or a
+/// token pasted as one would be echoed to the terminal and to logs. Quoted arguments in its first line are replaced
+/// by their length (found in review). Its own usage lines (after the first) name options, never values.
+func redactingArguments(_ message: String) -> String {
+    var lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    guard let first = lines.first, first.lowercased().contains("unexpected argument") else { return message }
+    var out = ""
+    var inQuote = false
+    var quoted = 0
+    for character in first {
+        if character == "'" {
+            if inQuote { out += "<\(quoted) characters, not shown>'" } else { out.append(character) }
+            inQuote.toggle()
+            quoted = 0
+        } else if inQuote {
+            quoted += 1
+        } else {
+            out.append(character)
+        }
+    }
+    if inQuote { out += "<\(quoted) characters, not shown>" }
+    lines[0] = out
+    return lines.joined(separator: "\n")
 }
 
 struct AuthJSSidecar: ParsableCommand {

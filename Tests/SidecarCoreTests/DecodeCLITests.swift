@@ -206,6 +206,18 @@ struct DecodeCLITests {
         #expect(empty.status == 2 && empty.stderr.contains("AUTH_SECRET"))
     }
 
+    /// A secret or a token pasted as a stray argument is not echoed back in the usage error (found in review).
+    @Test("stray arguments are not echoed", .enabled(if: binary != nil))
+    func strayArgumentsAreNotEchoed() throws {
+        for args in [["serve", "AUTH_SECRET=hunter2-secret"], ["mint", "--secret", "s", #"{"sub":"1"}"#, "hunter2-secret"],
+                     ["decode", "--secret", "s", "tok", "hunter2-secret"], ["hunter2-secret"]] {
+            let r = try Self.run(args)
+            #expect(r.status == 2, "\(args.count) args: exit \(r.status)")
+            #expect(!r.stderr.contains("hunter2"), "stderr: \(r.stderr.prefix(200))")
+            #expect(r.stderr.contains("characters, not shown") || r.stderr.lowercased().contains("error"), "\(r.stderr.prefix(200))")
+        }
+    }
+
     @Test("a 300 KiB token on stdin exits 1 with too_large", .enabled(if: binary != nil))
     func hugeToken() throws {
         let token = "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2Q0JDLUhTNTEyIn0.." + String(repeating: "A", count: 300 * 1024)
