@@ -200,6 +200,10 @@ final class MetricsHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// Open connections the metrics listener takes at once (more get the raw 503), and how long one may sit idle.
+    static let maxConnections = 32
+    static let idleTimeout = TimeAmount.seconds(30)
+
     let loops: [LoopState]
     let connections: ConnectionLimit
     let metrics: SidecarMetrics
@@ -246,5 +250,38 @@ final class MetricsHandler: ChannelInboundHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}
+
+/// Closes a connection that neither read nor wrote anything for `timeout` (the metrics listener's connections), on the
+/// loop's clock.
+final class CloseWhenIdleHandler: ChannelDuplexHandler {
+    typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
+
+    private let timeout: TimeAmount
+    private var timer: DeadlineTimer?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let timer = DeadlineTimer(eventLoop: context.eventLoop) { context.close(promise: nil) }
+        self.timer = timer
+        timer.arm(in: timeout)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        timer?.arm(in: timeout)
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        timer?.arm(in: timeout)
+        context.write(data, promise: promise)
     }
 }

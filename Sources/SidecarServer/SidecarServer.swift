@@ -91,10 +91,15 @@ public final class SidecarServer: @unchecked Sendable {
         var metricsChannel: Channel?
         if let metricsAddress = config.metricsListen {
             let states = Array(loops.values)
+            // Its own small cap and an idle close: scrapers come and go, and idle connections held open here would
+            // use up the file descriptors the main listener shares (found in review).
+            let metricsLimit = ConnectionLimit(max: MetricsHandler.maxConnections)
             let metrics = ServerBootstrap(group: group)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        guard try ConnectionAdmission.admit(channel, limit: metricsLimit) else { return }
+                        try channel.pipeline.syncOperations.addHandler(CloseWhenIdleHandler(timeout: MetricsHandler.idleTimeout))
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                         try channel.pipeline.syncOperations.addHandler(MetricsHandler(loops: states, connections: limit, metrics: sharedMetrics))
                     }

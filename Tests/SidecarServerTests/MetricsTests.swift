@@ -246,3 +246,22 @@ struct MetricsHandlerTests {
         #expect(withQuery.status == .ok)
     }
 }
+
+@Suite("Metrics listener guards")
+struct MetricsListenerGuardTests {
+    /// A scraper's connection left idle is closed after the timeout (idle connections held open would use up the
+    /// file descriptors the main listener shares); one still in use is not.
+    @Test func anIdleMetricsConnectionIsClosed() throws {
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: loop)
+        try channel.pipeline.syncOperations.addHandler(CloseWhenIdleHandler(timeout: MetricsHandler.idleTimeout))
+        try channel.connect(to: ServerFixtures.dummyClient).wait()
+        loop.advanceTime(by: MetricsHandler.idleTimeout - .seconds(1))
+        try channel.writeInbound(ByteBuffer(string: "GET /metrics HTTP/1.1\r\n"))
+        loop.advanceTime(by: .seconds(2))
+        #expect(channel.isActive, "traffic restarted the clock")
+        loop.advanceTime(by: MetricsHandler.idleTimeout)
+        #expect(!channel.isActive)
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+}
