@@ -797,16 +797,19 @@ def _exercise_proxy(port: int, auth_calls: list[dict]) -> None:
             "X-Auth-Sub": "attacker",
             "X-Auth-Email": "attacker@example.com",
             "X-Auth-Picture": "https://evil.example/x.png",
+            # the underscore spelling, which Django/WSGI upstreams read as X-Auth-Sub
+            "X_Auth_Sub": "attacker-underscore",
+            "x_AUTH_email": "attacker-mixed-case@example.com",
         },
     )
     assert status == 200, body
     seen = json.loads(body)
     headers = seen["headers"]
-    subs = [v for k, v in headers if k == "x-auth-sub"]
+    subs = [v for k, v in headers if k.replace("_", "-") == "x-auth-sub"]
     assert subs == ["user-1"], headers
     assert [v for k, v in headers if k == "x-auth-name"] == ["utf-8''Zo%C3%AB"]
     assert [v for k, v in headers if k == "x-auth-claims"] == [CLAIMS_B64]
-    assert not [v for k, v in headers if k in ("x-auth-email", "x-auth-picture") and v], headers
+    assert not [v for k, v in headers if k.replace("_", "-") in ("x-auth-email", "x-auth-picture") and v], headers
     assert seen["path"] == "/api/items?x=1"
     (call,) = auth_calls
     assert call["path"] == "/_sidecar/auth"
