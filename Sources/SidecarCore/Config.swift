@@ -268,6 +268,15 @@ public enum ConfigLoader {
         if !claimsHeaderText.isEmpty && !HeaderName.isValid(claimsHeaderText) {
             issues.append(ConfigIssue(key: origin("claims_header"), problem: "\"\(claimsHeaderText.prefix(40))\" is not a header name", hint: "e.g. X-Auth-Claims, or empty to disable"))
         }
+        // One claim per header name: two mapped to one name went upstream as two fields, which FastAPI reads as the
+        // first and Hummingbird as both joined (found in review).
+        var seenNames: Set<String> = []
+        for name in mappings.map(\.header) + [claimsHeaderText] where !name.isEmpty {
+            if !seenNames.insert(HeaderName.normalized(name)).inserted {
+                issues.append(ConfigIssue(key: origin("identity_headers"), problem: "\(name) is mapped more than once",
+                                          hint: "one claim per header; X-Auth-Claims carries every claim"))
+            }
+        }
         for name in mappings.map(\.header) + [claimsHeaderText] where !name.isEmpty {
             // Fields with their own meaning to the proxy or the upstream: framing and hop-by-hop fields, the ones the
             // sidecar sets itself (forwarding, request id), and credentials (found in review: X-Forwarded-For was

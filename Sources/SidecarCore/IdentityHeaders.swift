@@ -174,8 +174,7 @@ public struct IdentityHeaderMapper: Sendable {
         var out: [(String, String)] = []
         var dropped: [String] = []
         for m in mappings {
-            guard let value = ClaimPath.lookup(m.claimPath, in: token.claims), let text = Self.render(value) else { continue }
-            let encoded = Self.encodeValue(text)
+            guard let value = ClaimPath.lookup(m.claimPath, in: token.claims), let encoded = Self.headerValue(value) else { continue }
             if encoded.utf8.count > maxValueBytes { dropped.append(m.header); continue }
             out.append((m.header, encoded))
         }
@@ -186,20 +185,34 @@ public struct IdentityHeaderMapper: Sendable {
         return (out, dropped)
     }
 
-    /// A claim as header text: strings as is, numbers/bools as JSON, arrays joined with `,`, null omitted.
-    static func render(_ value: JSONValue) -> String? {
+    /// A claim as a header value: a string as is (encoded where ``encodeValue(_:separator:)`` must), numbers and bools
+    /// as JSON, null omitted; an array's elements each so, joined with `,` — an element holding a `,` encoded on its
+    /// own, so `["user,admin"]` (`utf-8''user%2Cadmin`) is not `["user","admin"]` (`user,admin`) to an upstream that
+    /// splits on commas (found in review); a nested array or object element as JSON text; null elements omitted.
+    static func headerValue(_ value: JSONValue) -> String? {
         switch value {
         case .null: return nil
-        case .string(let s): return s
-        case .array(let items): return items.compactMap(render).joined(separator: ",")
-        default: return value.description
+        case .string(let s): return encodeValue(s)
+        case .array(let items):
+            return items.compactMap { item -> String? in
+                switch item {
+                case .null: return nil
+                case .string(let s): return encodeValue(s, separator: true)
+                default: return encodeValue(item.description, separator: true)
+                }
+            }.joined(separator: ",")
+        default: return encodeValue(value.description)
         }
     }
 
-    public static func encodeValue(_ value: String) -> String {
+    /// `value` as is when it is printable ASCII without edge spaces and cannot be read as RFC 8187 `charset'lang'…`
+    /// text (in any case: a generic decoder reads `UTF-8''%41` as `A`); else `utf-8''` and percent-encoded UTF-8.
+    /// `separator`: a `,` needs encoding too (an element of a list).
+    public static func encodeValue(_ value: String, separator: Bool = false) -> String {
         // HTTP parsers trim leading/trailing whitespace, so a value with it is encoded too (lossless in transit).
         let edges = value.utf8.first.map { $0 != 0x20 } ?? true && value.utf8.last.map { $0 != 0x20 } ?? true
-        let plain = edges && value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F } && !value.hasPrefix(encodedPrefix)
+        let plain = edges && value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F && !(separator && $0 == UInt8(ascii: ",")) }
+            && !looksExtended(value)
         if plain { return value }
         var out = Array(encodedPrefix.utf8)
         for b in value.utf8 {
@@ -209,6 +222,25 @@ public struct IdentityHeaderMapper: Sendable {
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Starts like an RFC 8187 ext-value: a charset token, `'`, a language tag (letters, digits, `-`), `'`.
+    static func looksExtended(_ value: String) -> Bool {
+        var bytes = value.utf8.makeIterator()
+        var charset = 0
+        while let b = bytes.next() {
+            if b == UInt8(ascii: "'") {
+                guard charset > 0 else { return false }
+                while let l = bytes.next() {
+                    if l == UInt8(ascii: "'") { return true }
+                    guard (l >= 0x30 && l <= 0x39) || (l | 0x20 >= 0x61 && l | 0x20 <= 0x7A) || l == UInt8(ascii: "-") else { return false }
+                }
+                return false
+            }
+            guard (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7A) || "!#$&+^_`{}~-".utf8.contains(b) else { return false }
+            charset += 1
+        }
+        return false
     }
 
     /// The inverse of ``encodeValue(_:)`` (what an upstream does).

@@ -97,10 +97,12 @@ public enum ClaimRequirement: Sendable, Equatable, CustomStringConvertible {
             switch ClaimPath.lookup(path, in: claims) {
             case .array(let items)?: return items.contains(value)
             case .string(let s)?:
-                // Space-separated scope strings (`scope: "read admin"`) are common.
+                // Space-separated scope strings (`scope: "read admin"`) are common; comma-separated role strings too.
                 guard case .string(let v) = value else { return false }
-                // Bytes, not `==` (canonical equivalence; see `JSONValue.sameText`).
-                return JSONValue.sameText(s, v) || s.utf8.split(separator: UInt8(ascii: " ")).contains { $0.elementsEqual(v.utf8) }
+                // Bytes, not `==` (canonical equivalence; see `JSONValue.sameText`); split on ASCII space and comma,
+                // as the bundled upstream helpers split a roles string.
+                return JSONValue.sameText(s, v)
+                    || s.utf8.split(whereSeparator: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: ",") }).contains { $0.elementsEqual(v.utf8) }
             default: return false
             }
         }

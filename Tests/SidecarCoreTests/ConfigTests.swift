@@ -300,6 +300,8 @@ extension ConfigTests {
             (["SIDECAR_IDENTITY_HEADERS": "sub=Bad:Header"], "SIDECAR_IDENTITY_HEADERS"),
             (["SIDECAR_IDENTITY_HEADERS": "sub=Authorization"], "SIDECAR_IDENTITY_HEADERS"),
             (["SIDECAR_IDENTITY_HEADERS": "sub=X-Forwarded-For"], "SIDECAR_IDENTITY_HEADERS"),
+            (["SIDECAR_IDENTITY_HEADERS": "upn=X-Auth-Email,email=x_auth_email"], "SIDECAR_IDENTITY_HEADERS"),
+            (["SIDECAR_IDENTITY_HEADERS": "sub=X-Auth-Claims"], "SIDECAR_IDENTITY_HEADERS"),
             (["SIDECAR_IDENTITY_HEADERS": "sub=x_request_id"], "SIDECAR_IDENTITY_HEADERS"),
             (["SIDECAR_IDENTITY_HEADERS": "sub=Upgrade"], "SIDECAR_IDENTITY_HEADERS"),
             (["SIDECAR_CLAIMS_HEADER": "Forwarded"], "SIDECAR_IDENTITY_HEADERS"),

@@ -282,6 +282,9 @@ extension PolicyTests {
             ("sub", .string("user-1")),
             ("roles", .array([.string("admin"), .string("user"), .integer(7)])),
             ("scope", .string("read write admin")),
+            ("csv", .string("editor,admin")),
+            ("tabbed", .string("viewer\tadmin")),
+            ("kelvin", .string("\u{212A}im")),
             ("single", .string("admin")),
             ("count", .integer(3)),
             ("ratio", .number(1.5)),
@@ -307,6 +310,14 @@ extension PolicyTests {
             (.contains(path: "scope", value: .string("write")), true),
             (.contains(path: "scope", value: .string("admin")), true),
             (.contains(path: "scope", value: .string("adm")), false),
+            // comma-separated role strings too (as the upstream helpers read them), but no other separator
+            (.contains(path: "csv", value: .string("admin")), true),
+            (.contains(path: "csv", value: .string("editor")), true),
+            (.contains(path: "tabbed", value: .string("admin")), false),
+            // by bytes: U+212A KELVIN SIGN is not K (Swift's == says it is)
+            (.equals(path: "kelvin", value: .string("Kim")), false),
+            (.contains(path: "kelvin", value: .string("Kim")), false),
+            (.equals(path: "kelvin", value: .string("\u{212A}im")), true),
             (.contains(path: "scope", value: .string("read write")), false),
             (.contains(path: "scope", value: .string("read write admin")), true),
             (.contains(path: "single", value: .string("admin")), true),
@@ -505,6 +516,12 @@ extension PolicyTests {
             (.array([.string("a"), .null, .string("b")]), "a,b"),
             (.array([.integer(1), .integer(2)]), "1,2"),
             (.array([.bool(true), .string("x")]), "true,x"),
+            // An element holding a comma is encoded on its own: a list of one is not a list of two (found in review).
+            (.array([.string("user,admin")]), "utf-8''user%2Cadmin"),
+            (.array([.string("user"), .string("admin")]), "user,admin"),
+            (.array([.string("a b"), .string("é")]), "a b,utf-8''%C3%A9"),
+            (.array([.array([.string("x"), .string("y")]), .string("z")]), #"utf-8''%5B%22x%22%2C%22y%22%5D,z"#),
+            (.string("user,admin"), "user,admin"),
             (.integer(42), "42"),
             (.integer(-7), "-7"),
             (.number(1.5), "1.5"),
@@ -542,7 +559,13 @@ extension PolicyTests {
             ("José", "utf-8''Jos%C3%A9"),
             ("😀", "utf-8''%F0%9F%98%80"),
             ("utf-8''x", "utf-8''utf-8%27%27x"),
-            ("UTF-8''x", "UTF-8''x"),
+            // Any text a generic RFC 8187 decoder would read as charset'lang'value is encoded too (found in review).
+            ("UTF-8''x", "utf-8''UTF-8%27%27x"),
+            ("utf-8'en'x", "utf-8''utf-8%27en%27x"),
+            ("ISO-8859-1''%41dmin", "utf-8''ISO-8859-1%27%27%2541dmin"),
+            ("O'Brien", "O'Brien"),
+            ("it's 'quoted'", "it's 'quoted'"),
+            ("'x'", "'x'"),
         ]
 
         @Test("encodeValue: printable ASCII as is, anything else as utf-8'' percent form", arguments: encodeCases)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Annotated, Any, Callable, Optional
 from urllib.parse import quote, unquote
 
@@ -64,13 +65,13 @@ class User(BaseModel):
         """``roles`` claim as a list (accepts a list, a single string, or a
         space/comma separated string)."""
         raw = self.claims.get("roles", self.claims.get("role"))
-        if raw is None:
-            return []
         if isinstance(raw, str):
-            return [r for r in raw.replace(",", " ").split() if r]
+            # ASCII space and comma only, as the sidecar's `contains` rules and the Swift helper split it (str.split()
+            # also splits on tabs and non-breaking spaces: "viewer\u00a0admin" would hold "admin").
+            return [r for r in re.split(r"[ ,]+", raw) if r]
         if isinstance(raw, (list, tuple)):
-            return [str(r) for r in raw]
-        return [str(raw)]
+            return [r for r in raw if isinstance(r, str)]  # as the Swift helper: non-strings are no role names
+        return []
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -80,8 +81,14 @@ class User(BaseModel):
         return self.claims.get("email_verified") is True
 
 
+_EXTENDED = re.compile(r"[A-Za-z0-9!#$&+^_`{}~-]+'[A-Za-z0-9-]*'")
+
+
 def _is_plain(value: str) -> bool:
-    return all(0x20 <= ord(c) <= 0x7E for c in value) and not value.startswith(UTF8_PREFIX)
+    """What the sidecar sends as is: printable ASCII, no space at either end, and nothing an RFC 8187 decoder would
+    read as charset'lang'value (in any case)."""
+    return (all(0x20 <= ord(c) <= 0x7E for c in value) and not value.startswith(" ") and not value.endswith(" ")
+            and _EXTENDED.match(value) is None)
 
 
 def encode_header_value(value: str) -> str:

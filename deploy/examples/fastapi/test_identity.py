@@ -136,7 +136,9 @@ def test_malformed_claims_is_401(bad):
 
 @pytest.mark.parametrize(
     "roles, expected",
-    [(["admin", "dev"], 200), (["dev"], 403), ("admin editor", 200), ("editor,admin", 200), (None, 403)],
+    [(["admin", "dev"], 200), (["dev"], 403), ("admin editor", 200), ("editor,admin", 200), (None, 403),
+     # only ASCII space and comma separate (as the sidecar and the Swift helper read it); non-strings are no roles
+     ("viewer\tadmin", 403), ("viewer\u00a0admin", 403), ([None, 1, "dev"], 403), ("admin", 200)],
 )
 def test_roles(roles, expected):
     claims = {"sub": "u8"} if roles is None else {"sub": "u8", "roles": roles}
@@ -148,3 +150,14 @@ def test_roles(roles, expected):
 
 def test_admin_requires_authentication():
     assert client.get("/admin").status_code == 401
+
+
+@pytest.mark.parametrize("value, sent", [
+    # the same vectors as the sidecar's own encoder tests (Tests/SidecarCoreTests/PolicyTests.swift encodeCases)
+    ("plain ascii ~!", "plain ascii ~!"), ("100%", "100%"), (" Ada ", "utf-8''%20Ada%20"),
+    ("UTF-8''x", "utf-8''UTF-8%27%27x"), ("utf-8'en'x", "utf-8''utf-8%27en%27x"),
+    ("ISO-8859-1''%41dmin", "utf-8''ISO-8859-1%27%27%2541dmin"), ("O'Brien", "O'Brien"), ("it's 'quoted'", "it's 'quoted'"),
+])
+def test_encoder_matches_the_sidecar(value, sent):
+    assert encode_header_value(value) == sent
+    assert decode_header_value(sent) == value
