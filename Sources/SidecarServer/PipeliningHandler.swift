@@ -33,12 +33,25 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// read behind it in the same read was delivered and forwarded upstream, its answer lost with the connection.
     @exclusivity(unchecked) private var closing = false
     private let maxQueued: Int
+    /// Body bytes queued behind the current exchange; reads stop past ``maxQueuedBytes`` (a count of parts alone let a
+    /// pipelined upload queue 64 reads of up to 64 KiB each, ~4 MB a connection; found in review).
+    @exclusivity(unchecked) private var queuedBytes = 0
+    private let maxQueuedBytes: Int
+    /// The next request waits because the client is not taking its answers (the channel is not writable): answers
+    /// to pipelined requests piled up in the outbound buffer without bound from one connection that never read
+    /// (found in review). It is delivered when the channel is writable again; if that takes `sendTimeout`, the
+    /// connection is closed, as a client that takes none of one answer is.
+    @exclusivity(unchecked) private var awaitingWritable = false
+    private let sendTimeout: TimeAmount?
+    @exclusivity(unchecked) private var sendTimer: DeadlineTimer?
     /// How long an idle connection stays open after shutdown starts, for a request already on its way.
     static let idleGrace = TimeAmount.milliseconds(250)
 
-    init(watch: HeadWatch, maxQueued: Int = 64) {
+    init(watch: HeadWatch, maxQueued: Int = 64, maxQueuedBytes: Int = 64 * 1024, sendTimeout: TimeAmount? = nil) {
         self.watch = watch
         self.maxQueued = maxQueued
+        self.maxQueuedBytes = maxQueuedBytes
+        self.sendTimeout = sendTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -50,6 +63,8 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// the channel with its reads stopped.
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        sendTimer?.cancel()
+        sendTimer = nil
         if watch.pipelining === self { watch.pipelining = nil }
         if readsStopped {
             readsStopped = false
@@ -60,15 +75,43 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if closing { return }
         let part = unwrapInboundIn(data)
-        if !queue.isEmpty || (current != nil && isHead(part)) {
+        let head = isHead(part)
+        if !queue.isEmpty || (current != nil && head) || (current == nil && head && !context.channel.isWritable) {
             queue.append(part)
-            if queue.count >= maxQueued, !readsStopped {
-                readsStopped = true
-                try? context.channel.syncOptions?.setOption(.autoRead, value: false)
-            }
+            if case .body(let buffer) = part { queuedBytes += buffer.readableBytes }
+            if current == nil { waitForWritability(context) }
+            stopReadsIfFull(context)
             return
         }
         deliver(part, context: context)
+    }
+
+    private func stopReadsIfFull(_ context: ChannelHandlerContext) {
+        if queue.count >= maxQueued || queuedBytes >= maxQueuedBytes || awaitingWritable, !readsStopped {
+            readsStopped = true
+            try? context.channel.syncOptions?.setOption(.autoRead, value: false)
+        }
+    }
+
+    /// The next request waits for the client to take what was written; the send deadline runs meanwhile.
+    private func waitForWritability(_ context: ChannelHandlerContext) {
+        guard !awaitingWritable else { return }
+        awaitingWritable = true
+        if let sendTimeout {
+            if sendTimer == nil {
+                sendTimer = DeadlineTimer(eventLoop: context.eventLoop) { [weak self] in self?.context?.close(promise: nil) }
+            }
+            sendTimer?.arm(in: sendTimeout)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if awaitingWritable, context.channel.isWritable {
+            awaitingWritable = false
+            sendTimer?.disarm()
+            deliverQueued()
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     private func isHead(_ part: ClientRequestPart) -> Bool {
@@ -94,6 +137,7 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
         if current?.requestEnded == true { current = nil }
         if watch.quiescing && current == nil {
             queue.removeAll()
+            queuedBytes = 0
             closing = true
             return true
         }
@@ -111,11 +155,18 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
         defer { draining = false }
         while let next = queue.first {
             if case .head = next, current != nil { break }
+            if case .head = next, !context.channel.isWritable {
+                // The client has not taken the last answer yet: the next request waits (and reads stop).
+                waitForWritability(context)
+                stopReadsIfFull(context)
+                break
+            }
             queue.removeFirst()
+            if case .body(let buffer) = next { queuedBytes -= buffer.readableBytes }
             deliver(next, context: context)
         }
         context.fireChannelReadComplete()
-        if readsStopped, queue.count < maxQueued {
+        if readsStopped, queue.count < maxQueued, queuedBytes < maxQueuedBytes, !awaitingWritable {
             readsStopped = false
             try? context.channel.syncOptions?.setOption(.autoRead, value: true)
         }
@@ -143,6 +194,8 @@ final class PipeliningHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         queue.removeAll()
+        queuedBytes = 0
+        sendTimer?.cancel()
         context.fireChannelInactive()
     }
 }

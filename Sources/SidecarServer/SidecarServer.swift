@@ -161,7 +161,7 @@ public final class SidecarServer: @unchecked Sendable {
         try sync.addHandler(ClientTimeoutsHandler(watch: watch, headerTimeout: headerTimeout, idleTimeout: idleTimeout))
         try sync.addHandler(ClientResponseEncoder(watch: watch))
         try sync.addHandler(ClientRequestDecoder())
-        try sync.addHandler(PipeliningHandler(watch: watch))
+        try sync.addHandler(PipeliningHandler(watch: watch, sendTimeout: shared.clientSendTimeout))
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
     }
 }

@@ -184,4 +184,40 @@ struct ForwardingEdgeTests {
         h.upstreamAnswers("more")
         #expect(try h.output() == "more")
     }
+
+    /// A client that pipelines requests and takes none of the answers: the next request waits while the channel is
+    /// not writable (reads stop), is served once it is, and the connection is closed after the send timeout. Answers
+    /// piled up in the outbound buffer without bound from one such connection (found in review: 114 → 401 MB in 20 s).
+    @Test func pipelinedRequestsWaitForAClientThatTakesNoAnswers() throws {
+        let h = try RawHarness(["SIDECAR_CLIENT_SEND_TIMEOUT": "5"])
+        let pipelining = try h.channel.pipeline.syncOperations.handler(type: PipeliningHandler.self)
+        h.channel.isWritable = false
+        try h.send(String(repeating: "GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\n\r\n", count: 3))
+        #expect(RawHarness.statusLines(try h.output()).isEmpty, "nothing served while the client takes nothing")
+        #expect(pipelining.readsStopped)
+        h.channel.isWritable = true
+        h.channel.pipeline.fireChannelWritabilityChanged()
+        #expect(RawHarness.statusLines(try h.output()).count == 3)
+        #expect(!pipelining.readsStopped)
+
+        h.channel.isWritable = false
+        try h.send("GET /_sidecar/healthz HTTP/1.1\r\nHost: s\r\n\r\n")
+        h.loop.advanceTime(by: .seconds(4))
+        #expect(h.channel.isActive)
+        h.loop.advanceTime(by: .seconds(1))
+        #expect(!h.channel.isActive, "closed after the send timeout")
+    }
+
+    /// A body pipelined behind an exchange still waiting for its upstream is queued up to a byte cap, then reads stop
+    /// (a count of parts alone let it queue ~4 MB per connection).
+    @Test func aQueuedBodyIsBoundedInBytes() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "60"], upstream: true)
+        let pipelining = try h.channel.pipeline.syncOperations.handler(type: PipeliningHandler.self)
+        try h.send("GET /docs/slow HTTP/1.1\r\nHost: s\r\n\r\nPOST /docs/upload HTTP/1.1\r\nHost: s\r\nContent-Length: 1000000\r\n\r\n")
+        let chunk = String(repeating: "b", count: 16 * 1024)
+        for _ in 0..<3 { try h.send(chunk) }
+        #expect(!pipelining.readsStopped, "48 KiB queued: still reading")
+        try h.send(chunk)
+        #expect(pipelining.readsStopped, "64 KiB queued: reads stop")
+    }
 }

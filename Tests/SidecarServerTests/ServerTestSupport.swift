@@ -102,7 +102,7 @@ final class ProxyHarness {
         self.wire = pipelining ? WireResponseReader() : nil
         if pipelining {
             try sync.addHandler(ClientResponseEncoder(watch: watch))
-            try sync.addHandler(PipeliningHandler(watch: watch))
+            try sync.addHandler(PipeliningHandler(watch: watch, sendTimeout: shared.clientSendTimeout))
         }
         try sync.addHandler(ProxyHandler(shared: shared, watch: watch))
         try channel.connect(to: ServerFixtures.dummyClient).wait()
