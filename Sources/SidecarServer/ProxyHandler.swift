@@ -373,7 +373,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         exchange.upstreamEndIsEmpty = Self.upstreamEndIsEmpty(head.method, fields)
         if !exchange.isUpgrade, Self.isRetryable(head.method, fields) { exchange.replayHead = upstreamHead }
         state = .proxying(exchange)
-        if fields.expectsContinue {
+        // HTTP/1.1 only: an HTTP/1.0 client knows no 100 (RFC 9110 §10.1.1: the expectation is ignored).
+        if fields.expectsContinue, head.version.minor >= 1 {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
         connectUpstream(exchange, head: upstreamHead, context: context)
@@ -893,7 +894,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
     private func readiness(head: ClientRequestHead, requestID: String, hasBody: Bool, context: ChannelHandlerContext) {
         pauseReads()
         let pool = loop.pool
-        pool.acquire().assumeIsolated().whenComplete { result in
+        // A new connection, not a pooled idle one: an idle connection said nothing about an upstream that has
+        // stopped listening since (found in review: ready three times, then a 504). It joins the pool after.
+        pool.connect().assumeIsolated().whenComplete { result in
             self.resumeReads(if: true)
             let ready: Bool
             if case .success(let connection) = result { pool.release(connection); ready = true } else { ready = false }
@@ -1232,10 +1235,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
                 upstream.handler.delegate = nil
                 upstream.channel.close(promise: nil)
             }
-            if !exchange.responseStarted || exchange.status == 0 {
-                finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: 499,
-                                        outcome: "client_closed", start: exchange.start, upstreamStart: exchange.upstreamStart)
-            }
+            // Counted and logged either way: before the answer as nginx's 499; during it with the status sent and the
+            // outcome `client_closed` (a download the client abandoned went uncounted; found in review).
+            let answered = exchange.responseStarted && exchange.status != 0
+            finish(requestID: exchange.requestID, method: exchange.method.rawValue, path: exchange.path, status: answered ? exchange.status : 499,
+                   outcome: "client_closed", start: exchange.start, upstreamStart: exchange.upstreamStart)
         }
         state = .idle
         context.fireChannelInactive()

@@ -220,4 +220,27 @@ struct ForwardingEdgeTests {
         try h.send(chunk)
         #expect(pipelining.readsStopped, "64 KiB queued: reads stop")
     }
+
+    /// `Expect: 100-continue` from an HTTP/1.0 client is ignored (RFC 9110 §10.1.1): no `HTTP/1.1 100` it cannot read.
+    @Test(arguments: [0, 1])
+    func expectContinueOnlyForHTTP11(minor: Int) throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("POST /docs/x HTTP/1.\(minor)\r\nHost: s\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        h.loop.run()
+        #expect(try h.output().contains("100 Continue") == (minor == 1))
+    }
+
+    /// `/readyz` opens a connection of its own: an idle pooled one says nothing about an upstream that has stopped
+    /// listening since.
+    @Test func readinessOpensANewUpstreamConnection() throws {
+        let h = try RawHarness(["SIDECAR_UPSTREAM_TIMEOUT": "5"], upstream: true)
+        try h.send("GET /docs/a HTTP/1.1\r\nHost: s\r\n\r\n")
+        _ = try h.upstreamInput()
+        h.upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        #expect(h.upstreams.channels.count == 1)
+        try h.send("GET /_sidecar/readyz HTTP/1.1\r\nHost: s\r\n\r\n")
+        h.loop.run()
+        #expect(h.upstreams.channels.count == 2, "a new connection, not the pooled one")
+        #expect(RawHarness.statusLines(try h.output()) == ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"])
+    }
 }
