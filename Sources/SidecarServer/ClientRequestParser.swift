@@ -71,6 +71,8 @@ public struct ClientRequestParser: Sendable {
     private var afterEnd = State.head
     /// The field-range array of the previous head, refilled by the next (``HTTPScan/ReusedRanges``).
     private var reusedRanges = HTTPScan.ReusedRanges()
+    /// Where the search for the current head's end resumes on the next read (``HTTPScan/lengthThroughEmptyLine``).
+    private var headScan = 0
 
     /// True after an upgrade request or CONNECT was read to its end: the bytes after it (``takeRemainder()``) are
     /// not HTTP requests.
@@ -179,12 +181,13 @@ public struct ClientRequestParser: Sendable {
     // MARK: heads
 
     private mutating func parseHead(_ input: inout ByteBuffer) throws(ClientRequestError) -> ClientRequestPart? {
-        guard let headLength = HTTPScan.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes) else {
+        guard let headLength = HTTPScan.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes, resumeAt: &headScan) else {
             if input.readableBytes > Self.maxHeadBytes {
                 throw fail(ClientRequestError(status: .requestHeaderFieldsTooLarge, reason: "request head over \(Self.maxHeadBytes) bytes"))
             }
             return keep(&input)
         }
+        headScan = 0
         guard headLength > 0 else { throw fail(.bad("bare LF in the request head")) }
         let parsed: ParsedRequest
         var ranges = reusedRanges.take()

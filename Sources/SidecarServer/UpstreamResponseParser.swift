@@ -100,6 +100,8 @@ public struct UpstreamResponseParser: Sendable {
     private var pending: ByteBuffer?
     /// The field-range array of the previous head, refilled by the next (``HTTPScan/ReusedRanges``).
     private var reusedRanges = HTTPScan.ReusedRanges()
+    /// Where the search for the current head's end resumes on the next read (``HTTPScan/lengthThroughEmptyLine``).
+    private var headScan = 0
     /// Requests written and not yet answered, oldest first, as bits (bit 0 is the oldest): whether each was a HEAD
     /// and whether it asked for an upgrade. The proxy sends one request at a time; the queue keeps the framing right
     /// even if that changes.
@@ -188,10 +190,11 @@ public struct UpstreamResponseParser: Sendable {
     // MARK: heads
 
     private mutating func parseHead(_ input: inout ByteBuffer) throws -> UpstreamResponseEvent? {
-        guard let headLength = HTTPScan.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes) else {
+        guard let headLength = HTTPScan.lengthThroughEmptyLine(input, limit: Self.maxHeadBytes, resumeAt: &headScan) else {
             if input.readableBytes > Self.maxHeadBytes { throw fail("response head over \(Self.maxHeadBytes) bytes") }
             return keep(&input)
         }
+        headScan = 0
         guard headLength > 0 else { throw fail("bare LF in the response head") }
         var ranges = reusedRanges.take()
         var parsed: ParsedHead = try input.withUnsafeReadableBytes { bytes in

@@ -386,3 +386,29 @@ struct ClientRequestParserTests {
         #expect((Self.nioTranscript(c.wire) == nil) != Self.stricterThanNIO.contains(c.name))
     }
 }
+
+/// The head's end searched where the previous read's search stopped: the same answer as a search from the start at
+/// every prefix, and each byte looked at about once (a trickled 60 KB head of short lines was rescanned per read).
+@Suite("Head end search resumed between reads")
+struct ResumedHeadScanTests {
+    @Test(arguments: [
+        "GET / HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "y", count: 300) + "\r\n\r\nrest",
+        "GET / HTTP/1.1\r\n" + String(repeating: "a: b\r\n", count: 200) + "\r\n",
+        "GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",  // a bare LF: -1 wherever the search resumes
+        "\r\nX: 1\r\n\r\n",  // an empty trailer block, read from a line start
+    ])
+    func sameAsAFreshSearchAtEveryPrefix(_ head: String) {
+        let bytes = Array(head.utf8)
+        for fromLineStart in [false, true] {
+            var resume = 0
+            for n in 1...bytes.count {
+                let prefix = ByteBuffer(bytes: bytes[0..<n])
+                let fresh = HTTPScan.lengthThroughEmptyLine(prefix, limit: 80 * 1024, fromLineStart: fromLineStart)
+                let resumed = HTTPScan.lengthThroughEmptyLine(prefix, limit: 80 * 1024, fromLineStart: fromLineStart, resumeAt: &resume)
+                #expect(resumed == fresh, "prefix \(n) of \(head.prefix(20).debugDescription)")
+                #expect(resume <= n)
+                if fresh != nil { break }
+            }
+        }
+    }
+}
