@@ -144,19 +144,29 @@ struct GlueHandlerTests {
     @Test func aPartnerThatTakesNothingIsClosedAfterTheIdleTimeout() throws {
         let p = try GluedPair(idleTimeout: .seconds(10))
         defer { p.finish() }
-        // Hold the client's writes: a handler that completes nothing until the gate opens.
+        // Hold the client's writes, as a socket whose peer reads nothing: none completes until the close fails them.
         final class Stall: ChannelOutboundHandler {
             typealias OutboundIn = NIOAny
-            func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {}
+            var held: [EventLoopPromise<Void>] = []
+            func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+                if let promise { held.append(promise) }
+            }
             func flush(context: ChannelHandlerContext) {}
+            func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+                for p in held { p.fail(ChannelError.ioOnClosedChannel) }
+                held.removeAll()
+                context.close(mode: mode, promise: promise)
+            }
         }
         try p.client.pipeline.syncOperations.addHandler(Stall(), position: .first)
         p.server.pipeline.syncOperations.fireChannelRead(NIOAny(ByteBuffer(string: "never read")))
-        p.server.pipeline.syncOperations.fireChannelInactive()
+        try p.server.close().wait()
         p.loop.advanceTime(by: .seconds(9))
         #expect(p.client.isActive, "still writing")
         p.loop.advanceTime(by: .seconds(1))
         #expect(!p.client.isActive)
+        // Past every deadline either side scheduled: nothing is left on the loop to hold the channels.
+        p.loop.advanceTime(by: .seconds(120))
     }
 
     @Test func upstreamCloseClosesTheClient() throws {
