@@ -56,11 +56,7 @@ struct Serve: ParsableCommand {
             throw ExitCode(78)
         case .success(let config):
             let level = Logger.Level(rawValue: config.logLevel) ?? .info
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            LoggingSystem.bootstrap { label in SinkLogHandler(label: label, sink: .standardError, level: level) }
             let logger = Logger(label: "authjs-sidecar")
             try SidecarServer(config: config, logger: logger).run()
         }

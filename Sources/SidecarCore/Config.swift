@@ -42,6 +42,8 @@ public struct SidecarConfig: Sendable {
     public var upstreamConnectTimeout: Double
     public var upstreamTimeout: Double
     public var upstreamMaxIdle: Int
+    /// Seconds an idle pooled upstream connection is kept.
+    public var upstreamIdleTimeout: Double
     public var maxBodyBytes: Int
     public var maxHeaderBytes: Int
     public var idleTimeout: Double
@@ -205,6 +207,8 @@ public enum ConfigLoader {
         let shutdown = number("shutdown_timeout", min: 0, max: 3600, hint: "keep it below Kubernetes' terminationGracePeriodSeconds")
         let connectTimeout = number("upstream_connect_timeout", min: 0.01, max: 600, hint: "seconds, e.g. 5")
         let upstreamTimeout = number("upstream_timeout", min: 0.01, max: 86400, hint: "seconds, e.g. 60")
+        let upstreamIdleTimeout = number("upstream_idle_timeout", min: 0.05, max: 86400,
+                                         hint: "seconds, e.g. 4; below the upstream's own keep-alive timeout (uvicorn 5, gunicorn 2)")
         let upstreamMaxIdle = number("upstream_max_idle", min: 0, max: 1_000_000, hint: "a count per event-loop thread, e.g. 1024; at least the expected concurrency")
         let maxBody = number("max_body_bytes", min: 0, max: 1e15, hint: "bytes; 0 disables the limit")
         let maxHeader = number("max_header_bytes", min: 1024, max: 1_048_576, hint: "bytes, e.g. 65536")
@@ -340,7 +344,8 @@ public enum ConfigLoader {
             routes: RoutePolicy(rules: rules),
             identity: IdentityHeaderMapper(mappings: mappings, claimsHeader: claimsHeaderText.isEmpty ? nil : claimsHeaderText, maxValueBytes: Int(maxIdentity)),
             healthPrefix: healthPrefix, shutdownTimeout: shutdown, upstreamConnectTimeout: connectTimeout,
-            upstreamTimeout: upstreamTimeout, upstreamMaxIdle: Int(upstreamMaxIdle), maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
+            upstreamTimeout: upstreamTimeout, upstreamMaxIdle: Int(upstreamMaxIdle), upstreamIdleTimeout: upstreamIdleTimeout,
+            maxBodyBytes: Int(maxBody), maxHeaderBytes: Int(maxHeader), idleTimeout: idle,
             tunnelIdleTimeout: tunnelIdle,
             headerTimeout: headerTimeout, clientBodyTimeout: bodyTimeout, clientSendTimeout: sendTimeout, maxConnections: Int(maxConnections), forwardAuthPath: forwardAuthPath, tokenCacheSize: Int(cacheSize),
             stripCookie: stripCookie, stripAuthorization: stripAuthorization, realm: realm, cors: cors, metricsListen: metricsListen,

@@ -4,14 +4,20 @@ import NIOCore
 
 /// One line per request: request id, method, path, status, auth outcome code, durations. Never a token or cookie.
 struct AccessLog: Sendable {
-    let logger: Logger
     let json: Bool
+    /// Whether lines are made at all: `access_log` on, and in text format only at log level `info` or below (text
+    /// access lines are `info` lines).
     let enabled: Bool
 
     init(logger: Logger, format: String, enabled: Bool) {
-        self.logger = logger
         self.json = format == "json"
-        self.enabled = enabled
+        self.enabled = enabled && (json || logger.logLevel <= .info)
+    }
+
+    /// Where the lines go: JSON lines to stdout (one object per line, for log shippers), text lines to stderr with the
+    /// other text logs.
+    static func sink(forFormat format: String) -> LogSink {
+        format == "json" ? .standardOutput : .standardError
     }
 
     /// W3C trace context of a request, logged (and forwarded untouched) so access lines join traces.
@@ -34,9 +40,10 @@ struct AccessLog: Sendable {
         }
     }
 
-    func record(requestID: String, method: String, path: String, status: UInt, outcome: String, start: NIODeadline, upstreamStart: NIODeadline?,
-                trace: Trace? = nil) {
-        guard enabled else { return }
+    /// The line of one finished request, newline included; nil when access lines are off.
+    func line(requestID: String, method: String, path: String, status: UInt, outcome: String, start: NIODeadline, upstreamStart: NIODeadline?,
+              trace: Trace? = nil) -> [UInt8]? {
+        guard enabled else { return nil }
         let now = NIODeadline.now()
         let totalMs = Double((now - start).nanoseconds) / 1e6
         let upstreamMs = upstreamStart.map { Double((now - $0).nanoseconds) / 1e6 }
@@ -47,27 +54,24 @@ struct AccessLog: Sendable {
             JSONValue.writeString(method, to: &bytes)
             bytes.append(contentsOf: ",\"path\":".utf8)
             JSONValue.writeString(bare, to: &bytes)
-            var o = String(decoding: bytes, as: UTF8.self)
-            o += ",\"status\":\(status),\"outcome\":\"\(outcome)\",\"ms\":\(SystemIO.threeDecimals(totalMs))"
+            var o = ",\"status\":\(status),\"outcome\":\"\(outcome)\",\"ms\":\(SystemIO.threeDecimals(totalMs))"
             if let upstreamMs { o += ",\"upstream_ms\":\(SystemIO.threeDecimals(upstreamMs))" }
             if let trace {
                 o += ",\"traceparent\":\"\(trace.traceparent)\""
                 if let state = trace.tracestate { o += ",\"tracestate\":\"\(state)\"" }
             }
             o += "}\n"
-            SystemIO.writeAll(o, fd: 1)
-        } else {
-            var metadata: Logger.Metadata = [
-                "request_id": "\(requestID)", "method": "\(method)", "path": "\(bare)", "status": "\(status)",
-                "outcome": "\(outcome)", "ms": "\(SystemIO.threeDecimals(totalMs))",
-                "upstream_ms": "\(upstreamMs.map { SystemIO.threeDecimals($0) } ?? "-")",
-            ]
-            if let trace {
-                metadata["traceparent"] = "\(trace.traceparent)"
-                if let state = trace.tracestate { metadata["tracestate"] = "\(state)" }
-            }
-            logger.info("access", metadata: metadata)
+            bytes.append(contentsOf: o.utf8)
+            return bytes
         }
+        var fields: [(String, String)] = [
+            ("request_id", requestID), ("method", method), ("path", bare), ("status", String(status)), ("outcome", outcome),
+            ("ms", SystemIO.threeDecimals(totalMs)), ("upstream_ms", upstreamMs.map { SystemIO.threeDecimals($0) } ?? "-"),
+        ]
+        if let trace {
+            fields.append(("traceparent", trace.traceparent))
+            if let state = trace.tracestate { fields.append(("tracestate", state)) }
+        }
+        return TextLogLine.make(level: .info, label: "authjs-sidecar", message: "access", metadata: fields)
     }
 }
-

@@ -1,4 +1,5 @@
 import CoreMetrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -24,6 +25,9 @@ public final class SidecarMetrics: Sendable {
     let tokenCacheHits: CoreMetrics.Counter
     let tokenCacheMisses: CoreMetrics.Counter
     let tokenCacheEntries: Meter
+    let logLinesDropped: CoreMetrics.Counter
+    /// The dropped-line total last added to `logLinesDropped` (scrapes may run on two loops at once).
+    private let reportedLogDrops = NIOLockedValueBox(0)
 
     /// Upper bounds; latencies of a sidecar on loopback sit well under a millisecond.
     static let buckets: [Duration] = [
@@ -61,6 +65,16 @@ public final class SidecarMetrics: Sendable {
         tokenCacheHits = counter("authjs_sidecar_token_cache_hits_total", "Verified-token cache hits.")
         tokenCacheMisses = counter("authjs_sidecar_token_cache_misses_total", "Verified-token cache misses.")
         tokenCacheEntries = gauge("authjs_sidecar_token_cache_entries", "Verified tokens cached.")
+        logLinesDropped = counter("authjs_sidecar_log_lines_dropped_total",
+                                  "Log lines dropped because stdout or stderr was not being read and the log buffer was full.")
+    }
+
+    /// Brings the dropped-log-line counter up to the sinks' current total.
+    func reportLogDrops(total: Int) {
+        reportedLogDrops.withLockedValue { reported in
+            if total > reported { logLinesDropped.increment(by: Int64(total - reported)) }
+            reported = max(reported, total)
+        }
     }
 
     /// A full metric name (no namespace, subsystem or unit parts: the names above already carry them) and its help.
@@ -234,6 +248,7 @@ final class MetricsHandler: ChannelInboundHandler {
             metrics.upstreamPoolIdle.set(all.reduce(0) { $0 + $1.idle })
             metrics.tokenCacheEntries.set(all.reduce(0) { $0 + $1.entries })
             metrics.openConnections.set(connections.current)
+            metrics.reportLogDrops(total: LogSink.standardOutput.dropped + LogSink.standardError.dropped)
             var request = LoopHistogram(), upstream = LoopHistogram()
             for loop in all {
                 request.merge(loop.request)

@@ -385,8 +385,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let now = NIODeadline.now()
         loop.metrics.record(status: status, outcome: outcome, nanoseconds: (now - start).nanoseconds,
                             upstreamNanoseconds: upstreamStart.map { (now - $0).nanoseconds })
-        shared.accessLog.record(requestID: requestID, method: method, path: path, status: status, outcome: outcome, start: start,
-                                upstreamStart: upstreamStart, trace: trace)
+        if let line = shared.accessLog.line(requestID: requestID, method: method, path: path, status: status, outcome: outcome,
+                                            start: start, upstreamStart: upstreamStart, trace: trace) {
+            loop.accessLines.append(line)
+        }
     }
 
     /// Idempotent (RFC 9110 §9.2.2) and without a body: safe to send again when a reused connection fails before

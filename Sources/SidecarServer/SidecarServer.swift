@@ -31,7 +31,12 @@ public final class SidecarServer: @unchecked Sendable {
         // The loops stop only after `serve` returned and released what it made: the quiescing helper fails a promise
         // in its deinit, and NIO refuses work handed to a stopped loop (a crash under `SWIFTNIO_STRICT`, and in
         // future NIO versions).
-        defer { try? group.syncShutdownGracefully() }
+        // Then the log writers get up to two seconds to write what the loops handed them (a reader that is still
+        // stalled then loses the rest; the process does not hang on it).
+        defer {
+            try? group.syncShutdownGracefully()
+            LogSink.drainStandardStreams(timeoutSeconds: 2)
+        }
         try serve()
     }
 
@@ -56,8 +61,9 @@ public final class SidecarServer: @unchecked Sendable {
         var loops: [ObjectIdentifier: LoopState] = [:]
         for loop in group.makeIterator() {
             let pool = UpstreamPool(eventLoop: loop, address: upstreamAddress, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)),
-                                    maxIdle: config.upstreamMaxIdle)
-            loops[ObjectIdentifier(loop)] = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: sharedMetrics)
+                                    maxIdle: config.upstreamMaxIdle, idleTimeout: .nanoseconds(Int64(config.upstreamIdleTimeout * 1e9)))
+            loops[ObjectIdentifier(loop)] = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: sharedMetrics,
+                                                      accessSink: AccessLog.sink(forFormat: config.logFormat))
         }
         let shared = ProxyContext(config: config, loops: loops, upstreamHost: upstreamHost, upstreamBasePath: basePath, logger: logger)
         let headerTimeout = TimeAmount.milliseconds(Int64(config.headerTimeout * 1000))
@@ -180,7 +186,8 @@ extension SidecarServer {
         public init(config: SidecarConfig, eventLoop: EventLoop, upstream: SocketAddress, upstreamHost: String, logger: Logger,
                     upstreamChannel: (@Sendable () -> EventLoopFuture<Channel>)? = nil) {
             let pool = UpstreamPool(eventLoop: eventLoop, address: upstream, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)),
-                                    maxIdle: config.upstreamMaxIdle, channelMaker: upstreamChannel)
+                                    maxIdle: config.upstreamMaxIdle, idleTimeout: .nanoseconds(Int64(config.upstreamIdleTimeout * 1e9)),
+                                    channelMaker: upstreamChannel)
             let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
             shared = ProxyContext(config: config, loops: [ObjectIdentifier(eventLoop): state], upstreamHost: upstreamHost,
                                   upstreamBasePath: "", logger: logger)

@@ -34,12 +34,14 @@ public enum SystemIO {
     /// stdout must not stop the proxy).
     public static func writeAll(_ text: String, fd: Int32) {
         var text = text
-        text.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
-            }
+        text.withUTF8 { writeAll(UnsafeRawBufferPointer($0), fd: fd) }
+    }
+
+    public static func writeAll(_ bytes: UnsafeRawBufferPointer, fd: Int32) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
         }
     }
 

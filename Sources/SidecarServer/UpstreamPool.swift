@@ -11,9 +11,12 @@ final class LoopState: @unchecked Sendable {
     @exclusivity(unchecked) var requestIDs = RequestIDGenerator()
     /// Requests sent again after a reused upstream connection failed before answering.
     @exclusivity(unchecked) var upstreamRetries = 0
+    /// This loop's access lines, handed to the log writer once per loop iteration.
+    let accessLines: LogBatch
 
-    init(pool: UpstreamPool, cacheCapacity: Int, metrics: SidecarMetrics) {
+    init(pool: UpstreamPool, cacheCapacity: Int, metrics: SidecarMetrics, accessSink: LogSink = .standardOutput) {
         self.pool = pool
+        self.accessLines = LogBatch(eventLoop: pool.eventLoop, sink: accessSink)
         self.cache = VerifiedTokenCache(capacity: cacheCapacity)
         self.metrics = LoopMetrics(shared: metrics)
     }
@@ -33,7 +36,14 @@ final class UpstreamPool: @unchecked Sendable {
     let address: SocketAddress
     let connectTimeout: TimeAmount
     let maxIdle: Int
-    @exclusivity(unchecked) private var idle: [UpstreamConnection] = []
+    /// How long a connection may sit idle before it is closed rather than used: below the upstream's own keep-alive
+    /// timeout, a request is never sent on a connection the upstream is closing at that moment (a POST, which cannot
+    /// be sent again, would get a 502).
+    let idleTimeout: TimeAmount
+    /// Idle connections, oldest first (released ones are appended, the newest is taken): the expired ones are a prefix.
+    @exclusivity(unchecked) private var idle: [IdleConnection] = []
+    /// Closes expired idle connections while no request takes them; started with the first release.
+    @exclusivity(unchecked) private var sweep: RepeatedTask?
     /// Connections ever opened (for tests and metrics).
     private(set) var opened = 0
 
@@ -42,23 +52,50 @@ final class UpstreamPool: @unchecked Sendable {
     let channelMaker: (@Sendable () -> EventLoopFuture<Channel>)?
 
     init(eventLoop: EventLoop, address: SocketAddress, connectTimeout: TimeAmount, maxIdle: Int = 128,
-         channelMaker: (@Sendable () -> EventLoopFuture<Channel>)? = nil) {
+         idleTimeout: TimeAmount = .seconds(4), channelMaker: (@Sendable () -> EventLoopFuture<Channel>)? = nil) {
         self.eventLoop = eventLoop
         self.address = address
         self.connectTimeout = connectTimeout
         self.maxIdle = maxIdle
+        self.idleTimeout = idleTimeout
         self.channelMaker = channelMaker
+    }
+
+    private struct IdleConnection {
+        let connection: UpstreamConnection
+        let since: NIODeadline
     }
 
     var idleCount: Int { idle.count }
 
-    /// An idle live connection, if any (synchronous: the common case costs no future and no read pause).
-    func takeIdle() -> UpstreamConnection? {
+    /// The newest idle live connection that has not been idle for `idleTimeout`, if any (synchronous: the common case
+    /// costs no future and no read pause). An expired one is closed, and with it every older one.
+    func takeIdle(now: NIODeadline = .now()) -> UpstreamConnection? {
         eventLoop.preconditionInEventLoop()
-        while let connection = idle.popLast() {
-            if connection.channel.isActive { return connection }
+        while let entry = idle.popLast() {
+            guard entry.connection.channel.isActive else { continue }
+            if now - entry.since < idleTimeout { return entry.connection }
+            entry.connection.channel.close(promise: nil)
+            closeIdle(upTo: idle.count)
+            return nil
         }
         return nil
+    }
+
+    /// Closes the idle connections that have been idle for `idleTimeout` by `now` (the sweep's work).
+    func closeExpired(now: NIODeadline = .now()) {
+        eventLoop.preconditionInEventLoop()
+        let expired = idle.firstIndex { now - $0.since < idleTimeout } ?? idle.count
+        closeIdle(upTo: expired)
+    }
+
+    /// Takes the oldest `count` idle connections out of the pool, then closes them (a close removes a connection
+    /// from `idle` through ``forget(_:)``, so not while iterating it).
+    private func closeIdle(upTo count: Int) {
+        guard count > 0 else { return }
+        let closing = idle[..<count]
+        idle.removeFirst(count)
+        for entry in closing { entry.connection.channel.close(promise: nil) }
     }
 
     /// An idle live connection, or a new one.
@@ -106,23 +143,30 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     /// Back to the pool after a complete exchange; closed when the pool is full.
-    func release(_ connection: UpstreamConnection) {
+    func release(_ connection: UpstreamConnection, now: NIODeadline = .now()) {
         eventLoop.preconditionInEventLoop()
         connection.handler.delegate = nil
         guard connection.channel.isActive, idle.count < maxIdle else {
             connection.channel.close(promise: nil)
             return
         }
-        idle.append(connection)
+        idle.append(IdleConnection(connection: connection, since: now))
+        if sweep == nil {
+            // Every half timeout: a connection is closed by the sweep at most 1.5 timeouts after its last use, and is
+            // never used after one.
+            let every = TimeAmount.nanoseconds(max(idleTimeout.nanoseconds / 2, TimeAmount.milliseconds(10).nanoseconds))
+            sweep = eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) { [weak self] _ in self?.closeExpired() }
+        }
     }
 
     func forget(_ handler: UpstreamHandler) {
-        idle.removeAll { $0.handler === handler }
+        idle.removeAll { $0.connection.handler === handler }
     }
 
     func closeAll() {
-        for c in idle { c.channel.close(promise: nil) }
-        idle.removeAll()
+        sweep?.cancel()
+        sweep = nil
+        closeIdle(upTo: idle.count)
     }
 }
 

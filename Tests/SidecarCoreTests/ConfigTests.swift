@@ -86,6 +86,7 @@ extension ConfigTests {
             #expect(c.upstreamConnectTimeout == 5)
             #expect(c.upstreamTimeout == 60)
             #expect(c.upstreamMaxIdle == 1024)
+            #expect(c.upstreamIdleTimeout == 4)
             #expect(c.maxBodyBytes == 1_073_741_824)
             #expect(c.maxHeaderBytes == 65536)
             #expect(c.idleTimeout == 60)
@@ -316,6 +317,8 @@ extension ConfigTests {
             (["SIDECAR_MAX_HEADER_BYTES": "10"], "SIDECAR_MAX_HEADER_BYTES"),
             (["SIDECAR_TUNNEL_IDLE_TIMEOUT": "0"], "SIDECAR_TUNNEL_IDLE_TIMEOUT"),
             (["SIDECAR_TUNNEL_IDLE_TIMEOUT": "forever"], "SIDECAR_TUNNEL_IDLE_TIMEOUT"),
+            (["SIDECAR_UPSTREAM_IDLE_TIMEOUT": "0"], "SIDECAR_UPSTREAM_IDLE_TIMEOUT"),
+            (["SIDECAR_UPSTREAM_IDLE_TIMEOUT": "-1"], "SIDECAR_UPSTREAM_IDLE_TIMEOUT"),
             (["AUTH_SECRET_1": ""], "AUTH_SECRET_1"),
         ]
 

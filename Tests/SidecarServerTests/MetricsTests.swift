@@ -184,9 +184,22 @@ struct SidecarMetricsTests {
         #expect(p.types[Self.total] == "histogram")
         #expect(p.types["authjs_sidecar_open_connections"] == "gauge")
         for family in p.types.keys { #expect(p.helps.contains(family), "\(family) has no HELP") }
-        #expect(p.types.count == 10)
+        #expect(p.types["authjs_sidecar_log_lines_dropped_total"] == "counter")
+        #expect(p.types.count == 11)
         #expect(p.samples["\(Self.upstream)_count"] == 0)
         #expect(p.buckets(Self.upstream).allSatisfy { $0.count == 0 })
+    }
+
+    /// The sinks' dropped totals only grow; each scrape adds what is new (two scrapes may report the same total).
+    @Test func droppedLogLinesFollowTheSinksTotal() {
+        let shared = SidecarMetrics()
+        let m = LoopMetrics(shared: shared)
+        #expect(m.text.samples["authjs_sidecar_log_lines_dropped_total"] == 0)
+        shared.reportLogDrops(total: 5)
+        shared.reportLogDrops(total: 5)
+        #expect(m.text.samples["authjs_sidecar_log_lines_dropped_total"] == 5)
+        shared.reportLogDrops(total: 12)
+        #expect(m.text.samples["authjs_sidecar_log_lines_dropped_total"] == 12)
     }
 }
 

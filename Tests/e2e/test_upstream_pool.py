@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 
 import httpx
 import pytest
@@ -138,6 +139,35 @@ def test_reused_connection_closed_by_the_upstream_is_retried_only_when_safe(toke
             assert post.status_code == 502 and post.json()["reason"] == "upstream_closed"
             assert [line for _, line in upstream.seen].count("POST /api/three HTTP/1.1") == 1
         assert metric(mport, "authjs_sidecar_upstream_retries_total") == 1
+    finally:
+        sidecar.stop()
+        upstream.close()
+
+
+def test_a_connection_idle_past_the_idle_timeout_is_closed_not_reused(token):
+    """The race above for a POST, avoided by the idle timeout: a pooled connection idle longer than
+    `SIDECAR_UPSTREAM_IDLE_TIMEOUT` is closed by the sweep (and would never be taken), so a POST after a pause goes on
+    a fresh connection. Right after a request the connection is still reused — and the upstream that drops it costs
+    that POST its 502, which is what the timeout spares when it is set below the upstream's keep-alive timeout."""
+    upstream = ClosingUpstream()
+    mport = free_port()
+    sidecar, port = start_sidecar(f"http://127.0.0.1:{upstream.port}",
+                                  {"SIDECAR_THREADS": "1", "SIDECAR_METRICS_LISTEN": f"127.0.0.1:{mport}",
+                                   "SIDECAR_UPSTREAM_IDLE_TIMEOUT": "0.4"})
+    try:
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=10) as client:
+            time.sleep(0.8)  # whatever start-up left in the pool expires
+            upstream.seen.clear()
+            assert client.post("/api/a", content=b"1").status_code == 200
+            assert metric(mport, "authjs_sidecar_upstream_pool_idle") == 1
+            time.sleep(0.8)
+            assert metric(mport, "authjs_sidecar_upstream_pool_idle") == 0, "the sweep closed the idle connection"
+            assert client.post("/api/b", content=b"2").status_code == 200, "a fresh connection, not the expired one"
+            third = client.post("/api/c", content=b"3")  # at once: the pooled connection is reused, and dropped
+            assert third.status_code == 502 and third.json()["reason"] == "upstream_closed"
+            seen = {line.split()[1]: n for n, line in upstream.seen}
+            assert seen["/api/a"] != seen["/api/b"] == seen["/api/c"], upstream.seen
     finally:
         sidecar.stop()
         upstream.close()

@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import Testing
+@testable import SidecarServer
+
+/// The log writer: lines reach the descriptor whole and in order; a reader that stops reading costs dropped lines,
+/// never a blocked caller; the shutdown drain gives up on such a reader.
+@Suite("Log sink")
+struct LogSinkTests {
+    /// A pipe whose read end does not block (reads poll up to a deadline), with a small kernel buffer.
+    static func pipePair(kernelBuffer: Int32 = 4096) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        _ = fcntl(fds[1], 1031 /* F_SETPIPE_SZ */, kernelBuffer)
+        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+        return (fds[0], fds[1])
+    }
+
+    /// Everything readable from `fd` until `count` bytes arrived or `seconds` passed.
+    static func read(_ fd: Int32, atLeast count: Int, within seconds: Double) -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let deadline = SystemIO.wallClock() + seconds
+        while out.count < count, SystemIO.wallClock() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 50) > 0 else { continue }
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { out.append(contentsOf: chunk[..<n]) }
+        }
+        return out
+    }
+
+    static func lines(_ bytes: [UInt8]) -> [String] {
+        bytes.split(separator: 0x0A, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func linesFromManyThreadsArriveWholeAndEachThreadsInOrder() async throws {
+        let (readEnd, writeEnd) = Self.pipePair(kernelBuffer: 65536)
+        defer { close(readEnd); close(writeEnd) }
+        let sink = LogSink(fd: writeEnd)
+        let threads = 4, perThread = 500
+        // Lines of different lengths, some batches of several lines, as the event loops hand them over.
+        await withTaskGroup(of: Void.self) { group in
+            for t in 0..<threads {
+                group.addTask {
+                    var i = 0
+                    while i < perThread {
+                        let batch = min(1 + i % 3, perThread - i)
+                        var bytes: [UInt8] = []
+                        for k in i..<(i + batch) {
+                            bytes.append(contentsOf: "t\(t) n\(k) \(String(repeating: "x", count: k % 97))\n".utf8)
+                        }
+                        sink.submit(bytes, lines: batch)
+                        i += batch
+                    }
+                }
+            }
+        }
+        var expectedBytes = 0
+        for t in 0..<threads {
+            for k in 0..<perThread { expectedBytes += "t\(t) n\(k) \(String(repeating: "x", count: k % 97))\n".utf8.count }
+        }
+        let received = Self.read(readEnd, atLeast: expectedBytes, within: 20)
+        #expect(received.count == expectedBytes)
+        #expect(sink.dropped == 0)
+        var next = [Int](repeating: 0, count: threads)
+        for line in Self.lines(received) {
+            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+            let t = Int(parts[0].dropFirst())!, k = Int(parts[1].dropFirst())!
+            #expect(k == next[t], "thread \(t)'s lines in order")
+            #expect(parts.count == 3 && parts[2] == String(repeating: "x", count: k % 97)[...], "line whole")
+            next[t] = k + 1
+        }
+        #expect(next == [Int](repeating: perThread, count: threads))
+        #expect(sink.drain(timeoutSeconds: 5))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aReaderThatStopsReadingCostsDroppedLinesNeverABlockedCaller() throws {
+        let (readEnd, writeEnd) = Self.pipePair()
+        defer { close(readEnd); close(writeEnd) }
+        let sink = LogSink(fd: writeEnd, capacity: 16 * 1024)
+        let total = 5000
+        // 500 KB against 4 KiB of pipe, 16 KiB of buffer and one batch in the writer's hands: most must be dropped,
+        // and every submit returns (a blocking write here would hang the test until its time limit).
+        for i in 0..<total {
+            sink.submit(Array("line \(String(i).leftPadded(5)) \(String(repeating: "y", count: 88))\n".utf8), lines: 1)
+        }
+        let dropped = sink.dropped
+        #expect(dropped > total / 2)
+        #expect(!sink.drain(timeoutSeconds: 0.2), "the drain gives up on a reader that does not read")
+
+        // The reader comes back: what was kept arrives whole and in order, and kept + dropped = submitted.
+        let received = Self.lines(Self.read(readEnd, atLeast: (total - dropped) * 100, within: 20))
+        #expect(received.count == total - dropped)
+        var last = -1
+        for line in received {
+            #expect(line.utf8.count == 99 && line.hasSuffix(String(repeating: "y", count: 88)))
+            let n = Int(String(line.dropFirst(5).prefix(5).filter { $0 != " " }))!
+            #expect(n > last)
+            last = n
+        }
+        #expect(sink.drain(timeoutSeconds: 5), "drained once the reader reads")
+        // Room again: a new line is kept.
+        sink.submit(Array("after\n".utf8), lines: 1)
+        #expect(Self.lines(Self.read(readEnd, atLeast: 6, within: 5)) == ["after"])
+        #expect(sink.dropped == dropped)
+    }
+
+    @Test func textLinesEscapeControlCharactersSoAValueCannotForgeALine() {
+        let line = TextLogLine.make(level: .warning, label: "authjs-sidecar", message: "bad\nthing",
+                                    metadata: [("path", "/a\r\n2026-01-01T00:00:00.000Z error forged: x"), ("why", "tab\there\\ \u{7F}\u{1}é")])
+        let text = String(decoding: line, as: UTF8.self)
+        #expect(line.filter { $0 == 0x0A }.count == 1 && line.last == 0x0A)
+        #expect(text.dropFirst(24) == #" warning authjs-sidecar: bad\nthing path=/a\r\n2026-01-01T00:00:00.000Z error forged: x why=tab\there\\ \x7f\x01é"# + "\n")
+    }
+
+    @Test(arguments: [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (1_764_067_267.123_4, "2025-11-25T10:41:07.123Z"),
+        (951_782_400.999_9, "2000-02-29T00:00:00.999Z"),
+        (4_102_444_799.5, "2099-12-31T23:59:59.500Z"),
+    ])
+    func timestampsAreUTCWithMilliseconds(seconds: Double, expected: String) {
+        var out: [UInt8] = []
+        TextLogLine.appendTimestamp(seconds, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == expected)
+    }
+
+    @Test func accessLinesInTextFormatFollowTheLogLevel() throws {
+        let info = Logger(label: "t") { SinkLogHandler(label: $0, sink: LogSink(fd: -1), level: .info) }
+        var warning = info
+        warning.logLevel = .warning
+        let start = NIODeadline.now()
+        let text = AccessLog(logger: info, format: "text", enabled: true)
+        let line = try #require(text.line(requestID: "r1", method: "GET", path: "/a b?token=secret", status: 200, outcome: "ok",
+                                          start: start, upstreamStart: nil))
+        let fields = String(decoding: line, as: UTF8.self).split(separator: " ").dropFirst(2)
+        #expect(fields.prefix(7).map(String.init) == ["authjs-sidecar:", "access", "request_id=r1", "method=GET", "path=/a", "b", "status=200"])
+        #expect(!String(decoding: line, as: UTF8.self).contains("secret"), "no query string")
+        #expect(AccessLog(logger: warning, format: "text", enabled: true).line(
+            requestID: "r1", method: "GET", path: "/", status: 200, outcome: "ok", start: start, upstreamStart: nil) == nil,
+            "text access lines are info lines")
+        #expect(AccessLog(logger: warning, format: "json", enabled: true).line(
+            requestID: "r1", method: "GET", path: "/", status: 200, outcome: "ok", start: start, upstreamStart: nil) != nil,
+            "JSON access lines do not depend on the text log level")
+        #expect(AccessLog(logger: info, format: "json", enabled: false).line(
+            requestID: "r1", method: "GET", path: "/", status: 200, outcome: "ok", start: start, upstreamStart: nil) == nil)
+    }
+}
+
+private extension String {
+    func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}
