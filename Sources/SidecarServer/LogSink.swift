@@ -20,8 +20,12 @@ public final class LogSink: @unchecked Sendable {
     public static let standardOutput = LogSink(fd: 1)
     public static let standardError = LogSink(fd: 2)
 
-    /// Bytes that may wait for the writer: ~1 MiB is several thousand access lines, seconds of a busy sidecar's log.
+    /// Bytes held for the writer in all (queued and being written): ~1 MiB is several thousand access lines, seconds
+    /// of a busy sidecar's log.
     public static let defaultCapacity = 1 << 20
+    /// The most one `write(2)` carries: on a pipe, writes up to `PIPE_BUF` are atomic, so lines from stdout's and
+    /// stderr's writers sharing one pipe (`2>&1`, systemd's `StandardError=inherit`) never interleave mid-line.
+    static let atomicWrite = 4096
 
     /// The writer's phase, the condition the lock waits on.
     private enum Phase: Int {
@@ -34,6 +38,8 @@ public final class LogSink: @unchecked Sendable {
     // Guarded by `lock`.
     private var pending: [UInt8] = []
     private var droppedLines = 0
+    /// Bytes of the batch the writer holds (counted against `capacity` with `pending`).
+    private var inFlight = 0
     private var writerStarted = false
     /// No writer thread could be made (resource limits): lines are written in place, as before — slower, still correct.
     private var writesInPlace = false
@@ -52,8 +58,8 @@ public final class LogSink: @unchecked Sendable {
         return droppedLines
     }
 
-    /// Queues `bytes` (`lines` whole lines, each ending in a newline) for the writer, or drops them all when they do
-    /// not fit in what is left of the buffer. Never blocks on the descriptor.
+    /// Queues `bytes` (`lines` whole lines, each ending in a newline) for the writer: the whole lines that fit in what
+    /// is left of the buffer; the rest are dropped and counted. Never blocks on the descriptor.
     public func submit(_ bytes: UnsafeRawBufferPointer, lines: Int) {
         guard !bytes.isEmpty else { return }
         lock.lock()
@@ -63,12 +69,19 @@ public final class LogSink: @unchecked Sendable {
             SystemIO.writeAll(bytes, fd: fd)
             return
         }
-        guard pending.count + bytes.count <= capacity else {
-            droppedLines += lines
-            lock.unlock()
-            return
+        let room = capacity - pending.count - inFlight
+        var kept = bytes.count
+        if kept > room {
+            // Up to the last line end that fits.
+            kept = room > 0 ? (bytes[..<room].lastIndex(of: 0x0A).map { $0 + 1 } ?? 0) : 0
+            let keptLines = bytes[..<kept].reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+            droppedLines += max(0, lines - keptLines)
+            guard kept > 0 else {
+                lock.unlock()
+                return
+            }
         }
-        pending.append(contentsOf: bytes)
+        pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[..<kept]))
         // Only an idle writer waits on the condition; a writing one looks at `pending` when its write returns.
         if phase == .idle { unlock(setting: .pending) } else { lock.unlock() }
     }
@@ -117,12 +130,51 @@ public final class LogSink: @unchecked Sendable {
         while true {
             lock.lock(whenValue: Phase.pending.rawValue)
             swap(&batch, &pending)  // the emptied buffer goes back with its capacity
+            inFlight = batch.count
             unlock(setting: .writing)
-            batch.withUnsafeBytes { SystemIO.writeAll($0, fd: fd) }
+            let lost = batch.withUnsafeBytes { writeLines($0) }
             batch.removeAll(keepingCapacity: batch.capacity <= 4 * 65536)
             lock.lock()
+            inFlight = 0
+            droppedLines += lost
             unlock(setting: pending.isEmpty ? .idle : .pending)
         }
+    }
+
+    /// Writes whole lines in writes of at most ``atomicWrite`` bytes (a longer line goes alone), waiting while a
+    /// non-blocking descriptor is full. On an error (a closed pipe, a bad descriptor) gives up on the rest and returns
+    /// how many lines that lost.
+    private func writeLines(_ bytes: UnsafeRawBufferPointer) -> Int {
+        var start = 0
+        while start < bytes.count {
+            var end = min(bytes.count, start + Self.atomicWrite)
+            if end < bytes.count {
+                // The last line end in the window, or the end of the one long line starting at `start`.
+                if let last = bytes[start..<end].lastIndex(of: 0x0A) {
+                    end = last + 1
+                } else {
+                    end = bytes[end...].firstIndex(of: 0x0A).map { $0 + 1 } ?? bytes.count
+                }
+            }
+            var offset = start
+            while offset < end {
+                let n = write(fd, bytes.baseAddress! + offset, end - offset)
+                if n > 0 {
+                    offset += n
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    var waiter = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&waiter, 1, 1000)
+                } else {
+                    // The line cut short counts as lost with the rest.
+                    let lineStart = bytes[start..<offset].lastIndex(of: 0x0A).map { $0 + 1 } ?? start
+                    return bytes[lineStart...].reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                }
+            }
+            start = end
+        }
+        return 0
     }
 
     private func unlock(setting next: Phase) {
@@ -144,14 +196,22 @@ final class LogBatch: @unchecked Sendable {
         self.sink = sink
     }
 
-    /// Adds one line (its bytes end in a newline); the first of an iteration schedules the hand-over.
-    func append(_ line: [UInt8]) {
+    /// Bytes after which a batch is handed over at once: one loop iteration can finish thousands of pipelined requests
+    /// (a client's 256 KiB of 28-byte requests, all answered locally), and a batch larger than the sink's room would
+    /// lose every line that does not fit — a client could drop its own lines from the log (found in review).
+    static let handOverBytes = 65536
+
+    /// Adds one line, which `write` appends in place (ending in a newline); the first of an iteration schedules the
+    /// hand-over.
+    func append(_ write: (inout [UInt8]) -> Void) {
         if lines == 0 { eventLoop.execute { self.flush() } }
-        bytes.append(contentsOf: line)
+        write(&bytes)
         lines += 1
+        if bytes.count >= Self.handOverBytes { flush() }
     }
 
     func flush() {
+        guard lines > 0 else { return }
         sink.submit(bytes, lines: lines)
         bytes.removeAll(keepingCapacity: bytes.capacity <= 65536)
         lines = 0
@@ -164,27 +224,39 @@ enum TextLogLine {
     static func make(level: Logger.Level, label: String, message: String, metadata: [(String, String)]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(128 + message.utf8.count)
-        appendTimestamp(SystemIO.wallClock(), to: &out)
+        appendPrefix(level: level, label: label, message: message, to: &out)
+        for (key, value) in metadata { appendField(key, value, to: &out) }
+        out.append(0x0A)
+        return out
+    }
+
+    /// `<timestamp> <level> <label>: <message>`, escaped.
+    static func appendPrefix(level: Logger.Level, label: String, message: String, to out: inout [UInt8]) {
+        appendTimestamp(milliseconds: SystemIO.wallClockMilliseconds(), to: &out)
         out.append(0x20)
         out.append(contentsOf: level.rawValue.utf8)
         out.append(0x20)
         appendEscaped(label, to: &out)
         out.append(contentsOf: ": ".utf8)
         appendEscaped(message, to: &out)
-        for (key, value) in metadata {
-            out.append(0x20)
-            appendEscaped(key, to: &out)
-            out.append(UInt8(ascii: "="))
-            appendEscaped(value, to: &out)
-        }
-        out.append(0x0A)
-        return out
+    }
+
+    /// ` key=value`, escaped; a value with a space, `=` or `"` in it is quoted as logfmt does (`key="a b"`, inner `"` as
+    /// `\"`), so a client-supplied value such as a `tracestate` cannot add a field of its own (found in review).
+    static func appendField(_ key: String, _ value: String, to out: inout [UInt8]) {
+        out.append(0x20)
+        appendEscaped(key, to: &out)
+        out.append(UInt8(ascii: "="))
+        let quoted = value.utf8.contains { $0 == 0x20 || $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") } || value.isEmpty
+        if quoted { out.append(UInt8(ascii: "\"")) }
+        appendEscaped(value, quotes: quoted, to: &out)
+        if quoted { out.append(UInt8(ascii: "\"")) }
     }
 
     /// ISO 8601 in UTC with milliseconds.
-    static func appendTimestamp(_ seconds: Double, to out: inout [UInt8]) {
-        var whole = time_t(seconds.rounded(.down))
-        let millis = min(999, Int((seconds - Double(whole)) * 1000))
+    static func appendTimestamp(milliseconds: Int64, to out: inout [UInt8]) {
+        var whole = time_t(milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000)
+        let millis = Int(milliseconds - Int64(whole) * 1000)
         var parts = tm()
         gmtime_r(&whole, &parts)
         func digits(_ value: Int, _ count: Int) {
@@ -206,16 +278,19 @@ enum TextLogLine {
         digits(millis, 3); out.append(UInt8(ascii: "Z"))
     }
 
-    /// Bytes below 0x20 and DEL as `\n`, `\r`, `\t` or `\xHH`, and the backslash doubled; the rest as is.
-    static func appendEscaped(_ text: String, to out: inout [UInt8]) {
-        let hex = Array("0123456789abcdef".utf8)
+    /// Bytes below 0x20 and DEL as `\n`, `\r`, `\t` or `\xHH`, the backslash doubled, and with `quotes` the double
+    /// quote as `\"`; the rest as is.
+    static func appendEscaped(_ text: String, quotes: Bool = false, to out: inout [UInt8]) {
+        @inline(__always) func hexDigit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x57 + nibble }
         for byte in text.utf8 {
             switch byte {
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0..<0x20, 0x7F: out.append(contentsOf: [0x5C, UInt8(ascii: "x"), hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
+            case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
+            case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
+            case 0x5C: out.append(0x5C); out.append(0x5C)
+            case 0x22 where quotes: out.append(0x5C); out.append(0x22)
+            case 0..<0x20, 0x7F:
+                out.append(0x5C); out.append(UInt8(ascii: "x")); out.append(hexDigit(byte >> 4)); out.append(hexDigit(byte & 15))
             default: out.append(byte)
             }
         }

@@ -385,9 +385,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler, Upstrea
         let now = NIODeadline.now()
         loop.metrics.record(status: status, outcome: outcome, nanoseconds: (now - start).nanoseconds,
                             upstreamNanoseconds: upstreamStart.map { (now - $0).nanoseconds })
-        if let line = shared.accessLog.line(requestID: requestID, method: method, path: path, status: status, outcome: outcome,
-                                            start: start, upstreamStart: upstreamStart, trace: trace) {
-            loop.accessLines.append(line)
+        if shared.accessLog.enabled {
+            let log = shared.accessLog, trace = self.trace
+            loop.accessLines.append { out in
+                log.write(requestID: requestID, method: method, path: path, status: status, outcome: outcome, start: start,
+                          upstreamStart: upstreamStart, trace: trace, into: &out)
+            }
         }
     }
 

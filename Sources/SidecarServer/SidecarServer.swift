@@ -20,6 +20,8 @@ public final class SidecarServer: @unchecked Sendable {
     /// keep-alive connection holds (−1 MiB per 1 000 connections, Tests/bench/HISTORY.md).
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536)
 
+    /// `logger` takes the server's own messages (start, shutdown, warnings). Access lines do not go through it: they
+    /// are written to stdout (JSON) or stderr (text) by ``LogSink``, per event-loop iteration, never blocking a loop.
     public init(config: SidecarConfig, logger: Logger) {
         self.config = config
         self.logger = logger
@@ -188,7 +190,8 @@ extension SidecarServer {
             let pool = UpstreamPool(eventLoop: eventLoop, address: upstream, connectTimeout: .milliseconds(Int64(config.upstreamConnectTimeout * 1000)),
                                     maxIdle: config.upstreamMaxIdle, idleTimeout: .nanoseconds(Int64(config.upstreamIdleTimeout * 1e9)),
                                     channelMaker: upstreamChannel)
-            let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics())
+            let state = LoopState(pool: pool, cacheCapacity: config.tokenCacheSize, metrics: SidecarMetrics(),
+                                  accessSink: AccessLog.sink(forFormat: config.logFormat))
             shared = ProxyContext(config: config, loops: [ObjectIdentifier(eventLoop): state], upstreamHost: upstreamHost,
                                   upstreamBasePath: "", logger: logger)
             limit = ConnectionLimit(max: config.maxConnections)

@@ -15,6 +15,13 @@ public enum SystemIO {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
+    /// Milliseconds since the Unix epoch, rounded (the access log's `ts`).
+    public static func wallClockMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + (Int64(ts.tv_nsec) + 500_000) / 1_000_000
+    }
+
     /// The process environment as `NAME=value` pairs (the first of a repeated name wins, as `getenv` does).
     public static func environment() -> [String: String] {
         var out: [String: String] = [:]
@@ -66,14 +73,5 @@ public enum SystemIO {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         if connected != 0 && errno == ECONNREFUSED { _ = unlink(path) }
-    }
-
-    /// `value` with exactly three decimals (`12.345`), as the access log prints milliseconds and times.
-    public static func threeDecimals(_ value: Double) -> String {
-        guard value.isFinite, abs(value) < 1e15 else { return value.isFinite ? String(value) : "0.000" }
-        let thousandths = Int64((abs(value) * 1000).rounded())
-        let fraction = String(thousandths % 1000)
-        return (value < 0 && thousandths != 0 ? "-" : "") + String(thousandths / 1000) + "."
-            + String(repeating: "0", count: 3 - fraction.count) + fraction
     }
 }

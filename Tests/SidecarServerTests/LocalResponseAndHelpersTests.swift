@@ -217,19 +217,36 @@ struct LocalResponseTests {
 /// The C-library replacements for what Foundation did (the executable links no Foundation).
 @Suite("SystemIO")
 struct SystemIOTests {
-    @Test("three decimals, as String(format: \"%.3f\") printed them", arguments: [
-        (0.0, "0.000"), (1.0, "1.000"), (0.0004, "0.000"), (0.0005, "0.001"), (12.3456, "12.346"), (999.9996, "1000.000"),
-        (-1.25, "-1.250"), (-0.0001, "0.000"), (1_795_463_491.6954, "1795463491.695"), (.nan, "0.000"), (.infinity, "0.000"),
+    @Test("durations in milliseconds with three places, as String(format: \"%.3f\") printed them", arguments: [
+        (Int64(0), "0.000"), (1_000_000, "1.000"), (400, "0.000"), (500, "0.001"), (12_345_600, "12.346"),
+        (999_999_600, "1000.000"), (326_400, "0.326"), (86_400_000_000_000, "86400000.000"), (-5, "0.000"),
     ])
-    func threeDecimals(value: Double, text: String) {
-        #expect(SystemIO.threeDecimals(value) == text)
-        if value.isFinite, value >= 0 { #expect(String(format: "%.3f", value) == text, "matches the format it replaced") }
+    func milliseconds(nanoseconds: Int64, text: String) {
+        var out: [UInt8] = []
+        LogDigits.appendMilliseconds(nanoseconds: nanoseconds, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == text)
+        if nanoseconds >= 0 {
+            #expect(String(format: "%.3f", Double(nanoseconds / 1000 + (nanoseconds % 1000 >= 500 ? 1 : 0)) / 1000) == text,
+                    "matches the format it replaced")
+        }
     }
 
-    @Test("the wall clock is Unix time in seconds")
+    @Test("integers and thousandths", arguments: [Int64(0), 7, 10, 99, 100, 1_795_463_491_695, -42, Int64.max, Int64.min + 1])
+    func integers(value: Int64) {
+        var out: [UInt8] = []
+        LogDigits.appendInteger(value, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == String(value))
+        out = []
+        LogDigits.appendThousandths(value, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == (value < 0 ? "-" : "") + "\(value.magnitude / 1000)."
+            + String(String(value.magnitude % 1000 + 1000).dropFirst()))
+    }
+
+    @Test("the wall clock is Unix time in seconds and milliseconds")
     func wallClock() {
         let now = SystemIO.wallClock()
         #expect(abs(now - Date().timeIntervalSince1970) < 5)
+        #expect(abs(Double(SystemIO.wallClockMilliseconds()) / 1000 - now) < 5)
     }
 
     @Test("the environment is the process's, as Foundation reads it")

@@ -6,6 +6,8 @@
 #   Tests/bench/instructions.sh [N1=200] [N2=1200]      BIN=path/to/authjs-sidecar to measure another build
 #   KEEP_PROFILE=dir keeps the callgrind outputs there
 #   REQUEST=browser adds the 13 headers a browser's fetch() sends (Accept, User-Agent, Sec-Fetch-*, …) to each request
+#   ACCESS_LOG=json|text counts with the access log on (JSON lines to stdout, text lines to stderr; both to a file
+#                   here), the writer thread's instructions included (its write system calls are kernel time, not counted)
 #   SERVER=nio-floor counts the NIO byte relay of Tests/bench/nio-floor instead (no HTTP, no token: the floor)
 #   LOAD="8 64 256" counts under wrk -t1 at each concurrency instead (LOAD_SECONDS=15 after a 3 s warm-up): whether a
 #                   request costs more instructions when more connections are busy (several requests per loop turn);
@@ -33,11 +35,15 @@ trap cleanup EXIT
 strip --strip-debug -o "$RUN/sidecar" "$BIN"
 bench_upstream "$RUN" "$UP_PORT"
 
+ACCESS_LOG_ON=false; LOG_LEVEL=warning
+[ -n "${ACCESS_LOG:-}" ] && { ACCESS_LOG_ON=true; LOG_LEVEL=info; }
+
 start() {  # start NAME -> a sidecar (or relay) under callgrind, counts to $RUN/cg.NAME; sets pid
     local args=(serve)
     [ "${SERVER:-sidecar}" = nio-floor ] && args=("$PORT" "$UP_PORT")
     AUTH_SECRET=$(cat "$KIT/tokens/secret.txt") SIDECAR_LISTEN=127.0.0.1:$PORT SIDECAR_UPSTREAM=http://127.0.0.1:$UP_PORT \
-        SIDECAR_THREADS=1 SIDECAR_ACCESS_LOG=false SIDECAR_LOG_LEVEL=warning SIDECAR_TOKEN_FORMATS=authjs-v5,nextauth-v4 \
+        SIDECAR_THREADS=1 SIDECAR_ACCESS_LOG=$ACCESS_LOG_ON SIDECAR_LOG_FORMAT=${ACCESS_LOG:-text} \
+        SIDECAR_LOG_LEVEL=$LOG_LEVEL SIDECAR_TOKEN_FORMATS=authjs-v5,nextauth-v4 \
         valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=1048576,16,64} \
         --callgrind-out-file="$RUN/cg.$1" "$RUN/sidecar" "${args[@]}" >"$RUN/vg.$1.log" 2>&1 &
     pid=$!
