@@ -59,7 +59,7 @@ struct AccessLog: Sendable {
         let total = (now - start).nanoseconds
         let upstream = upstreamStart.map { (now - $0).nanoseconds }
         // The path is logged without its query string: queries can carry secrets.
-        let bare = path.utf8.contains(UInt8(ascii: "?")) ? String(path.prefix { $0 != "?" }) : path
+        let bare = path.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(path[..<$0]) } ?? path
         if json {
             out.append(contentsOf: #"{"ts":"#.utf8)
             LogDigits.appendThousandths(SystemIO.wallClockMilliseconds(), to: &out)

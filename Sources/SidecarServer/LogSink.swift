@@ -58,7 +58,7 @@ public final class LogSink: @unchecked Sendable {
         return droppedLines
     }
 
-    /// Queues `bytes` (`lines` whole lines, each ending in a newline) for the writer: the whole lines that fit in what
+    /// Queues `bytes` (`lines` whole lines, each ending in a newline — lines are counted by their newlines) for the writer: the whole lines that fit in what
     /// is left of the buffer; the rest are dropped and counted. Never blocks on the descriptor.
     public func submit(_ bytes: UnsafeRawBufferPointer, lines: Int) {
         guard !bytes.isEmpty else { return }
@@ -172,6 +172,10 @@ public final class LogSink: @unchecked Sendable {
                     return bytes[lineStart...].reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
                 }
             }
+            // What is written no longer takes room: a slow reader draining a large batch frees it as it goes.
+            lock.lock()
+            inFlight -= end - start
+            lock.unlock()
             start = end
         }
         return 0
@@ -213,7 +217,7 @@ final class LogBatch: @unchecked Sendable {
     func flush() {
         guard lines > 0 else { return }
         sink.submit(bytes, lines: lines)
-        bytes.removeAll(keepingCapacity: bytes.capacity <= 65536)
+        bytes.removeAll(keepingCapacity: bytes.capacity <= 2 * Self.handOverBytes)
         lines = 0
     }
 }
@@ -247,7 +251,10 @@ enum TextLogLine {
         out.append(0x20)
         appendEscaped(key, to: &out)
         out.append(UInt8(ascii: "="))
-        let quoted = value.utf8.contains { $0 == 0x20 || $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") } || value.isEmpty
+        // A backslash or escaped control byte is quoted too: logfmt readers take an unquoted value literally.
+        let quoted = value.isEmpty || value.utf8.contains {
+            $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") || $0 == 0x5C
+        }
         if quoted { out.append(UInt8(ascii: "\"")) }
         appendEscaped(value, quotes: quoted, to: &out)
         if quoted { out.append(UInt8(ascii: "\"")) }

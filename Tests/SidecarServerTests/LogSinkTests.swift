@@ -122,12 +122,15 @@ struct LogSinkTests {
         func line(_ tag: String, _ i: Int) -> String { "\(tag)\(i) \(String(repeating: "z", count: 997 - tag.count))" }
         func batch(_ tag: String) -> [UInt8] { (0..<10).flatMap { Array((line(tag, $0) + "\n").utf8) } }
         #expect(batch("a").count == 10_000)
+        // The pipe full before anything is submitted: the writer cannot write a byte of the first batch.
+        let filler = Array(String(repeating: "f", count: 4095).utf8) + [0x0A]
+        #expect(filler.withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) } == 4096)
         sink.submit(batch("a"), lines: 10)
-        // 10 000 bytes held (queued, or with the writer, which is stuck on the 4 KiB pipe): room for 6 of the next 10.
+        // 10 000 bytes held (queued, or with the stuck writer): room for 6 of the next 10.
         sink.submit(batch("b"), lines: 10)
         #expect(sink.dropped == 4)
-        let lines = Self.lines(Self.read(readEnd, atLeast: 16_000, within: 20))
-        #expect(lines == (0..<10).map { line("a", $0) } + (0..<6).map { line("b", $0) })
+        let lines = Self.lines(Self.read(readEnd, atLeast: 4096 + 16_000, within: 20))
+        #expect(lines == [String(repeating: "f", count: 4095)] + (0..<10).map { line("a", $0) } + (0..<6).map { line("b", $0) })
     }
 
     /// stdout and stderr on one pipe (`2>&1`): each write is at most `PIPE_BUF` and ends at a line end, so the two
@@ -186,6 +189,13 @@ struct LogSinkTests {
         let text = String(decoding: line, as: UTF8.self)
         #expect(line.filter { $0 == 0x0A }.count == 1 && line.last == 0x0A)
         #expect(text.dropFirst(24) == #" warning authjs-sidecar: bad\nthing path="/a\r\n2026-01-01T00:00:00.000Z error forged: x" why="tab\there\\ \x7f\x01é""# + "\n")
+        // Quoted too: a backslash or an escaped control byte alone (a logfmt reader takes an unquoted value literally).
+        var out: [UInt8] = []
+        TextLogLine.appendField("a", #"x\y"#, to: &out)
+        TextLogLine.appendField("b", "x\u{1}", to: &out)
+        TextLogLine.appendField("c", "", to: &out)
+        TextLogLine.appendField("d", "plain/path-1.2", to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == #" a="x\\y" b="x\x01" c="" d=plain/path-1.2"#)
     }
 
     /// A client's `tracestate` (printable ASCII with spaces) stays one quoted value: `a=1 status=200` cannot read as a
