@@ -58,8 +58,9 @@ public final class LogSink: @unchecked Sendable {
         return droppedLines
     }
 
-    /// Queues `bytes` (`lines` whole lines, each ending in a newline — lines are counted by their newlines) for the writer: the whole lines that fit in what
-    /// is left of the buffer; the rest are dropped and counted. Never blocks on the descriptor.
+    /// Queues `bytes` (`lines` whole lines, each ending in a newline; what is kept is counted by its newlines) for the
+    /// writer: the whole lines that fit in what is left of the buffer; the rest are dropped and counted. Never blocks
+    /// on the descriptor.
     public func submit(_ bytes: UnsafeRawBufferPointer, lines: Int) {
         guard !bytes.isEmpty else { return }
         lock.lock()
